@@ -1,0 +1,509 @@
+package onnx
+
+import (
+	"fmt"
+
+	"github.com/graft-dev/graft/onnx/internal/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// decodeModel converts the protobuf model to the IR. It fails on what the IR
+// cannot represent (no graph, a value defined twice, a malformed tensor);
+// other defects are left for Validate, which names them all.
+func decodeModel(p *pb.ModelProto) (*Model, error) {
+	m := &Model{
+		IRVersion:       p.GetIrVersion(),
+		ProducerName:    p.GetProducerName(),
+		ProducerVersion: p.GetProducerVersion(),
+		Domain:          p.GetDomain(),
+		ModelVersion:    p.GetModelVersion(),
+		DocString:       p.GetDocString(),
+		Metadata:        decodeProps(p.GetMetadataProps()),
+		orig:            p,
+	}
+	for _, o := range p.GetOpsetImport() {
+		m.Opsets = append(m.Opsets, Opset{Domain: o.GetDomain(), Version: o.GetVersion()})
+	}
+	if p.Graph == nil {
+		return nil, fmt.Errorf("the model has no graph (is this an ONNX model?)")
+	}
+	g, err := decodeGraph(p.Graph, nil)
+	if err != nil {
+		return nil, err
+	}
+	m.Graph = g
+	return m, nil
+}
+
+func decodeProps(ps []*pb.StringStringEntryProto) []Property {
+	var out []Property
+	for _, kv := range ps {
+		out = append(out, Property{kv.GetKey(), kv.GetValue()})
+	}
+	return out
+}
+
+// scope resolves value names in a graph and then in its enclosing graphs.
+type scope struct {
+	graph  *Graph
+	defs   map[string]*Value
+	parent *scope
+}
+
+func (s *scope) lookup(name string) *Value {
+	for ; s != nil; s = s.parent {
+		if v, ok := s.defs[name]; ok {
+			return v
+		}
+	}
+	return nil
+}
+
+func decodeGraph(p *pb.GraphProto, parent *scope) (*Graph, error) {
+	g := &Graph{
+		Name:      p.GetName(),
+		DocString: p.GetDocString(),
+		Metadata:  decodeProps(p.GetMetadataProps()),
+		orig:      p,
+	}
+	sc := &scope{graph: g, defs: map[string]*Value{}, parent: parent}
+	if parent != nil {
+		g.parent = parent.graph
+	}
+	where := "graph " + quote(g.Name)
+
+	for _, tp := range p.GetInitializer() {
+		t, err := decodeTensor(tp)
+		if err != nil {
+			return nil, fmt.Errorf("%s: initializer: %w", where, err)
+		}
+		if sc.defs[t.Name] != nil {
+			return nil, fmt.Errorf("%s: initializer %q is defined twice", where, t.Name)
+		}
+		v := &Value{Name: t.Name, Const: t, graph: g}
+		v.Type = TensorType(t.DType, t.Dims...)
+		sc.defs[t.Name] = v
+		g.Initializers = append(g.Initializers, v)
+	}
+	seenInput := map[string]bool{}
+	for _, vi := range p.GetInput() {
+		name := vi.GetName()
+		if seenInput[name] {
+			return nil, fmt.Errorf("%s: input %q is listed twice", where, name)
+		}
+		seenInput[name] = true
+		v := sc.defs[name] // an initializer also listed as an input
+		if v == nil {
+			v = &Value{Name: name, graph: g}
+			sc.defs[name] = v
+		}
+		applyValueInfo(v, vi)
+		g.Inputs = append(g.Inputs, v)
+	}
+	// Outputs first, so that inputs may name values produced further down
+	// (an unsorted graph, sorted later) and a cycle is visible to Validate.
+	for _, np := range p.GetNode() {
+		n := &Node{
+			Name:      np.GetName(),
+			OpType:    np.GetOpType(),
+			Domain:    np.GetDomain(),
+			Overload:  np.GetOverload(),
+			DocString: np.GetDocString(),
+			Metadata:  decodeProps(np.GetMetadataProps()),
+			orig:      np,
+		}
+		for _, name := range np.GetOutput() {
+			if name == "" {
+				n.Outputs = append(n.Outputs, nil)
+				continue
+			}
+			if old := sc.defs[name]; old != nil {
+				what := "a graph input"
+				switch {
+				case old.producer != nil:
+					what = "the output of " + old.producer.String()
+				case old.Const != nil:
+					what = "an initializer"
+				}
+				return nil, fmt.Errorf("%s: %s: output %q is already defined as %s (duplicate name)", where, n, name, what)
+			}
+			v := &Value{Name: name, producer: n, graph: g}
+			sc.defs[name] = v
+			n.Outputs = append(n.Outputs, v)
+		}
+		g.Nodes = append(g.Nodes, n)
+	}
+	undefined := func(name string) *Value {
+		if v := sc.lookup(name); v != nil {
+			return v
+		}
+		// Keep the reference so Validate can report it; graph stays nil.
+		v := &Value{Name: name}
+		sc.defs[name] = v
+		return v
+	}
+	for i, np := range p.GetNode() {
+		n := g.Nodes[i]
+		for _, name := range np.GetInput() {
+			if name == "" {
+				n.Inputs = append(n.Inputs, nil)
+				continue
+			}
+			n.Inputs = append(n.Inputs, undefined(name))
+		}
+		for _, ap := range np.GetAttribute() {
+			a, err := decodeAttr(ap, sc)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: attribute %q: %w", where, n, ap.GetName(), err)
+			}
+			n.Attrs = append(n.Attrs, a)
+		}
+	}
+	for _, vi := range p.GetOutput() {
+		v := undefined(vi.GetName())
+		applyValueInfo(v, vi)
+		g.Outputs = append(g.Outputs, v)
+	}
+	for _, vi := range p.GetValueInfo() {
+		v := undefined(vi.GetName())
+		applyValueInfo(v, vi)
+		g.ValueInfo = append(g.ValueInfo, v)
+	}
+	return g, nil
+}
+
+func applyValueInfo(v *Value, vi *pb.ValueInfoProto) {
+	v.origVI = vi
+	v.DocString = vi.GetDocString()
+	if vi.Type != nil {
+		v.Type = decodeType(vi.Type)
+	}
+}
+
+func decodeType(p *pb.TypeProto) *Type {
+	t := &Type{Denotation: p.GetDenotation(), orig: p}
+	tt := p.GetTensorType()
+	if tt == nil {
+		t.other = p
+		return t
+	}
+	t.Elem = DType(tt.GetElemType())
+	if tt.Shape != nil {
+		t.Shape = Shape{}
+		for _, d := range tt.Shape.GetDim() {
+			dim := Dim{Value: -1, Denotation: d.GetDenotation(), orig: d}
+			switch x := d.Value.(type) {
+			case *pb.TensorShapeProto_Dimension_DimValue:
+				dim.Value = x.DimValue
+			case *pb.TensorShapeProto_Dimension_DimParam:
+				dim.Param = x.DimParam
+			}
+			t.Shape = append(t.Shape, dim)
+		}
+	}
+	return t
+}
+
+func decodeAttr(p *pb.AttributeProto, sc *scope) (*Attribute, error) {
+	a := &Attribute{
+		Name:        p.GetName(),
+		Type:        AttrType(p.GetType()),
+		Float:       p.GetF(),
+		Int:         p.GetI(),
+		String:      p.GetS(),
+		Floats:      p.GetFloats(),
+		Ints:        p.GetInts(),
+		Strings:     p.GetStrings(),
+		RefAttrName: p.GetRefAttrName(),
+		DocString:   p.GetDocString(),
+		orig:        p,
+	}
+	if a.Type == AttrUndefined {
+		a.Type = guessAttrType(p)
+	}
+	if p.T != nil {
+		t, err := decodeTensor(p.T)
+		if err != nil {
+			return nil, err
+		}
+		a.Tensor = t
+	}
+	for _, tp := range p.GetTensors() {
+		t, err := decodeTensor(tp)
+		if err != nil {
+			return nil, err
+		}
+		a.Tensors = append(a.Tensors, t)
+	}
+	if p.G != nil {
+		g, err := decodeGraph(p.G, sc)
+		if err != nil {
+			return nil, err
+		}
+		a.Graph = g
+	}
+	for _, gp := range p.GetGraphs() {
+		g, err := decodeGraph(gp, sc)
+		if err != nil {
+			return nil, err
+		}
+		a.Graphs = append(a.Graphs, g)
+	}
+	return a, nil
+}
+
+// guessAttrType reads the type of an attribute from IR version 1, which had no
+// type field, from whichever value field is set.
+func guessAttrType(p *pb.AttributeProto) AttrType {
+	switch {
+	case p.F != nil:
+		return AttrFloat
+	case p.I != nil:
+		return AttrInt
+	case p.S != nil:
+		return AttrString
+	case p.T != nil:
+		return AttrTensor
+	case p.G != nil:
+		return AttrGraph
+	case len(p.Floats) > 0:
+		return AttrFloats
+	case len(p.Ints) > 0:
+		return AttrInts
+	case len(p.Strings) > 0:
+		return AttrStrings
+	case len(p.Tensors) > 0:
+		return AttrTensors
+	case len(p.Graphs) > 0:
+		return AttrGraphs
+	}
+	return AttrUndefined
+}
+
+// encodeModel converts the IR back to protobuf. Fields graft does not model
+// come from the decoded original, so an unedited model encodes to the bytes
+// it was read from.
+func encodeModel(m *Model) *pb.ModelProto {
+	o := m.orig
+	if o == nil {
+		o = &pb.ModelProto{}
+	}
+	p := &pb.ModelProto{
+		IrVersion:       optInt64(o.IrVersion, m.IRVersion),
+		ProducerName:    optString(o.ProducerName, m.ProducerName),
+		ProducerVersion: optString(o.ProducerVersion, m.ProducerVersion),
+		Domain:          optString(o.Domain, m.Domain),
+		ModelVersion:    optInt64(o.ModelVersion, m.ModelVersion),
+		DocString:       optString(o.DocString, m.DocString),
+		MetadataProps:   encodeProps(o.MetadataProps, m.Metadata),
+		TrainingInfo:    o.TrainingInfo,
+		Functions:       o.Functions,
+	}
+	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	for i, op := range m.Opsets {
+		prev := &pb.OperatorSetIdProto{}
+		if i < len(o.OpsetImport) {
+			prev = o.OpsetImport[i]
+		}
+		p.OpsetImport = append(p.OpsetImport, &pb.OperatorSetIdProto{
+			Domain:  optString(prev.Domain, op.Domain),
+			Version: optInt64(prev.Version, op.Version),
+		})
+	}
+	if m.Graph != nil {
+		p.Graph = encodeGraph(m.Graph)
+	}
+	return p
+}
+
+// encodeProps writes key/value pairs, matching presence positionally with the
+// pairs they were read from.
+func encodeProps(orig []*pb.StringStringEntryProto, ps []Property) []*pb.StringStringEntryProto {
+	var out []*pb.StringStringEntryProto
+	for i, kv := range ps {
+		prev := &pb.StringStringEntryProto{}
+		if i < len(orig) {
+			prev = orig[i]
+		}
+		out = append(out, &pb.StringStringEntryProto{
+			Key:   optString(prev.Key, kv.Key),
+			Value: optString(prev.Value, kv.Value),
+		})
+	}
+	return out
+}
+
+func encodeGraph(g *Graph) *pb.GraphProto {
+	o := g.orig
+	if o == nil {
+		o = &pb.GraphProto{}
+	}
+	p := &pb.GraphProto{
+		Name:                   optString(o.Name, g.Name),
+		DocString:              optString(o.DocString, g.DocString),
+		SparseInitializer:      o.SparseInitializer,
+		QuantizationAnnotation: o.QuantizationAnnotation,
+		MetadataProps:          encodeProps(o.MetadataProps, g.Metadata),
+	}
+	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	for _, n := range g.Nodes {
+		p.Node = append(p.Node, encodeNode(n))
+	}
+	for _, v := range g.Initializers {
+		tp := encodeTensor(v.Const)
+		// The value's name is authoritative: renaming a value renames its tensor.
+		if tp.Name != nil || v.Name != "" {
+			tp.Name = proto.String(v.Name)
+		}
+		p.Initializer = append(p.Initializer, tp)
+	}
+	for _, v := range g.Inputs {
+		p.Input = append(p.Input, encodeValueInfo(v))
+	}
+	for _, v := range g.Outputs {
+		p.Output = append(p.Output, encodeValueInfo(v))
+	}
+	for _, v := range g.ValueInfo {
+		p.ValueInfo = append(p.ValueInfo, encodeValueInfo(v))
+	}
+	return p
+}
+
+func valueNames(vs []*Value) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		if v != nil {
+			out[i] = v.Name
+		}
+	}
+	return out
+}
+
+func encodeNode(n *Node) *pb.NodeProto {
+	o := n.orig
+	if o == nil {
+		o = &pb.NodeProto{}
+	}
+	p := &pb.NodeProto{
+		Input:         valueNames(n.Inputs),
+		Output:        valueNames(n.Outputs),
+		Name:          optString(o.Name, n.Name),
+		OpType:        optString(o.OpType, n.OpType),
+		DocString:     optString(o.DocString, n.DocString),
+		Domain:        optString(o.Domain, n.Domain),
+		Overload:      optString(o.Overload, n.Overload),
+		MetadataProps: encodeProps(o.MetadataProps, n.Metadata),
+	}
+	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	for _, a := range n.Attrs {
+		p.Attribute = append(p.Attribute, encodeAttr(a))
+	}
+	return p
+}
+
+func encodeValueInfo(v *Value) *pb.ValueInfoProto {
+	o := v.origVI
+	if o == nil {
+		o = &pb.ValueInfoProto{}
+	}
+	p := &pb.ValueInfoProto{
+		Name:          optString(o.Name, v.Name),
+		DocString:     optString(o.DocString, v.DocString),
+		MetadataProps: o.MetadataProps,
+	}
+	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	if v.Type != nil {
+		p.Type = encodeType(v.Type)
+	}
+	return p
+}
+
+func encodeType(t *Type) *pb.TypeProto {
+	if t.other != nil {
+		return t.other
+	}
+	o := t.orig
+	if o == nil {
+		o = &pb.TypeProto{}
+	}
+	ot := o.GetTensorType()
+	if ot == nil {
+		ot = &pb.TypeProto_Tensor{}
+	}
+	tt := &pb.TypeProto_Tensor{ElemType: optInt32(ot.ElemType, int32(t.Elem))}
+	if t.Shape != nil {
+		tt.Shape = &pb.TensorShapeProto{}
+		for _, d := range t.Shape {
+			od := d.orig
+			if od == nil {
+				od = &pb.TensorShapeProto_Dimension{}
+			}
+			pd := &pb.TensorShapeProto_Dimension{Denotation: optString(od.Denotation, d.Denotation)}
+			switch {
+			case d.Param != "":
+				pd.Value = &pb.TensorShapeProto_Dimension_DimParam{DimParam: d.Param}
+			case d.Value >= 0:
+				pd.Value = &pb.TensorShapeProto_Dimension_DimValue{DimValue: d.Value}
+			}
+			tt.Shape.Dim = append(tt.Shape.Dim, pd)
+		}
+	}
+	p := &pb.TypeProto{
+		Value:      &pb.TypeProto_TensorType{TensorType: tt},
+		Denotation: optString(o.Denotation, t.Denotation),
+	}
+	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	return p
+}
+
+func encodeAttr(a *Attribute) *pb.AttributeProto {
+	o := a.orig
+	if o == nil {
+		o = &pb.AttributeProto{}
+	}
+	p := &pb.AttributeProto{
+		Name:          optString(o.Name, a.Name),
+		DocString:     optString(o.DocString, a.DocString),
+		RefAttrName:   optString(o.RefAttrName, a.RefAttrName),
+		Tp:            o.Tp,
+		TypeProtos:    o.TypeProtos,
+		SparseTensor:  o.SparseTensor,
+		SparseTensors: o.SparseTensors,
+	}
+	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	if o.Type != nil || a.Type != AttrUndefined {
+		ty := pb.AttributeProto_AttributeType(a.Type)
+		p.Type = &ty
+	}
+	switch a.Type {
+	case AttrFloat:
+		p.F = proto.Float32(a.Float)
+	case AttrInt:
+		p.I = proto.Int64(a.Int)
+	case AttrString:
+		p.S = optBytes(nil, a.String)
+	case AttrTensor:
+		if a.Tensor != nil {
+			p.T = encodeTensor(a.Tensor)
+		}
+	case AttrGraph:
+		if a.Graph != nil {
+			p.G = encodeGraph(a.Graph)
+		}
+	case AttrFloats:
+		p.Floats = a.Floats
+	case AttrInts:
+		p.Ints = a.Ints
+	case AttrStrings:
+		p.Strings = a.Strings
+	case AttrTensors:
+		for _, t := range a.Tensors {
+			p.Tensors = append(p.Tensors, encodeTensor(t))
+		}
+	case AttrGraphs:
+		for _, g := range a.Graphs {
+			p.Graphs = append(p.Graphs, encodeGraph(g))
+		}
+	}
+	return p
+}
