@@ -1,0 +1,210 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/surgery"
+)
+
+func init() {
+	register(&command{
+		name:    "inspect",
+		args:    "MODEL.onnx [--json]",
+		summary: "Print a model's inputs, outputs, ops, parameter count and classifier head.",
+		run:     runInspect,
+	})
+}
+
+// Report is what graft inspect prints.
+type Report struct {
+	File           string            `json:"file"`
+	IRVersion      int64             `json:"ir_version"`
+	Opsets         []OpsetInfo       `json:"opsets"`
+	Producer       string            `json:"producer"`
+	GraphName      string            `json:"graph_name"`
+	Inputs         []TensorInfo      `json:"inputs"`
+	Outputs        []TensorInfo      `json:"outputs"`
+	Nodes          int               `json:"nodes"`
+	Ops            map[string]int    `json:"ops"`
+	Initializers   int               `json:"initializers"`
+	Parameters     int64             `json:"parameters"`
+	ParameterBytes int64             `json:"parameter_bytes"`
+	Head           *HeadInfo         `json:"head"`
+	HeadError      string            `json:"head_error,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+}
+
+// OpsetInfo is one opset import.
+type OpsetInfo struct {
+	Domain  string `json:"domain"`
+	Version int64  `json:"version"`
+}
+
+// TensorInfo describes a graph input or output. Symbolic dims appear by name.
+type TensorInfo struct {
+	Name  string   `json:"name"`
+	DType string   `json:"dtype"`
+	Shape []string `json:"shape"`
+}
+
+// HeadInfo describes the classifier head.
+type HeadInfo struct {
+	Node        string `json:"node"`
+	Op          string `json:"op"`
+	InFeatures  int64  `json:"in_features"`
+	OutFeatures int64  `json:"out_features"`
+}
+
+func runInspect(args []string, stdout io.Writer) error {
+	c := lookup("inspect")
+	fs := newFlags(c, stdout)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usage("want exactly one model file, got %d arguments", len(pos))
+	}
+	m, err := onnx.Load(pos[0])
+	if err != nil {
+		return err
+	}
+	r := inspect(pos[0], m)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	printReport(stdout, r)
+	return nil
+}
+
+func inspect(path string, m *onnx.Model) *Report {
+	r := &Report{
+		File:      path,
+		IRVersion: m.IRVersion,
+		Producer:  strings.TrimSpace(m.ProducerName + " " + m.ProducerVersion),
+		GraphName: m.Graph.Name,
+		Nodes:     len(m.Graph.Nodes),
+		Ops:       map[string]int{},
+	}
+	for _, o := range m.Opsets {
+		d := o.Domain
+		if d == "" {
+			d = "ai.onnx"
+		}
+		r.Opsets = append(r.Opsets, OpsetInfo{d, o.Version})
+	}
+	for _, v := range m.Graph.Inputs {
+		if !v.IsConst() {
+			r.Inputs = append(r.Inputs, tensorInfo(v))
+		}
+	}
+	for _, v := range m.Graph.Outputs {
+		r.Outputs = append(r.Outputs, tensorInfo(v))
+	}
+	for _, n := range m.Graph.Nodes {
+		r.Ops[n.OpType]++
+	}
+	for _, v := range m.Graph.Initializers {
+		r.Initializers++
+		r.Parameters += v.Const.NumElements()
+		r.ParameterBytes += v.Const.Bytes()
+	}
+	if h, err := surgery.FindHead(m.Graph); err == nil {
+		r.Head = &HeadInfo{Node: h.Node.Name, Op: h.Node.OpType, InFeatures: h.InFeatures, OutFeatures: h.OutFeatures}
+	} else {
+		r.HeadError = err.Error()
+	}
+	if len(m.Metadata) > 0 {
+		r.Metadata = map[string]string{}
+		for _, p := range m.Metadata {
+			r.Metadata[p.Key] = p.Value
+		}
+	}
+	return r
+}
+
+func tensorInfo(v *onnx.Value) TensorInfo {
+	ti := TensorInfo{Name: v.Name, DType: "unknown"}
+	if v.Type != nil {
+		ti.DType = v.Type.Elem.String()
+		if v.Type.Shape == nil {
+			ti.Shape = nil
+		}
+		for _, d := range v.Type.Shape {
+			ti.Shape = append(ti.Shape, d.String())
+		}
+	}
+	return ti
+}
+
+func printReport(w io.Writer, r *Report) {
+	fmt.Fprintf(w, "model:       %s\n", r.File)
+	var ops []string
+	for _, o := range r.Opsets {
+		ops = append(ops, fmt.Sprintf("%s %d", o.Domain, o.Version))
+	}
+	fmt.Fprintf(w, "ir version:  %d; opsets: %s\n", r.IRVersion, strings.Join(ops, ", "))
+	if r.Producer != "" {
+		fmt.Fprintf(w, "producer:    %s\n", r.Producer)
+	}
+	for _, t := range r.Inputs {
+		fmt.Fprintf(w, "input:       %s %s[%s]\n", t.Name, t.DType, strings.Join(t.Shape, ","))
+	}
+	for _, t := range r.Outputs {
+		fmt.Fprintf(w, "output:      %s %s[%s]\n", t.Name, t.DType, strings.Join(t.Shape, ","))
+	}
+	fmt.Fprintf(w, "parameters:  %d in %d initializers (%s)\n", r.Parameters, r.Initializers, humanBytes(r.ParameterBytes))
+	if r.Head != nil {
+		fmt.Fprintf(w, "head:        %s (%s) %d -> %d\n", r.Head.Node, r.Head.Op, r.Head.InFeatures, r.Head.OutFeatures)
+	} else {
+		fmt.Fprintf(w, "head:        none: %s\n", r.HeadError)
+	}
+	for _, k := range sortedKeys(r.Metadata) {
+		fmt.Fprintf(w, "metadata:    %s = %s\n", k, r.Metadata[k])
+	}
+	fmt.Fprintf(w, "nodes:       %d\n", r.Nodes)
+	type kv struct {
+		op string
+		n  int
+	}
+	var hist []kv
+	for op, n := range r.Ops {
+		hist = append(hist, kv{op, n})
+	}
+	sort.Slice(hist, func(i, j int) bool {
+		if hist[i].n != hist[j].n {
+			return hist[i].n > hist[j].n
+		}
+		return hist[i].op < hist[j].op
+	})
+	for _, h := range hist {
+		fmt.Fprintf(w, "  %-24s %d\n", h.op, h.n)
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

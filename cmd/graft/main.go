@@ -1,0 +1,141 @@
+// Command graft loads, inspects, edits, fine-tunes and attacks ONNX
+// classifiers. Run "graft help" for the commands.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// A command is one subcommand: its flags are parsed by run itself.
+type command struct {
+	name    string
+	args    string // synopsis of the arguments
+	summary string
+	run     func(args []string, stdout io.Writer) error
+}
+
+var commands []*command
+
+func register(c *command) { commands = append(commands, c) }
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// errUsage marks errors caused by the command line, which exit with 2.
+var errUsage = errors.New("usage")
+
+func usage(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one graft command line and returns the exit code: 0 on
+// success, 1 on failure, 2 on a usage error. Errors are one line on stderr;
+// a panic is reported as an internal error, never as a stack trace.
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "graft: internal error: %v\n", r)
+			code = 1
+		}
+	}()
+	if len(args) == 0 {
+		printHelp(stderr)
+		return 2
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
+		if len(args) > 1 {
+			if c := lookup(args[1]); c != nil {
+				return run([]string{c.name, "--help"}, stdout, stderr)
+			}
+			fmt.Fprintf(stderr, "graft: unknown command %q (run 'graft help')\n", args[1])
+			return 2
+		}
+		printHelp(stdout)
+		return 0
+	}
+	c := lookup(name)
+	if c == nil {
+		fmt.Fprintf(stderr, "graft: unknown command %q (run 'graft help')\n", name)
+		return 2
+	}
+	err := c.run(args[1:], stdout)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "graft %s: %v\n", c.name, strings.TrimPrefix(err.Error(), "usage: "))
+		fmt.Fprintf(stderr, "run 'graft %s --help' for usage\n", c.name)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "graft %s: %s\n", c.name, oneLine(err.Error()))
+		return 1
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func printHelp(w io.Writer) {
+	fmt.Fprintln(w, "graft: ONNX model surgery, fine-tuning and robustness, in one Go binary.")
+	fmt.Fprintln(w, "\nUsage: graft <command> [arguments]\n\nCommands:")
+	sorted := append([]*command(nil), commands...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
+	for _, c := range sorted {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'graft help <command>' or 'graft <command> --help' for a command's flags.")
+}
+
+// newFlags returns a flag set whose --help prints the command's synopsis.
+func newFlags(c *command, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: graft %s %s\n\n%s\n", c.name, c.args, c.summary)
+		var has bool
+		fs.VisitAll(func(*flag.Flag) { has = true })
+		if has {
+			fmt.Fprintln(stdout, "\nFlags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parse parses flags that may come before or after the positional arguments
+// (graft inspect model.onnx --json), returning the positional ones.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usage("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

@@ -1,0 +1,83 @@
+package onnx
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// clearTypes forgets every type but those of graph inputs and initializers.
+func clearTypes(g *Graph) {
+	for _, n := range g.Nodes {
+		for _, v := range n.Outputs {
+			if v != nil {
+				v.Type = nil
+			}
+		}
+	}
+}
+
+func TestInferShapesOnTestModels(t *testing.T) {
+	paths, _ := filepath.Glob("../testdata/models/*/model.onnx")
+	big, _ := filepath.Glob("../testdata/big/*/model.onnx")
+	paths = append(paths, big...)
+	if len(paths) == 0 {
+		t.Fatal("no test models: run testdata/gen/export_models.py --small")
+	}
+	for _, path := range paths {
+		m, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := m.Graph.Outputs[0].Type.Shape
+		clearTypes(m.Graph)
+		if err := m.InferShapes(); err != nil {
+			t.Errorf("%s: %v", path, err)
+			continue
+		}
+		// Symbolic: the batch dimension carries through by name.
+		if got := m.Graph.Outputs[0].Type.shape(); got.String() != want.String() {
+			t.Errorf("%s: inferred output %v, model declares %v", path, got, want)
+		}
+		for _, n := range m.Graph.Nodes {
+			for _, v := range n.Outputs {
+				if v.Type == nil || v.Type.Shape == nil {
+					t.Errorf("%s: %s: output %q got no shape", path, n, v.Name)
+				}
+			}
+		}
+
+		// Concrete: with the test input's dims, the output has PyTorch's dims.
+		in, err := LoadTensor(filepath.Join(filepath.Dir(path), "test_data_set_0", "input_0.pb"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := LoadTensor(filepath.Join(filepath.Dir(path), "test_data_set_0", "output_0.pb"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clearTypes(m.Graph)
+		m.Graph.Inputs[0].Type = TensorType(in.DType, in.Dims...)
+		if err := m.InferShapes(); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		got, ok := m.Graph.Outputs[0].Type.shape().Ints()
+		if !ok || !slices.Equal(got, out.Dims) {
+			t.Errorf("%s: inferred output %v for input %v, PyTorch gave %v", path, m.Graph.Outputs[0].Type, in.Dims, out.Dims)
+		}
+	}
+}
+
+func TestInferShapesReportsMismatch(t *testing.T) {
+	m, err := Load("../testdata/models/cnn/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clearTypes(m.Graph)
+	m.Graph.Inputs[0].Type = TensorType(Float, 2, 1, 20, 20) // fc1 expects 28x28 features
+	err = m.InferShapes()
+	if err == nil {
+		t.Fatal("a 20x20 input through a 28x28 classifier gave no error")
+	}
+	t.Log(err)
+}
