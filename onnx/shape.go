@@ -65,7 +65,7 @@ func init() {
 		"BatchNormalization": same, "Neg": same, "Exp": same, "Log": same, "Sqrt": same,
 		"Abs": same, "Sign": same,
 		"Add": broadcastRule, "Sub": broadcastRule, "Mul": broadcastRule, "Div": broadcastRule,
-		"Pow": broadcastRule,
+		"Pow":               broadcastRule,
 		"Conv":              convRule,
 		"MaxPool":           poolRule,
 		"AveragePool":       poolRule,
