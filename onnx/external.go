@@ -141,6 +141,9 @@ func (r *externalReader) read(t *Tensor) error {
 	if e.Length < 0 {
 		e.Length = want
 	}
+	if e.Length > maxTensorBytes {
+		return fmt.Errorf("tensor %q: external data of %d bytes is more than graft reads (%d)", t.Name, e.Length, int64(maxTensorBytes))
+	}
 	if e.Offset > st.Size() || e.Length > st.Size()-e.Offset {
 		return fmt.Errorf("tensor %q: external data %q: bytes [%d, %d) are past the end of the file (%d bytes)",
 			t.Name, e.Location, e.Offset, e.Offset+e.Length, st.Size())

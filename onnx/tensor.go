@@ -188,8 +188,7 @@ func numElements(dims []int64) (int64, error) {
 	return n, nil
 }
 
-// maxTensorBytes bounds one tensor's data: protobuf messages are at most 2 GiB
-// and external data beyond this is not something a CPU runtime could use.
+// maxTensorBytes bounds one external tensor's data, read into memory whole.
 const maxTensorBytes = 1 << 36
 
 func (t *Tensor) checkShape() (int64, error) {
@@ -200,8 +199,8 @@ func (t *Tensor) checkShape() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("tensor %q: %v", t.Name, err)
 	}
-	if t.DType != String && t.DType.rawSize(n) > maxTensorBytes || n > maxTensorBytes {
-		return 0, fmt.Errorf("tensor %q: %s%v has %d elements, more than graft accepts", t.Name, t.DType, t.Dims, n)
+	if t.DType != String && n > math.MaxInt64/16 {
+		return 0, fmt.Errorf("tensor %q: %s%v has too many elements to address", t.Name, t.DType, t.Dims)
 	}
 	return n, nil
 }

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/json"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/onnxtest"
+)
+
+// graft runs one command line in-process and returns exit code and output.
+func graft(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelp(t *testing.T) {
+	code, out, _ := graft("help")
+	if code != 0 || !strings.Contains(out, "inspect") {
+		t.Errorf("graft help: code %d, output %q", code, out)
+	}
+	code, out, _ = graft("inspect", "--help")
+	if code != 0 || !strings.Contains(out, "--json") && !strings.Contains(out, "-json") {
+		t.Errorf("graft inspect --help: code %d, output %q", code, out)
+	}
+	if code, _, errs := graft("frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: code %d, stderr %q", code, errs)
+	}
+	if code, _, errs := graft("inspect"); code != 2 || !strings.Contains(errs, "want exactly one model file") {
+		t.Errorf("inspect without a file: code %d, stderr %q", code, errs)
+	}
+}
+
+func TestInspectTestModels(t *testing.T) {
+	code, out, errs := graft("inspect", "../../testdata/models/resnet_tiny_op17_bn/model.onnx", "--json")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errs)
+	}
+	var r Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Head == nil || r.Head.Node != "/fc/Gemm" || r.Head.InFeatures != 64 || r.Head.OutFeatures != 10 {
+		t.Errorf("head = %+v", r.Head)
+	}
+	if r.Ops["BatchNormalization"] != 20 || r.Ops["Conv"] != 20 || r.Nodes != 69 {
+		t.Errorf("ops = %v, nodes %d", r.Ops, r.Nodes)
+	}
+	if len(r.Inputs) != 1 || strings.Join(r.Inputs[0].Shape, ",") != "batch,3,64,64" {
+		t.Errorf("inputs = %+v", r.Inputs)
+	}
+	if len(r.Opsets) != 1 || r.Opsets[0].Version != 17 {
+		t.Errorf("opsets = %+v", r.Opsets)
+	}
+	code, out, _ = graft("inspect", "../../testdata/models/cnn/model.onnx")
+	if code != 0 || !strings.Contains(out, "head:        /fc2/Gemm (Gemm) 32 -> 10") {
+		t.Errorf("text report:\n%s", out)
+	}
+}
+
+// The full-size torchvision exports: the head is fc 512 -> 1000, and the
+// parameter count equals the initializer sum computed by Python's onnx.
+func TestInspectFullSizeResNet18(t *testing.T) {
+	paths, _ := filepath.Glob("../../testdata/big/resnet18_*/model.onnx")
+	if len(paths) < 4 {
+		onnxtest.Missing(t, "full-size resnet18 exports (testdata/gen/export_models.py --big)")
+	}
+	onnxtest.NeedPython(t, "onnx", "numpy")
+	for _, p := range paths {
+		code, out, errs := graft("inspect", "--json", p)
+		if code != 0 {
+			t.Fatalf("%s: %s", p, errs)
+		}
+		var r Report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Head == nil || r.Head.InFeatures != 512 || r.Head.OutFeatures != 1000 || r.Head.Op != "Gemm" {
+			t.Errorf("%s: head %+v", p, r.Head)
+		}
+		py, err := exec.Command(onnxtest.Python, "-c",
+			"import sys, onnx, numpy; m = onnx.load(sys.argv[1]); print(sum(int(numpy.prod(t.dims)) for t in m.graph.initializer))", p).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := strconv.ParseInt(strings.TrimSpace(string(py)), 10, 64)
+		if r.Parameters != want {
+			t.Errorf("%s: %d parameters, Python's onnx counts %d", p, r.Parameters, want)
+		}
+	}
+}
+
+// Each bad input gives one line on stderr naming the problem, exit code 1,
+// and no Go panic trace.
+func TestInspectBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cnn, err := os.ReadFile("../../testdata/models/cnn/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	random := make([]byte, 4096)
+	rand.New(rand.NewSource(1)).Read(random)
+	var zbuf bytes.Buffer
+	zw := zip.NewWriter(&zbuf)
+	w, _ := zw.Create("archive/data.pkl")
+	w.Write([]byte("\x80\x02}q\x00."))
+	zw.Close()
+
+	// Edited models, encoded without validation as a broken tool would.
+	edit := func(name string, f func(m *onnx.Model)) string {
+		m, err := onnx.Decode(cnn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(m)
+		b, err := onnx.Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(name, b)
+	}
+	g := func(m *onnx.Model) *onnx.Graph { return m.Graph }
+	cases := []struct {
+		path string
+		want string
+	}{
+		{write("empty.onnx", nil), "the file is empty"},
+		{write("truncated.onnx", cnn[:len(cnn)/2]), "does not decode"},
+		{write("random.onnx", random), "not an ONNX model"},
+		{write("model.pth", zbuf.Bytes()), "zip archive"},
+		{filepath.Join(dir, "missing.onnx"), "no such file"},
+		{edit("cycle.onnx", func(m *onnx.Model) {
+			first, last := g(m).Nodes[0], g(m).Nodes[len(g(m).Nodes)-1]
+			first.Inputs[0] = last.Outputs[0]
+		}), "cycle"},
+		{edit("undefined.onnx", func(m *onnx.Model) {
+			g(m).Nodes[2].Inputs[0] = &onnx.Value{Name: "nowhere"}
+		}), `input 0 "nowhere" is not defined`},
+		{edit("duplicate.onnx", func(m *onnx.Model) {
+			g(m).Nodes[1].Outputs[0].Name = g(m).Nodes[0].Outputs[0].Name
+		}), "duplicate name"},
+		{edit("huge.onnx", func(m *onnx.Model) {
+			g(m).Initializers[0].Const.Dims = []int64{1000000, 1000000}
+		}), "needs 4000000000000 bytes"},
+	}
+	for _, c := range cases {
+		code, out, errs := graft("inspect", c.path)
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1 (stdout %q)", filepath.Base(c.path), code, out)
+		}
+		if !strings.Contains(errs, c.want) {
+			t.Errorf("%s: stderr %q lacks %q", filepath.Base(c.path), errs, c.want)
+		}
+		if strings.Count(strings.TrimSpace(errs), "\n") != 0 || strings.Contains(errs, "goroutine") || strings.Contains(errs, "panic") {
+			t.Errorf("%s: stderr is not one clean line: %q", filepath.Base(c.path), errs)
+		}
+	}
+}
