@@ -25,7 +25,7 @@ func decodeModel(p *pb.ModelProto) (*Model, error) {
 		m.Opsets = append(m.Opsets, Opset{Domain: o.GetDomain(), Version: o.GetVersion()})
 	}
 	if p.Graph == nil {
-		return nil, fmt.Errorf("the model has no graph (is this an ONNX model?)")
+		return nil, fmt.Errorf("%w: the model has no graph (truncated file?)", ErrNotONNX)
 	}
 	g, err := decodeGraph(p.Graph, nil)
 	if err != nil {

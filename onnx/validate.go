@@ -21,9 +21,9 @@ func (e *ValidationError) Error() string {
 }
 
 // Validate checks that the model is well formed: an opset import for each
-// domain its nodes use, every node input and graph output defined, no value name
-// defined twice, no cycle, known element types, and initializer data that
-// fits its shape. It returns a *ValidationError listing all problems found.
+// domain its nodes use, at least one graph output, every node input and graph
+// output defined, no value name defined twice, no cycle, known element types,
+// and initializer data that fits its shape. It returns a *ValidationError listing all problems found.
 func (m *Model) Validate() error {
 	var probs []string
 	if m.IRVersion <= 0 {
@@ -32,6 +32,9 @@ func (m *Model) Validate() error {
 	if m.Graph == nil {
 		probs = append(probs, "the model has no graph")
 	} else {
+		if len(m.Graph.Outputs) == 0 {
+			probs = append(probs, fmt.Sprintf("graph %s has no outputs", quote(m.Graph.Name)))
+		}
 		probs = append(probs, m.Graph.problems()...)
 		missing := map[string]bool{}
 		m.Graph.eachNode(func(n *Node) {
