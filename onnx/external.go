@@ -44,6 +44,31 @@ func parseExternal(tensor string, entries []*pb.StringStringEntryProto) (*Extern
 	return e, nil
 }
 
+// SetExternal marks t to be stored in the file location, relative to the
+// model's folder, when the model is saved: Save writes the data there at an
+// offset it chooses, shared with the other tensors of the same location. An
+// empty location stores the data inside the model file again.
+func (t *Tensor) SetExternal(location string) error {
+	if location == "" {
+		if t.storage == storeExternal {
+			t.storage, t.external = storeRaw, nil
+		}
+		return nil
+	}
+	if t.DType == String {
+		return fmt.Errorf("tensor %q: string tensors cannot be stored externally", t.Name)
+	}
+	if err := checkLocation(location); err != nil {
+		return fmt.Errorf("tensor %q: %w: %q", t.Name, err, location)
+	}
+	if t.storage == storeExternal && t.external.Location == location {
+		return nil
+	}
+	t.storage = storeExternal
+	t.external = &External{Location: location, Offset: -1, Length: int64(len(t.raw))}
+	return nil
+}
+
 // checkLocation rejects locations that are not plain relative paths inside
 // the folder. Links are checked when the file is opened.
 func checkLocation(loc string) error {

@@ -133,6 +133,15 @@ func (m *Model) readExternal(dir string) error {
 // Encode returns the model's protobuf bytes. Tensors stored externally are
 // referenced as they were read; Save writes their data files.
 func Encode(m *Model) ([]byte, error) {
+	var unplaced *Tensor
+	m.eachTensor(func(t *Tensor) {
+		if t.storage == storeExternal && t.external.Offset < 0 && unplaced == nil {
+			unplaced = t
+		}
+	})
+	if unplaced != nil {
+		return nil, fmt.Errorf("tensor %q is to be stored in %q but has no place there yet: use Save, which writes the data file", unplaced.Name, unplaced.external.Location)
+	}
 	b, err := proto.Marshal(encodeModel(m))
 	if err != nil {
 		return nil, err
