@@ -137,8 +137,14 @@ func (t *Tensor) Float64s() ([]float64, error) {
 
 // Int64s returns the elements of an integer or bool tensor as int64.
 func (t *Tensor) Int64s() ([]int64, error) {
-	n := int(t.NumElements())
-	v := make([]int64, n)
+	switch t.DType {
+	case Int64, Int32, Uint32, Int16, Uint16, Int8, Uint8, Bool, Uint64:
+	default:
+		return nil, fmt.Errorf("tensor %q is %s, not an integer type", t.Name, t.DType)
+	}
+	// Count from the data, not Dims, so a tensor whose Dims were edited
+	// cannot index past it.
+	v := make([]int64, len(t.raw)/(t.DType.bits()/8))
 	le := binary.LittleEndian
 	for i := range v {
 		switch t.DType {
@@ -158,8 +164,6 @@ func (t *Tensor) Int64s() ([]int64, error) {
 			v[i] = int64(t.raw[i])
 		case Uint64:
 			v[i] = int64(le.Uint64(t.raw[8*i:]))
-		default:
-			return nil, fmt.Errorf("tensor %q is %s, not an integer type", t.Name, t.DType)
 		}
 	}
 	return v, nil
@@ -379,6 +383,10 @@ func encodeTensor(t *Tensor) *pb.TensorProto {
 			p.StringData = t.strs
 		default:
 			size := t.DType.bits() / 8
+			if size == 0 {
+				// 4-bit types are read from typed fields only when empty.
+				break
+			}
 			p.Int32Data = make([]int32, len(t.raw)/size)
 			for i := range p.Int32Data {
 				switch {

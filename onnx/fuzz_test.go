@@ -1,0 +1,143 @@
+package onnx
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fuzzNodeTests are small ONNX backend test models used as fuzz seeds: plain
+// ops, constants, subgraphs (If, Loop, Scan), sequences, optionals, strings.
+var fuzzNodeTests = []string{
+	"test_add", "test_constant", "test_if", "test_if_seq", "test_loop11",
+	"test_scan9_sum", "test_cast_FLOAT_to_STRING", "test_optional_get_element",
+	"test_constantofshape_int_shape_zero", "test_split_zero_size_splits",
+	"test_range_float_type_positive_delta_expanded", "test_reshape_negative_dim",
+}
+
+func FuzzDecode(f *testing.F) {
+	paths, _ := filepath.Glob("../testdata/models/*/model.onnx")
+	if len(paths) == 0 {
+		f.Fatal("no models in ../testdata/models")
+	}
+	for _, name := range fuzzNodeTests {
+		paths = append(paths, filepath.Join(onnxTestData, "node", name, "model.onnx"))
+	}
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the ONNX test data is optional
+		}
+		f.Add(b)
+		if len(b) < 4096 {
+			f.Add(b[:len(b)/2])
+			f.Add(b[:len(b)-1])
+		}
+	}
+	cnn := readFile(f, "../testdata/models/cnn/model.onnx")
+	for _, n := range []int{2, 19, len(cnn) / 10, len(cnn) - 4} {
+		f.Add(cnn[:n])
+	}
+	f.Add(marshal(f, tinyProto()))
+	f.Add([]byte{})
+	f.Add([]byte("PK\x03\x04"))
+	f.Fuzz(checkDecode)
+}
+
+// checkDecode decodes b; if that succeeds the model must encode, decode
+// again, re-encode to the same bytes and survive the graph operations.
+func checkDecode(t *testing.T, b []byte) {
+	m, err := Decode(b)
+	if err != nil {
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("error is not one line: %q", err)
+		}
+		return
+	}
+	enc, err := Encode(m)
+	if err != nil {
+		t.Fatalf("Encode of a decoded model: %v", err)
+	}
+	m2, err := Decode(enc)
+	if err != nil {
+		t.Fatalf("Decode of an encoded model: %v", err)
+	}
+	enc2, err := Encode(m2)
+	if err != nil {
+		t.Fatalf("second Encode: %v", err)
+	}
+	if !bytes.Equal(enc, enc2) {
+		t.Fatalf("Encode is not idempotent: %d bytes, then %d", len(enc), len(enc2))
+	}
+	// A valid model has no cycle, and cleaning it up keeps it valid.
+	g := m2.Graph
+	if err := g.TopoSort(); err != nil {
+		t.Fatalf("TopoSort of a valid model: %v", err)
+	}
+	g.Cleanup()
+	if err := m2.Validate(); err != nil {
+		t.Fatalf("Cleanup made the model invalid: %v", err)
+	}
+	enc3, err := Encode(m2)
+	if err != nil {
+		t.Fatalf("Encode after Cleanup: %v", err)
+	}
+	if _, err := Decode(enc3); err != nil {
+		t.Fatalf("Decode after Cleanup: %v", err)
+	}
+}
+
+func FuzzDecodeTensor(f *testing.F) {
+	paths, _ := filepath.Glob("../testdata/models/*/test_data_set_0/*.pb")
+	for _, name := range fuzzNodeTests {
+		more, _ := filepath.Glob(filepath.Join(onnxTestData, "node", name, "test_data_set_0", "*.pb"))
+		paths = append(paths, more...)
+	}
+	for _, path := range paths {
+		if b, err := os.ReadFile(path); err == nil && len(b) < 1<<16 {
+			f.Add(b)
+		}
+	}
+	for _, c := range typedCases() {
+		f.Add(marshal(f, c.typed))
+	}
+	f.Add(marshal(f, pbFloats("w", []int64{2, 1}, 1, 2)))
+	f.Add(marshal(f, extProto("location", "w.bin").Graph.Initializer[0]))
+	f.Fuzz(checkDecodeTensor)
+}
+
+func checkDecodeTensor(t *testing.T, b []byte) {
+	x, err := DecodeTensor(b)
+	if err != nil {
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("error is not one line: %q", err)
+		}
+		return
+	}
+	// The accessors either work or fail; they do not panic.
+	x.Int64s()
+	x.Float64s()
+	x.Float32s()
+	x.Strings()
+	if n := x.NumElements(); n < 0 {
+		t.Fatalf("NumElements = %d", n)
+	}
+	x.Bytes()
+	out, err := EncodeTensor(x)
+	if err != nil {
+		t.Fatalf("EncodeTensor of a decoded tensor: %v", err)
+	}
+	y, err := DecodeTensor(out)
+	if err != nil {
+		t.Fatalf("DecodeTensor of an encoded tensor: %v", err)
+	}
+	out2, err := EncodeTensor(y)
+	if err != nil {
+		t.Fatalf("second EncodeTensor: %v", err)
+	}
+	if !bytes.Equal(out, out2) {
+		t.Fatalf("EncodeTensor is not idempotent:\n% x\n% x", out, out2)
+	}
+}
