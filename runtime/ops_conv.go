@@ -1,0 +1,289 @@
+package runtime
+
+import (
+	"fmt"
+
+	"github.com/graft-dev/graft/onnx"
+)
+
+func registerConv[T Float](r registry[T]) {
+	r["Conv"] = buildConv[T]
+}
+
+// window describes a sliding window over the spatial axes of an N-d input
+// (N = 1, 2 or 3), shared by convolution and pooling.
+type window struct {
+	in, out   []int // spatial sizes
+	kernel    []int
+	strides   []int
+	dilations []int
+	padsBegin []int
+	padsEnd   []int
+}
+
+// newWindow reads kernel_shape, strides, dilations, pads, auto_pad and
+// ceil_mode for input spatial sizes in.
+func newWindow(n *onnx.Node, in, kernel []int) (*window, error) {
+	r := len(in)
+	w := &window{in: in, kernel: kernel}
+	get := func(name string, def int, count int) ([]int, error) {
+		v := n.AttrInts(name, nil)
+		if v == nil {
+			out := make([]int, count)
+			for i := range out {
+				out[i] = def
+			}
+			return out, nil
+		}
+		if len(v) != count {
+			return nil, fmt.Errorf("attribute %s has %d values, want %d", name, len(v), count)
+		}
+		return ints(v), nil
+	}
+	var err error
+	if w.strides, err = get("strides", 1, r); err != nil {
+		return nil, err
+	}
+	if w.dilations, err = get("dilations", 1, r); err != nil {
+		return nil, err
+	}
+	pads, err := get("pads", 0, 2*r)
+	if err != nil {
+		return nil, err
+	}
+	w.padsBegin, w.padsEnd = pads[:r], pads[r:]
+	ceil := n.AttrInt("ceil_mode", 0) == 1
+	autoPad := n.AttrString("auto_pad", "NOTSET")
+	w.out = make([]int, r)
+	for i := 0; i < r; i++ {
+		if w.kernel[i] < 1 || w.strides[i] < 1 || w.dilations[i] < 1 {
+			return nil, fmt.Errorf("kernel %v, strides %v and dilations %v must be positive", w.kernel, w.strides, w.dilations)
+		}
+		eff := w.dilations[i]*(w.kernel[i]-1) + 1
+		switch autoPad {
+		case "SAME_UPPER", "SAME_LOWER":
+			out := (in[i] + w.strides[i] - 1) / w.strides[i]
+			total := max(0, (out-1)*w.strides[i]+eff-in[i])
+			small, big := total/2, total-total/2
+			if autoPad == "SAME_UPPER" {
+				w.padsBegin[i], w.padsEnd[i] = small, big
+			} else {
+				w.padsBegin[i], w.padsEnd[i] = big, small
+			}
+			w.out[i] = out
+		case "VALID":
+			w.padsBegin[i], w.padsEnd[i] = 0, 0
+			w.out[i] = (in[i]-eff)/w.strides[i] + 1
+		case "NOTSET", "":
+			span := in[i] + w.padsBegin[i] + w.padsEnd[i] - eff
+			if ceil {
+				w.out[i] = (span+w.strides[i]-1)/w.strides[i] + 1
+				// A window may not start in the end padding.
+				if (w.out[i]-1)*w.strides[i] >= in[i]+w.padsBegin[i] {
+					w.out[i]--
+				}
+			} else {
+				w.out[i] = span/w.strides[i] + 1
+			}
+		default:
+			return nil, fmt.Errorf("unknown auto_pad %q", autoPad)
+		}
+		if w.out[i] < 1 {
+			return nil, fmt.Errorf("window %v (dilations %v, pads %v/%v) does not fit input %v", w.kernel, w.dilations, w.padsBegin, w.padsEnd, in)
+		}
+	}
+	return w, nil
+}
+
+func (w *window) String() string {
+	return fmt.Sprintf("k%v s%v d%v p%v/%v", w.kernel, w.strides, w.dilations, w.padsBegin, w.padsEnd)
+}
+
+// forEach calls f for every output position o (flat over the spatial
+// output) and kernel position q (flat over the kernel) with the flat input
+// position, or -1 where the window reads padding.
+func (w *window) forEach(f func(o, q, i int)) {
+	r := len(w.in)
+	outN, kN := size(w.out), size(w.kernel)
+	opos, kpos := make([]int, r), make([]int, r)
+	for o := 0; o < outN; o++ {
+		unflatten(o, w.out, opos)
+		for q := 0; q < kN; q++ {
+			unflatten(q, w.kernel, kpos)
+			i := 0
+			for d := 0; d < r; d++ {
+				x := opos[d]*w.strides[d] - w.padsBegin[d] + kpos[d]*w.dilations[d]
+				if x < 0 || x >= w.in[d] {
+					i = -1
+					break
+				}
+				i = i*w.in[d] + x
+			}
+			f(o, q, i)
+		}
+	}
+}
+
+func unflatten(i int, shape, pos []int) {
+	for d := len(shape) - 1; d >= 0; d-- {
+		pos[d] = i % shape[d]
+		i /= shape[d]
+	}
+}
+
+// conv is an N-d grouped convolution: x [N, C, spatial...], w [M, C/group,
+// kernel...], optional b [M]. It lowers each image and group to im2col and
+// one GEMM.
+type conv[T Float] struct {
+	n, c, m, group int
+	win            *window
+	hasBias        bool
+	out            []int
+	// cols[o*kN*cg + ...]: for each output position and (channel, kernel
+	// position) pair of one group, the input offset or -1.
+	gather []int32
+}
+
+func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+	if len(in) < 2 || in[0] == nil || in[1] == nil {
+		return nil, fmt.Errorf("needs input and weight")
+	}
+	x, w := in[0].shape, in[1].shape
+	if len(x) < 3 || len(x) > 5 || len(w) != len(x) {
+		return nil, fmt.Errorf("input %v and weight %v: want matching ranks 3 to 5", x, w)
+	}
+	group := int(n.AttrInt("group", 1))
+	if group < 1 || x[1]%group != 0 || w[0]%group != 0 || w[1]*group != x[1] {
+		return nil, fmt.Errorf("input %v with weight %v and group %d: channels do not match", x, w, group)
+	}
+	kernel := w[2:]
+	if ks := n.AttrInts("kernel_shape", nil); ks != nil && fmt.Sprint(ints(ks)) != fmt.Sprint(kernel) {
+		return nil, fmt.Errorf("kernel_shape %v does not match weight %v", ks, w)
+	}
+	win, err := newWindow(n, x[2:], kernel)
+	if err != nil {
+		return nil, err
+	}
+	k := &conv[T]{n: x[0], c: x[1], m: w[0], group: group, win: win}
+	k.out = append([]int{x[0], w[0]}, win.out...)
+	k.hasBias = len(in) > 2 && in[2] != nil
+	k.buildGather()
+	args := []*val[T]{in[0], in[1]}
+	if k.hasBias {
+		if len(in[2].shape) != 1 || in[2].shape[0] != w[0] {
+			return nil, fmt.Errorf("bias %v does not match %d output channels", in[2].shape, w[0])
+		}
+		args = append(args, in[2])
+	}
+	return one(b.apply(k, args...))
+}
+
+func (k *conv[T]) buildGather() {
+	cg := k.c / k.group
+	kN, oN, iN := size(k.win.kernel), size(k.win.out), size(k.win.in)
+	rows := cg * kN
+	k.gather = make([]int32, rows*oN)
+	for i := range k.gather {
+		k.gather[i] = -1
+	}
+	k.win.forEach(func(o, q, i int) {
+		if i < 0 {
+			return
+		}
+		for c := 0; c < cg; c++ {
+			k.gather[(c*kN+q)*oN+o] = int32(c*iN + i)
+		}
+	})
+}
+
+func (k *conv[T]) describe() string {
+	return fmt.Sprintf("Conv(%dx%d->%d g%d %v)", k.n, k.c, k.m, k.group, k.win)
+}
+func (k *conv[T]) outShape() []int { return k.out }
+func (k *conv[T]) differentiable() []bool {
+	if k.hasBias {
+		return []bool{true, true, true}
+	}
+	return []bool{true, true}
+}
+
+// sizes returns channels per group, output channels per group, kernel
+// elements, output and input positions.
+func (k *conv[T]) sizes() (cg, mg, kN, oN, iN int) {
+	return k.c / k.group, k.m / k.group, size(k.win.kernel), size(k.win.out), size(k.win.in)
+}
+
+// im2col fills cols [cg*kN, oN] from one image's group of channels.
+func (k *conv[T]) im2col(x []T, cols []T) {
+	for j, src := range k.gather {
+		if src >= 0 {
+			cols[j] = x[src]
+		} else {
+			cols[j] = 0
+		}
+	}
+}
+
+func (k *conv[T]) forward(in [][]T, out []T) error {
+	x, w := in[0], in[1]
+	cg, mg, kN, oN, iN := k.sizes()
+	cols := make([]T, cg*kN*oN)
+	for img := 0; img < k.n; img++ {
+		for g := 0; g < k.group; g++ {
+			k.im2col(x[(img*k.c+g*cg)*iN:], cols)
+			// out[mg, oN] = w[mg, cg*kN] * cols[cg*kN, oN]
+			gemm(false, false, mg, oN, cg*kN, 1, w[g*mg*cg*kN:], cg*kN, cols, oN, 0, out[(img*k.m+g*mg)*oN:], oN)
+		}
+	}
+	if k.hasBias {
+		b := in[2]
+		for img := 0; img < k.n; img++ {
+			for m := 0; m < k.m; m++ {
+				o := out[(img*k.m+m)*oN : (img*k.m+m+1)*oN]
+				for i := range o {
+					o[i] += b[m]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
+	x, w := in[0], in[1]
+	cg, mg, kN, oN, iN := k.sizes()
+	switch which {
+	case 0: // dx: cols = w^T * gout, scattered back (col2im)
+		cols := make([]T, cg*kN*oN)
+		for img := 0; img < k.n; img++ {
+			for g := 0; g < k.group; g++ {
+				gemm(true, false, cg*kN, oN, mg, 1, w[g*mg*cg*kN:], cg*kN, gout[(img*k.m+g*mg)*oN:], oN, 0, cols, oN)
+				dst := gin[(img*k.c+g*cg)*iN:]
+				for j, src := range k.gather {
+					if src >= 0 {
+						dst[src] += cols[j]
+					}
+				}
+			}
+		}
+	case 1: // dw += gout * cols^T
+		cols := make([]T, cg*kN*oN)
+		for img := 0; img < k.n; img++ {
+			for g := 0; g < k.group; g++ {
+				k.im2col(x[(img*k.c+g*cg)*iN:], cols)
+				gemm(false, true, mg, cg*kN, oN, 1, gout[(img*k.m+g*mg)*oN:], oN, cols, oN, 1, gin[g*mg*cg*kN:], cg*kN)
+			}
+		}
+	case 2: // db: sum of gout over images and positions
+		for img := 0; img < k.n; img++ {
+			for m := 0; m < k.m; m++ {
+				var s T
+				for _, v := range gout[(img*k.m+m)*oN : (img*k.m+m+1)*oN] {
+					s += v
+				}
+				gin[m] += s
+			}
+		}
+	}
+	return nil
+}

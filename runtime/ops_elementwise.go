@@ -1,0 +1,410 @@
+package runtime
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/graft-dev/graft/onnx"
+)
+
+func registerElementwise[T Float](r registry[T]) {
+	un := func(name string, f func(x T) T, df func(x, y T) T) {
+		r[name] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+			return one(b.apply(&unary[T]{name: name, shape: in[0].shape, f: f, df: df}, in[0]))
+		}
+	}
+	un("Relu", func(x T) T { return max(x, 0) }, func(x, _ T) T { return step(x) })
+	un("Sigmoid", sigmoid[T], func(_, y T) T { return y * (1 - y) })
+	un("Tanh", func(x T) T { return T(math.Tanh(float64(x))) }, func(_, y T) T { return 1 - y*y })
+	un("Neg", func(x T) T { return -x }, func(_, _ T) T { return -1 })
+	un("Exp", func(x T) T { return T(math.Exp(float64(x))) }, func(_, y T) T { return y })
+	un("Log", func(x T) T { return T(math.Log(float64(x))) }, func(x, _ T) T { return 1 / x })
+	un("Sqrt", func(x T) T { return T(math.Sqrt(float64(x))) }, func(_, y T) T { return 0.5 / y })
+	un("Abs", func(x T) T { return T(math.Abs(float64(x))) }, func(x, _ T) T { return sign(x) })
+	un("Identity", func(x T) T { return x }, func(_, _ T) T { return 1 })
+	r["LeakyRelu"] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+		alpha := T(n.AttrFloat("alpha", 0.01))
+		return one(b.apply(&unary[T]{name: fmt.Sprintf("LeakyRelu(%g)", alpha), shape: in[0].shape,
+			f: func(x T) T { return leaky(x, alpha) },
+			df: func(x, _ T) T {
+				if x > 0 {
+					return 1
+				}
+				return alpha
+			}}, in[0]))
+	}
+	r["Clip"] = buildClip[T]
+	r["Dropout"] = buildDropout[T]
+	bin := func(name string, f func(a, b T) T, da, db func(a, b, y T) T) {
+		r[name] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+			if len(in) != 2 || in[0] == nil || in[1] == nil {
+				return nil, fmt.Errorf("needs 2 inputs")
+			}
+			k, err := newBinary(name, in[0].shape, in[1].shape, f, da, db)
+			if err != nil {
+				return nil, err
+			}
+			return one(b.apply(k, in[0], in[1]))
+		}
+	}
+	bin("Add", func(a, b T) T { return a + b }, func(_, _, _ T) T { return 1 }, func(_, _, _ T) T { return 1 })
+	bin("Sub", func(a, b T) T { return a - b }, func(_, _, _ T) T { return 1 }, func(_, _, _ T) T { return -1 })
+	bin("Mul", func(a, b T) T { return a * b }, func(_, b, _ T) T { return b }, func(a, _, _ T) T { return a })
+	bin("Div", func(a, b T) T { return a / b }, func(_, b, _ T) T { return 1 / b }, func(a, b, _ T) T { return -a / (b * b) })
+	bin("Pow", func(a, b T) T { return T(math.Pow(float64(a), float64(b))) },
+		func(a, b, _ T) T { return b * T(math.Pow(float64(a), float64(b-1))) },
+		func(a, _, y T) T { return T(math.Log(float64(a))) * y })
+}
+
+func one[T Float](v *val[T], err error) ([]*val[T], error) {
+	if err != nil {
+		return nil, err
+	}
+	return []*val[T]{v}, nil
+}
+
+// step is the derivative of Relu: 1 for x > 0, else 0 (PyTorch's choice at 0).
+func step[T Float](x T) T {
+	if x > 0 {
+		return 1
+	}
+	return 0
+}
+
+func sign[T Float](x T) T {
+	switch {
+	case x > 0:
+		return 1
+	case x < 0:
+		return -1
+	}
+	return 0
+}
+
+func leaky[T Float](x, alpha T) T {
+	if x > 0 {
+		return x
+	}
+	return alpha * x
+}
+
+func sigmoid[T Float](x T) T {
+	if x >= 0 {
+		return T(1 / (1 + math.Exp(-float64(x))))
+	}
+	e := math.Exp(float64(x))
+	return T(e / (1 + e))
+}
+
+// unary applies f elementwise; df gives dy/dx from x and y.
+type unary[T Float] struct {
+	name  string
+	shape []int
+	f     func(x T) T
+	df    func(x, y T) T
+}
+
+func (k *unary[T]) describe() string       { return k.name }
+func (k *unary[T]) outShape() []int        { return k.shape }
+func (k *unary[T]) differentiable() []bool { return []bool{true} }
+
+func (k *unary[T]) forward(in [][]T, out []T) error {
+	for i, x := range in[0] {
+		out[i] = k.f(x)
+	}
+	return nil
+}
+
+func (k *unary[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
+	for i, x := range in[0] {
+		gin[i] = gout[i] * k.df(x, out[i])
+	}
+	return nil
+}
+
+// buildClip handles both forms: min/max attributes (opset < 11) and
+// optional constant inputs (opset 11+).
+func buildClip[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+	lo, hi := T(math.Inf(-1)), T(math.Inf(1))
+	if b.opset < 11 {
+		lo, hi = T(n.AttrFloat("min", float32(math.Inf(-1)))), T(n.AttrFloat("max", float32(math.Inf(1))))
+	} else {
+		for i, dst := range []*T{&lo, &hi} {
+			if len(in) > i+1 && in[i+1] != nil {
+				c, err := b.floatConsts(in, i+1, []string{"min", "max"}[i])
+				if err != nil {
+					return nil, err
+				}
+				*dst = c[0]
+			}
+		}
+	}
+	return one(b.apply(&unary[T]{name: fmt.Sprintf("Clip(%g,%g)", lo, hi), shape: in[0].shape,
+		f: func(x T) T { return min(max(x, lo), hi) },
+		// PyTorch's clamp passes the gradient where lo <= x <= hi.
+		df: func(x, _ T) T {
+			if x >= lo && x <= hi {
+				return 1
+			}
+			return 0
+		}}, in[0]))
+}
+
+// buildDropout is the identity in inference, and drops with the ratio in
+// training mode, with masks from the program's seeded generator.
+func buildDropout[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+	ratio := T(n.AttrFloat("ratio", 0.5))
+	train := b.mode.train
+	if b.opset >= 12 {
+		ratio = 0.5
+		if len(in) > 1 && in[1] != nil {
+			c, err := b.floatConsts(in, 1, "ratio")
+			if err != nil {
+				return nil, err
+			}
+			ratio = c[0]
+		}
+		if len(in) > 2 && in[2] != nil {
+			t, err := b.intsOf(in, 2, "training_mode")
+			if err != nil {
+				return nil, err
+			}
+			train = train || t[0] != 0
+		}
+	}
+	if len(n.Outputs) > 1 && n.Outputs[1] != nil && len(b.p.model.Graph.Consumers(n.Outputs[1])) > 0 {
+		return nil, fmt.Errorf("the mask output is not supported")
+	}
+	if !train || ratio == 0 {
+		return one(b.apply(&unary[T]{name: "Dropout(inference)", shape: in[0].shape,
+			f: func(x T) T { return x }, df: func(_, _ T) T { return 1 }}, in[0]))
+	}
+	if ratio < 0 || ratio >= 1 {
+		return nil, fmt.Errorf("ratio %g is outside [0, 1)", ratio)
+	}
+	return one(b.apply(&dropout[T]{shape: in[0].shape, ratio: ratio, rng: b.p.rng.Float64}, in[0]))
+}
+
+// dropout zeroes elements with probability ratio and scales the rest by
+// 1/(1-ratio). The mask drawn in forward is reused by backward.
+type dropout[T Float] struct {
+	shape []int
+	ratio T
+	rng   func() float64
+	mask  []bool
+}
+
+func (k *dropout[T]) describe() string       { return fmt.Sprintf("Dropout(%g)", k.ratio) }
+func (k *dropout[T]) outShape() []int        { return k.shape }
+func (k *dropout[T]) differentiable() []bool { return []bool{true} }
+
+func (k *dropout[T]) forward(in [][]T, out []T) error {
+	k.mask = make([]bool, len(out))
+	scale := 1 / (1 - k.ratio)
+	for i, x := range in[0] {
+		if k.rng() >= float64(k.ratio) {
+			k.mask[i] = true
+			out[i] = x * scale
+		}
+	}
+	return nil
+}
+
+func (k *dropout[T]) backward(_ int, _ [][]T, _, gout, gin []T) error {
+	scale := 1 / (1 - k.ratio)
+	for i, keep := range k.mask {
+		if keep {
+			gin[i] = gout[i] * scale
+		}
+	}
+	return nil
+}
+
+// broadcast returns numpy's broadcast of two shapes.
+func broadcast(a, b []int) ([]int, error) {
+	r := max(len(a), len(b))
+	out := make([]int, r)
+	for i := 0; i < r; i++ {
+		da, db := 1, 1
+		if j := i - (r - len(a)); j >= 0 {
+			da = a[j]
+		}
+		if j := i - (r - len(b)); j >= 0 {
+			db = b[j]
+		}
+		switch {
+		case da == db || db == 1:
+			out[i] = da
+		case da == 1:
+			out[i] = db
+		default:
+			return nil, fmt.Errorf("shapes %v and %v do not broadcast", a, b)
+		}
+	}
+	return out, nil
+}
+
+// broadcastIndex maps each element of out to the element of in that numpy
+// broadcasting reads.
+func broadcastIndex(in, out []int) []int32 {
+	strides := make([]int, len(out))
+	s := 1
+	for i := len(in) - 1; i >= 0; i-- {
+		j := i + len(out) - len(in)
+		if in[i] != 1 {
+			strides[j] = s
+		}
+		s *= in[i]
+	}
+	idx := make([]int32, size(out))
+	pos := make([]int, len(out))
+	off := 0
+	for o := range idx {
+		idx[o] = int32(off)
+		for d := len(out) - 1; d >= 0; d-- {
+			pos[d]++
+			off += strides[d]
+			if pos[d] < out[d] {
+				break
+			}
+			off -= strides[d] * pos[d]
+			pos[d] = 0
+		}
+	}
+	return idx
+}
+
+// binary applies f to two broadcast inputs.
+type binary[T Float] struct {
+	name   string
+	out    []int
+	ia, ib []int32 // source element per output element; nil when shapes equal
+	f      func(a, b T) T
+	da, db func(a, b, y T) T
+}
+
+func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a, b, y T) T) (*binary[T], error) {
+	out, err := broadcast(a, b)
+	if err != nil {
+		return nil, err
+	}
+	k := &binary[T]{name: name, out: out, f: f, da: da, db: db}
+	if size(a) != size(out) {
+		k.ia = broadcastIndex(a, out)
+	}
+	if size(b) != size(out) {
+		k.ib = broadcastIndex(b, out)
+	}
+	return k, nil
+}
+
+func (k *binary[T]) describe() string       { return k.name }
+func (k *binary[T]) outShape() []int        { return k.out }
+func (k *binary[T]) differentiable() []bool { return []bool{true, true} }
+
+func at(idx []int32, i int) int {
+	if idx == nil {
+		return i
+	}
+	return int(idx[i])
+}
+
+func (k *binary[T]) forward(in [][]T, out []T) error {
+	a, b := in[0], in[1]
+	if k.ia == nil && k.ib == nil {
+		for i := range out {
+			out[i] = k.f(a[i], b[i])
+		}
+		return nil
+	}
+	for i := range out {
+		out[i] = k.f(a[at(k.ia, i)], b[at(k.ib, i)])
+	}
+	return nil
+}
+
+func (k *binary[T]) backward(which int, in [][]T, out, gout, gin []T) error {
+	a, b := in[0], in[1]
+	d, idx := k.da, k.ia
+	if which == 1 {
+		d, idx = k.db, k.ib
+	}
+	for i := range out {
+		gin[at(idx, i)] += gout[i] * d(a[at(k.ia, i)], b[at(k.ib, i)], out[i])
+	}
+	return nil
+}
+
+// crossEntropy is the mean over the batch of -sum(target * log p), where
+// log p is log_softmax(x) for logits, or x itself for log-probabilities.
+type crossEntropy[T Float] struct {
+	n, k   int
+	logits bool
+}
+
+func (c *crossEntropy[T]) describe() string       { return fmt.Sprintf("CrossEntropy(logits=%v)", c.logits) }
+func (c *crossEntropy[T]) outShape() []int        { return nil }
+func (c *crossEntropy[T]) differentiable() []bool { return []bool{true, false} }
+
+func (c *crossEntropy[T]) logp(x []T) []T {
+	if !c.logits {
+		return x
+	}
+	lp := make([]T, len(x))
+	logSoftmaxRows(x, lp, c.n, c.k)
+	return lp
+}
+
+func (c *crossEntropy[T]) forward(in [][]T, out []T) error {
+	lp, t := c.logp(in[0]), in[1]
+	var sum float64
+	for i := range lp {
+		if t[i] != 0 {
+			sum -= float64(t[i]) * float64(lp[i])
+		}
+	}
+	out[0] = T(sum / float64(c.n))
+	return nil
+}
+
+func (c *crossEntropy[T]) backward(_ int, in [][]T, _, gout, gin []T) error {
+	t := in[1]
+	g := gout[0] / T(c.n)
+	if !c.logits {
+		for i := range gin {
+			gin[i] = -t[i] * g
+		}
+		return nil
+	}
+	lp := c.logp(in[0])
+	for r := 0; r < c.n; r++ {
+		var tsum T
+		for j := 0; j < c.k; j++ {
+			tsum += t[r*c.k+j]
+		}
+		for j := 0; j < c.k; j++ {
+			i := r*c.k + j
+			gin[i] = g * (T(math.Exp(float64(lp[i])))*tsum - t[i])
+		}
+	}
+	return nil
+}
+
+// logSoftmaxRows computes log_softmax over each row of an n x k matrix.
+func logSoftmaxRows[T Float](x, out []T, n, k int) {
+	for r := 0; r < n; r++ {
+		row := x[r*k : (r+1)*k]
+		m := row[0]
+		for _, v := range row {
+			m = max(m, v)
+		}
+		var s float64
+		for _, v := range row {
+			s += math.Exp(float64(v - m))
+		}
+		ls := T(math.Log(s))
+		for j, v := range row {
+			out[r*k+j] = v - m - ls
+		}
+	}
+}

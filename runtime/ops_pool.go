@@ -1,0 +1,3 @@
+package runtime
+
+func registerPool[T Float](r registry[T]) {}

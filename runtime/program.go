@@ -1,0 +1,437 @@
+package runtime
+
+import (
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
+
+	"github.com/graft-dev/graft/onnx"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Options control how a model is compiled.
+type Options struct {
+	// Float64 computes in float64 instead of float32: slower, for checking
+	// gradients against finite differences.
+	Float64 bool
+	// Seed seeds the random masks of Dropout in training mode.
+	Seed int64
+}
+
+// A Param is one float initializer of the model: a weight, a bias, or a
+// BatchNormalization running statistic. Its Value is live: the graphs read
+// it on every run, so an optimizer updates it in place.
+type Param struct {
+	Name  string
+	Shape []int
+	Value *tensor.Dense
+}
+
+// A Program is a model compiled for the runtime. It builds one Gorgonia graph
+// per input shape and request, on first use, and reuses it. A Program is not
+// safe for concurrent use.
+type Program struct {
+	model  *onnx.Model
+	opts   Options
+	inputs []*onnx.Value // the graph inputs a caller feeds
+	params []*Param
+	byName map[string]*Param
+	ints   map[*onnx.Value][]int64 // integer initializers
+	rng    *rand.Rand
+	cache  map[string]session
+}
+
+// A session is one compiled graph with its machine.
+type session interface {
+	run(req *Request) (*Result, error)
+}
+
+// Compile prepares m for running. It fails, naming every node, if the model
+// uses operators the runtime lacks.
+func Compile(m *onnx.Model, opts Options) (p *Program, err error) {
+	defer recoverTo(&err, "compile")
+	if m == nil || m.Graph == nil {
+		return nil, fmt.Errorf("compile: no model")
+	}
+	if err := checkSupported(m.Graph); err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	p = &Program{
+		model:  m,
+		opts:   opts,
+		byName: map[string]*Param{},
+		ints:   map[*onnx.Value][]int64{},
+		rng:    rand.New(rand.NewSource(opts.Seed)),
+		cache:  map[string]session{},
+	}
+	for _, v := range m.Graph.Initializers {
+		t := v.Const
+		switch t.DType {
+		case onnx.Float, onnx.Double:
+			data, err := t.Float64s()
+			if err != nil {
+				return nil, fmt.Errorf("compile: initializer %q: %w", v.Name, err)
+			}
+			prm := &Param{Name: v.Name, Shape: ints(t.Dims)}
+			if opts.Float64 {
+				prm.Value = tensor.New(tensor.WithShape(shapeOrScalar(prm.Shape)...), tensor.WithBacking(data))
+			} else {
+				d32 := make([]float32, len(data))
+				for i, x := range data {
+					d32[i] = float32(x)
+				}
+				prm.Value = tensor.New(tensor.WithShape(shapeOrScalar(prm.Shape)...), tensor.WithBacking(d32))
+			}
+			p.params = append(p.params, prm)
+			p.byName[v.Name] = prm
+		default:
+			vals, err := t.Int64s()
+			if err != nil {
+				return nil, fmt.Errorf("compile: initializer %q: %s tensors are not supported", v.Name, t.DType)
+			}
+			p.ints[v] = vals
+		}
+	}
+	for _, v := range m.Graph.Inputs {
+		if v.Const == nil {
+			p.inputs = append(p.inputs, v)
+		}
+	}
+	return p, nil
+}
+
+func shapeOrScalar(s []int) []int {
+	if len(s) == 0 {
+		return []int{1}
+	}
+	return s
+}
+
+// Params returns the model's float initializers, in model order.
+func (p *Program) Params() []*Param { return p.params }
+
+// Param returns the named parameter, or nil.
+func (p *Program) Param(name string) *Param { return p.byName[name] }
+
+// Inputs returns the names of the graph inputs Run expects, in order.
+func (p *Program) Inputs() []string {
+	var names []string
+	for _, v := range p.inputs {
+		names = append(names, v.Name)
+	}
+	return names
+}
+
+// Loss selects the loss Step differentiates.
+type Loss int
+
+const (
+	// NoLoss runs forward only.
+	NoLoss Loss = iota
+	// CrossEntropy treats the first output as logits: the mean over the
+	// batch of -sum(target * log_softmax(logits)).
+	CrossEntropy
+	// NLL treats the first output as log-probabilities (a model ending in
+	// LogSoftmax): the mean of -sum(target * output).
+	NLL
+)
+
+// A Request asks Step for one forward and backward pass.
+type Request struct {
+	// Inputs feed the graph inputs in order (see Program.Inputs).
+	Inputs []*tensor.Dense
+	// Targets are class probabilities, shape [batch, classes]: one-hot rows
+	// for hard labels (see OneHot).
+	Targets *tensor.Dense
+	Loss    Loss
+	// Train runs BatchNormalization on batch statistics (updating the
+	// running statistics) and Dropout with random masks; otherwise both are
+	// in inference form.
+	Train bool
+	// Params names the parameters whose gradients are wanted.
+	Params []string
+	// InputGrads asks for the gradient with respect to the inputs.
+	InputGrads bool
+}
+
+// A Result is what Step computed.
+type Result struct {
+	Outputs    []*tensor.Dense
+	Loss       float64
+	ParamGrads map[string]*tensor.Dense
+	InputGrads []*tensor.Dense
+}
+
+// Run computes the model's outputs in inference mode.
+func (p *Program) Run(inputs ...*tensor.Dense) ([]*tensor.Dense, error) {
+	res, err := p.Step(&Request{Inputs: inputs})
+	if err != nil {
+		return nil, err
+	}
+	return res.Outputs, nil
+}
+
+// Step runs the request: forward, and when a loss is given, the loss and the
+// gradients asked for.
+func (p *Program) Step(req *Request) (res *Result, err error) {
+	defer recoverTo(&err, "run")
+	if err := p.checkRequest(req); err != nil {
+		return nil, err
+	}
+	key := p.key(req)
+	s, ok := p.cache[key]
+	if !ok {
+		if p.opts.Float64 {
+			s, err = newSession[float64](p, req)
+		} else {
+			s, err = newSession[float32](p, req)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("compile: %w", err)
+		}
+		p.cache[key] = s
+	}
+	return s.run(req)
+}
+
+func (p *Program) key(req *Request) string {
+	var b strings.Builder
+	for _, in := range req.Inputs {
+		fmt.Fprint(&b, in.Shape(), ";")
+	}
+	params := append([]string(nil), req.Params...)
+	sort.Strings(params)
+	fmt.Fprint(&b, req.Loss, req.Train, req.InputGrads, params)
+	return b.String()
+}
+
+func (p *Program) checkRequest(req *Request) error {
+	if len(req.Inputs) != len(p.inputs) {
+		return fmt.Errorf("the model has %d inputs (%s), got %d", len(p.inputs), strings.Join(p.Inputs(), ", "), len(req.Inputs))
+	}
+	want := tensor.Float32
+	if p.opts.Float64 {
+		want = tensor.Float64
+	}
+	for i, v := range p.inputs {
+		x := req.Inputs[i]
+		if x == nil {
+			return fmt.Errorf("input %q is nil", v.Name)
+		}
+		if x.Dtype() != want {
+			return fmt.Errorf("input %q is %v, the program computes in %v", v.Name, x.Dtype(), want)
+		}
+		if v.Type != nil && v.Type.Shape != nil {
+			s := x.Shape()
+			ok := len(s) == len(v.Type.Shape)
+			for j := 0; ok && j < len(s); j++ {
+				d := v.Type.Shape[j]
+				ok = !d.Known() || d.Value == int64(s[j])
+			}
+			if !ok {
+				return fmt.Errorf("input %q has shape %v, the model expects %v", v.Name, s, v.Type.Shape)
+			}
+		}
+	}
+	for _, name := range req.Params {
+		if p.byName[name] == nil {
+			return fmt.Errorf("no parameter named %q", name)
+		}
+	}
+	if req.Loss != NoLoss {
+		if req.Targets == nil || req.Targets.Dtype() != want || len(req.Targets.Shape()) != 2 {
+			return fmt.Errorf("a loss needs targets of shape [batch, classes] in %v", want)
+		}
+	} else if len(req.Params) > 0 || req.InputGrads {
+		return fmt.Errorf("gradients need a loss")
+	}
+	return nil
+}
+
+// graphSession is a session for element type T.
+type graphSession[T Float] struct {
+	g            *G.ExprGraph
+	vm           G.VM
+	inputs       []*G.Node
+	outputs      []*G.Node // nil for integer outputs, in constOutputs
+	constOutputs map[int]*tensor.Dense
+	target       *G.Node
+	loss         *G.Node
+	paramNames   []string
+	paramGrads   []*G.Node
+	inputGrads   []*G.Node
+}
+
+func newSession[T Float](p *Program, req *Request) (session, error) {
+	b := &builder[T]{
+		p:     p,
+		g:     G.NewGraph(),
+		opset: p.model.OpsetVersion(""),
+		mode:  buildMode{train: req.Train},
+		vals:  map[*onnx.Value]*val[T]{},
+	}
+	s := &graphSession[T]{g: b.g}
+	wantParam := map[string]bool{}
+	for _, name := range req.Params {
+		wantParam[name] = true
+	}
+	feeds := map[*onnx.Value]*val[T]{}
+	for i, v := range p.inputs {
+		shape := req.Inputs[i].Shape().Clone()
+		n := G.NewTensor(b.g, b.dtype(), len(shape), G.WithShape(shape...), G.WithName("input:"+v.Name))
+		s.inputs = append(s.inputs, n)
+		feeds[v] = &val[T]{node: n, shape: shape, need: req.InputGrads}
+	}
+	paramNodes := map[string]*G.Node{}
+	for _, v := range p.model.Graph.Initializers {
+		if iv, ok := p.ints[v]; ok {
+			feeds[v] = &val[T]{ints: iv, shape: ints(v.Const.Dims)}
+			continue
+		}
+		prm := p.byName[v.Name]
+		n := G.NewTensor(b.g, b.dtype(), len(prm.Value.Shape()), G.WithShape(prm.Value.Shape()...),
+			G.WithName("param:"+v.Name), G.WithValue(prm.Value))
+		paramNodes[v.Name] = n
+		feeds[v] = &val[T]{node: n, shape: prm.Value.Shape().Clone(), consts: prm.Value.Data().([]T), need: wantParam[v.Name]}
+	}
+	if err := b.build(p.model.Graph, feeds); err != nil {
+		return nil, err
+	}
+	for i, v := range p.model.Graph.Outputs {
+		x := b.vals[v]
+		switch {
+		case x == nil:
+			return nil, fmt.Errorf("output %q is not computed by the graph", v.Name)
+		case x.node == nil:
+			// Integer results (Shape and the like) are known at compile time.
+			if s.constOutputs == nil {
+				s.constOutputs = map[int]*tensor.Dense{}
+			}
+			s.constOutputs[i] = tensor.New(tensor.WithShape(shapeOrScalar(x.shape)...), tensor.WithBacking(append([]int64(nil), x.ints...)))
+		}
+		s.outputs = append(s.outputs, x.node)
+	}
+	if req.Loss != NoLoss {
+		out := b.vals[p.model.Graph.Outputs[0]]
+		tshape := req.Targets.Shape().Clone()
+		if len(out.shape) != 2 || out.shape[0] != tshape[0] || out.shape[1] != tshape[1] {
+			return nil, fmt.Errorf("targets have shape %v but output %q has shape %v", tshape, p.model.Graph.Outputs[0].Name, out.shape)
+		}
+		s.target = G.NewTensor(b.g, b.dtype(), 2, G.WithShape(tshape...), G.WithName("targets"))
+		lossVal, err := b.apply(&crossEntropy[T]{n: tshape[0], k: tshape[1], logits: req.Loss == CrossEntropy},
+			out, &val[T]{node: s.target, shape: tshape})
+		if err != nil {
+			return nil, err
+		}
+		s.loss = lossVal.node
+		var wrt G.Nodes
+		for _, name := range req.Params {
+			s.paramNames = append(s.paramNames, name)
+			wrt = append(wrt, paramNodes[name])
+		}
+		if req.InputGrads {
+			wrt = append(wrt, s.inputs...)
+		}
+		if len(wrt) > 0 {
+			grads, err := G.Grad(s.loss, wrt...)
+			if err != nil {
+				return nil, fmt.Errorf("differentiate: %w", err)
+			}
+			s.paramGrads = grads[:len(req.Params)]
+			s.inputGrads = grads[len(req.Params):]
+		}
+	}
+	s.vm = G.NewTapeMachine(b.g)
+	return s, nil
+}
+
+func (s *graphSession[T]) run(req *Request) (*Result, error) {
+	defer s.vm.Reset()
+	for i, n := range s.inputs {
+		if err := G.Let(n, req.Inputs[i]); err != nil {
+			return nil, err
+		}
+	}
+	if s.target != nil {
+		if err := G.Let(s.target, req.Targets); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.vm.RunAll(); err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	for i, n := range s.outputs {
+		if c, ok := s.constOutputs[i]; ok {
+			res.Outputs = append(res.Outputs, c.Clone().(*tensor.Dense))
+			continue
+		}
+		res.Outputs = append(res.Outputs, copyDense[T](n.Value()))
+	}
+	if s.loss != nil {
+		res.Loss = scalarOf(s.loss.Value())
+	}
+	if len(s.paramGrads) > 0 {
+		res.ParamGrads = map[string]*tensor.Dense{}
+		for i, n := range s.paramGrads {
+			res.ParamGrads[s.paramNames[i]] = copyDense[T](n.Value())
+		}
+	}
+	for _, n := range s.inputGrads {
+		res.InputGrads = append(res.InputGrads, copyDense[T](n.Value()))
+	}
+	return res, nil
+}
+
+func copyDense[T Float](v G.Value) *tensor.Dense {
+	d := v.(*tensor.Dense)
+	data := append([]T(nil), d.Data().([]T)...)
+	return tensor.New(tensor.WithShape(d.Shape().Clone()...), tensor.WithBacking(data))
+}
+
+func scalarOf(v G.Value) float64 {
+	switch x := v.(type) {
+	case *G.F32:
+		return float64(*x)
+	case *G.F64:
+		return float64(*x)
+	}
+	return 0
+}
+
+// OneHot returns [len(labels), classes] targets with a 1 at each label, in
+// the program's element type.
+func (p *Program) OneHot(labels []int, classes int) (*tensor.Dense, error) {
+	if p.opts.Float64 {
+		return oneHot[float64](labels, classes)
+	}
+	return oneHot[float32](labels, classes)
+}
+
+func oneHot[T Float](labels []int, classes int) (*tensor.Dense, error) {
+	data := make([]T, len(labels)*classes)
+	for i, l := range labels {
+		if l < 0 || l >= classes {
+			return nil, fmt.Errorf("label %d of example %d is outside 0..%d", l, i, classes-1)
+		}
+		data[i*classes+l] = 1
+	}
+	return tensor.New(tensor.WithShape(len(labels), classes), tensor.WithBacking(data)), nil
+}
+
+// recoverTo turns a panic inside Gorgonia or a kernel into an error.
+func recoverTo(err *error, what string) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%s: internal error: %v", what, r)
+	}
+}
+
+func ints(d []int64) []int {
+	out := make([]int, len(d))
+	for i, x := range d {
+		out[i] = int(x)
+	}
+	return out
+}

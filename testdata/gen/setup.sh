@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the reference tools graft's tests compare against, and generates
+# the full-size models. Idempotent; needs root for apt (CI and dev machines
+# run as root). Nothing here is needed to build or use graft itself.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+
+pkgs=(python3-torch python3-torchvision python3-onnx python3-numpy python3-pil libonnx-testdata)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# onnxruntime-node: its install script would download CUDA binaries from a
+# host this machine cannot reach; the CPU library ships inside the package.
+if [ ! -d "$root/testdata/gen/node_modules/onnxruntime-node" ]; then
+  echo "setup: installing onnxruntime-node"
+  (cd "$root/testdata/gen" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Full-size ResNet-18 exports (about 190 MB, gitignored), deterministic.
+if [ ! -f "$root/testdata/big/resnet18_op17_bn/model.onnx" ]; then
+  echo "setup: exporting full-size models to testdata/big"
+  "$root/testdata/gen/export_models.py" --big >/dev/null
+fi
+echo "setup: reference tools ready"
