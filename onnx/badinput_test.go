@@ -674,3 +674,22 @@ func TestSaveLoad(t *testing.T) {
 		t.Errorf("saved file mode: %v %v", st.Mode(), err)
 	}
 }
+
+func TestOddNames(t *testing.T) {
+	// An op type with a line break would split error messages that name
+	// the node by it.
+	p := tinyProto()
+	p.OpsetImport = nil
+	p.Graph.Node[0].OpType = proto.String("Add\nrm -rf")
+	_, err := decodeNoPanic(t, marshal(t, p))
+	wantErr(t, err, `node "add"`, `op_type "Add\nrm -rf"`)
+
+	// Other names are quoted wherever they appear.
+	p = tinyProto()
+	p.OpsetImport = nil
+	p.Graph.Name = proto.String("g\n1")
+	p.Graph.Node[0].Name = proto.String("a\nb")
+	p.Graph.Node[0].Input[1] = "x\ny"
+	_, err = decodeNoPanic(t, marshal(t, p))
+	wantErr(t, err, `graph "g\n1"`, `"a\nb"`, `"x\ny"`)
+}

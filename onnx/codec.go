@@ -2,6 +2,8 @@ package onnx
 
 import (
 	"fmt"
+	"strings"
+	"unicode"
 
 	"github.com/graft-dev/graft/onnx/internal/pb"
 	"google.golang.org/protobuf/proto"
@@ -111,6 +113,10 @@ func decodeGraph(p *pb.GraphProto, parent *scope) (*Graph, error) {
 			DocString: np.GetDocString(),
 			Metadata:  decodeProps(np.GetMetadataProps()),
 			orig:      np,
+		}
+		if strings.ContainsFunc(n.OpType, func(r rune) bool { return !unicode.IsPrint(r) }) {
+			// Errors name nodes by op type; keep them on one line.
+			return nil, fmt.Errorf("%s: node %q: op_type %q is not an operator name", where, n.Name, n.OpType)
 		}
 		for _, name := range np.GetOutput() {
 			if name == "" {

@@ -151,7 +151,7 @@ func (r *externalReader) read(t *Tensor) error {
 			return fmt.Errorf("tensor %q: external data: %w", t.Name, err)
 		}
 		if rel, err := filepath.Rel(r.dir, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return fmt.Errorf("tensor %q: %w: %q links to %s", t.Name, ErrUnsafeLocation, e.Location, real)
+			return fmt.Errorf("tensor %q: %w: %q links to %q", t.Name, ErrUnsafeLocation, e.Location, real)
 		}
 		if f, err = os.Open(real); err != nil {
 			return fmt.Errorf("tensor %q: external data: %w", t.Name, err)
