@@ -71,6 +71,8 @@ func newRegistry[T Float]() registry[T] {
 		registerLinalg[T],
 		registerShape[T],
 		registerSample[T],
+		registerReduce[T],
+		registerPad[T],
 	} {
 		add(r)
 	}
@@ -145,6 +147,15 @@ func (b *builder[T]) apply(k kernel[T], in ...*val[T]) (*val[T], error) {
 	nodes := make(G.Nodes, len(in))
 	anyNeed := false
 	for i, v := range in {
+		if v != nil && v.node == nil && v.ints != nil {
+			// An integer constant in float arithmetic (Pow's exponent, say).
+			f := make([]T, len(v.ints))
+			for j, x := range v.ints {
+				f[j] = T(x)
+			}
+			v = b.constant(fmt.Sprintf("const%d", len(b.kernels)), f, v.shape)
+			in[i] = v
+		}
 		if v == nil || v.node == nil {
 			return nil, fmt.Errorf("input %d must be a float tensor", i)
 		}

@@ -192,6 +192,10 @@ func slices[T Float](vals []G.Value) ([][]T, error) {
 	for i, v := range vals {
 		switch x := v.(type) {
 		case *tensor.Dense:
+			if x.Shape().TotalSize() == 0 {
+				out[i] = []T{}
+				continue
+			}
 			if !x.IsNativelyAccessible() || x.RequiresIterator() {
 				return nil, fmt.Errorf("input %d is not a contiguous tensor", i)
 			}

@@ -220,6 +220,9 @@ func (p *Program) checkRequest(req *Request) error {
 		if x == nil {
 			return fmt.Errorf("input %q is nil", v.Name)
 		}
+		if x.Shape().TotalSize() == 0 {
+			return fmt.Errorf("input %q has shape %v: empty tensors are not supported (Gorgonia's tensors cannot be empty)", v.Name, x.Shape())
+		}
 		if x.Dtype() != want {
 			return fmt.Errorf("input %q is %v, the program computes in %v", v.Name, x.Dtype(), want)
 		}
