@@ -407,3 +407,43 @@ func TestExternalKeepsOffsets(t *testing.T) {
 		t.Errorf("W2 moved to %d", m.Graph.Initializers[1].Const.External().Offset)
 	}
 }
+
+// A failed Save of a model with external data leaves neither the data file
+// nor temporary files behind, and does not touch existing files.
+func TestExternalSaveFailsCleanly(t *testing.T) {
+	m := loadCNN(t)
+	for _, v := range m.Graph.Initializers {
+		v.Const.SetExternal("weights.bin")
+	}
+	dir := t.TempDir()
+	// The model path is a folder: the model cannot be written.
+	path := filepath.Join(dir, "model.onnx")
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, Save(m, path), path)
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Errorf("failed Save left %q", names)
+	}
+	// An existing data file is kept as it was.
+	writeFile(t, filepath.Join(dir, "weights.bin"), []byte("old"))
+	if Save(m, path) == nil {
+		t.Fatal("Save over a folder succeeded")
+	}
+	if b := readFile(t, filepath.Join(dir, "weights.bin")); string(b) != "old" {
+		t.Errorf("failed Save replaced the data file with %d bytes", len(b))
+	}
+	if names := dirNames(t, dir); len(names) != 2 {
+		t.Errorf("failed Save left %q", names)
+	}
+	// The data file cannot be written: the model is not written either.
+	os.Remove(filepath.Join(dir, "weights.bin"))
+	os.Remove(path)
+	if err := os.Mkdir(filepath.Join(dir, "weights.bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, Save(m, path), path, "weights.bin")
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Errorf("failed Save left %q", names)
+	}
+}

@@ -168,13 +168,49 @@ func Save(m *Model, path string) error {
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	for loc, data := range files {
-		if err := WriteFileAtomic(filepath.Join(dir, filepath.FromSlash(loc)), data); err != nil {
-			return fmt.Errorf("save %s: external data: %w", path, err)
+	// Write every file to a temporary name first, and rename them into place
+	// (the model last) only once all are written and no target is a folder,
+	// so a failure leaves the existing files as they were.
+	type pending struct{ tmp, path string }
+	var written []pending
+	removeTemps := func() {
+		for _, p := range written {
+			os.Remove(p.tmp)
 		}
 	}
-	if err := WriteFileAtomic(path, b); err != nil {
+	locs := make([]string, 0, len(files))
+	for loc := range files {
+		locs = append(locs, loc)
+	}
+	sort.Strings(locs)
+	for _, loc := range locs {
+		target := filepath.Join(dir, filepath.FromSlash(loc))
+		tmp, err := writeTemp(target, files[loc])
+		if err != nil {
+			removeTemps()
+			return fmt.Errorf("save %s: external data %q: %w", path, loc, err)
+		}
+		written = append(written, pending{tmp, target})
+	}
+	tmp, err := writeTemp(path, b)
+	if err != nil {
+		removeTemps()
 		return fmt.Errorf("save %s: %w", path, err)
+	}
+	written = append(written, pending{tmp, path})
+	for _, p := range written {
+		if st, err := os.Stat(p.path); err == nil && st.IsDir() {
+			removeTemps()
+			return fmt.Errorf("save %s: %s is a folder", path, p.path)
+		}
+	}
+	for i, p := range written {
+		if err := os.Rename(p.tmp, p.path); err != nil {
+			for _, q := range written[i:] {
+				os.Remove(q.tmp)
+			}
+			return fmt.Errorf("save %s: %w", path, err)
+		}
 	}
 	return nil
 }
@@ -240,10 +276,23 @@ func (m *Model) layoutExternal() (map[string][]byte, error) {
 // WriteFileAtomic writes data to a temporary file in path's folder and renames
 // it to path, so readers never see a partial file.
 func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmp, err := writeTemp(path, data)
 	if err != nil {
 		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// writeTemp writes data to a new temporary file beside path and returns its
+// name; on failure it leaves no file.
+func writeTemp(path string, data []byte) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return "", err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -256,13 +305,11 @@ func WriteFileAtomic(path string, data []byte) error {
 	if err == nil {
 		err = os.Chmod(tmp, 0o644)
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
 		os.Remove(tmp)
+		return "", err
 	}
-	return err
+	return tmp, nil
 }
 
 // eachTensor calls f on every tensor of the model: initializers and tensor
