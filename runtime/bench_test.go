@@ -1,0 +1,45 @@
+package runtime
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/graft-dev/graft/onnx"
+	"gorgonia.org/tensor"
+)
+
+// BenchmarkResNet18Inference times a forward pass of the full-size
+// torchvision ResNet-18 (BatchNorm folded, as PyTorch exports by default).
+// testdata/gen/bench.sh runs it beside onnxruntime-node for the ratio.
+func BenchmarkResNet18Inference(b *testing.B) {
+	path := "../testdata/big/resnet18_op13_folded/model.onnx"
+	m, err := onnx.Load(path)
+	if err != nil {
+		b.Skipf("full-size model missing (testdata/gen/export_models.py --big): %v", err)
+	}
+	p, err := Compile(m, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, batch := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
+			x := tensor.New(tensor.WithShape(batch, 3, 224, 224), tensor.Of(tensor.Float32))
+			data := x.Data().([]float32)
+			for i := range data {
+				data[i] = float32(i%255) / 255
+			}
+			if _, err := p.Run(x); err != nil { // compile this batch size once
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := p.Run(x); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/run")
+		})
+	}
+	_ = filepath.Base(path)
+}
