@@ -319,8 +319,12 @@ func (n *Node) Input(i int) *Value {
 
 // String names the node for error messages: its name and op type.
 func (n *Node) String() string {
-	if n.Name == "" {
-		return "unnamed " + n.OpType + " node"
+	op := n.OpType
+	if q := quote(op); q[1:len(q)-1] != op || op == "" {
+		op = q // unprintable characters must not break a one-line error
 	}
-	return n.OpType + " node " + quote(n.Name)
+	if n.Name == "" {
+		return "unnamed " + op + " node"
+	}
+	return op + " node " + quote(n.Name)
 }
