@@ -1,3 +1,214 @@
 package runtime
 
-func registerPool[T Float](r registry[T]) {}
+import (
+	"fmt"
+	"math"
+
+	"github.com/graft-dev/graft/onnx"
+)
+
+func registerPool[T Float](r registry[T]) {
+	r["MaxPool"] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+		return buildPool(b, n, in, true, false)
+	}
+	r["AveragePool"] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+		return buildPool(b, n, in, false, false)
+	}
+	r["GlobalMaxPool"] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+		return buildPool(b, n, in, true, true)
+	}
+	r["GlobalAveragePool"] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+		return buildPool(b, n, in, false, true)
+	}
+}
+
+// pool is max or average pooling over the spatial axes of x [N, C,
+// spatial...], each of the N*C planes alike. The windows are tabulated at
+// build time, so forward and backward are loops over precomputed offsets.
+type pool[T Float] struct {
+	name   string
+	isMax  bool
+	planes int // N*C
+	iN, oN int // positions per input and output plane
+	win    *window
+	out    []int
+	// taps[start[o]:start[o+1]] are the offsets within a plane that output
+	// position o reads, in kernel order, with padding left out.
+	start []int32
+	taps  []int32
+	// div[o] divides the sum of output o (average pooling only).
+	div []T
+	// countPad is AveragePool's count_include_pad.
+	countPad bool
+}
+
+func buildPool[T Float](b *builder[T], n *onnx.Node, in []*val[T], isMax, global bool) ([]*val[T], error) {
+	if len(in) < 1 || in[0] == nil {
+		return nil, fmt.Errorf("needs an input")
+	}
+	x := in[0].shape
+	if len(x) < 3 {
+		return nil, fmt.Errorf("input %v: want [N, C, spatial...] with at least one spatial axis", x)
+	}
+	spatial := x[2:]
+	r := len(spatial)
+	var win *window
+	if global {
+		ones, zeros := make([]int, r), make([]int, r)
+		for i := range ones {
+			ones[i] = 1
+		}
+		win = &window{in: spatial, out: ones, kernel: spatial, strides: ones, dilations: ones, padsBegin: zeros, padsEnd: zeros}
+	} else {
+		ks := n.AttrInts("kernel_shape", nil)
+		if len(ks) != r {
+			return nil, fmt.Errorf("kernel_shape %v: want %d values for input %v", ks, r, x)
+		}
+		var err error
+		if win, err = newWindow(n, spatial, ints(ks)); err != nil {
+			return nil, err
+		}
+	}
+	if isMax && len(n.Outputs) > 1 && n.Outputs[1] != nil && b.p != nil && b.p.model != nil {
+		g, v := b.p.model.Graph, n.Outputs[1]
+		if g.IsOutput(v) || len(g.Consumers(v)) > 0 {
+			return nil, fmt.Errorf("MaxPool's Indices output is not supported (an int64 tensor computed at run time; graft computes floats only)")
+		}
+	}
+	if size(spatial) > math.MaxInt32 {
+		return nil, fmt.Errorf("input %v: a plane of more than 2^31 elements is not supported", x)
+	}
+	k := &pool[T]{name: n.OpType, isMax: isMax, planes: x[0] * x[1], win: win,
+		iN: size(spatial), oN: size(win.out), out: append([]int{x[0], x[1]}, win.out...)}
+	if !isMax && !global {
+		k.countPad = n.AttrInt("count_include_pad", 0) == 1
+	}
+	k.buildTable()
+	return one(b.apply(k, in[0]))
+}
+
+// buildTable tabulates the windows and, for averages, their divisors: the
+// number of input elements in the window, or with count_include_pad the
+// number of kernel taps inside the padded input (as PyTorch counts them: a
+// window that ceil_mode lets run past the end padding is cut there).
+func (k *pool[T]) buildTable() {
+	w := k.win
+	k.start = make([]int32, k.oN+1)
+	k.taps = make([]int32, 0, k.oN*size(w.kernel))
+	w.forEach(func(o, _, i int) {
+		if i >= 0 {
+			k.taps = append(k.taps, int32(i))
+		}
+		k.start[o+1] = int32(len(k.taps))
+	})
+	if k.isMax {
+		return
+	}
+	k.div = make([]T, k.oN)
+	pos := make([]int, len(w.in))
+	for o := range k.div {
+		if !k.countPad {
+			k.div[o] = T(k.start[o+1] - k.start[o])
+			continue
+		}
+		unflatten(o, w.out, pos)
+		c := 1
+		for d := range pos {
+			taps := 0
+			for j := 0; j < w.kernel[d]; j++ {
+				// Windows start at or after -padsBegin; count those before the end padding ends.
+				if pos[d]*w.strides[d]-w.padsBegin[d]+j*w.dilations[d] < w.in[d]+w.padsEnd[d] {
+					taps++
+				}
+			}
+			c *= taps
+		}
+		k.div[o] = T(c)
+	}
+}
+
+func (k *pool[T]) describe() string {
+	s := fmt.Sprintf("%s(%dx%v %v", k.name, k.planes, k.win.in, k.win)
+	if k.countPad {
+		s += " count_include_pad"
+	}
+	return s + ")"
+}
+
+func (k *pool[T]) outShape() []int        { return k.out }
+func (k *pool[T]) differentiable() []bool { return []bool{true} }
+
+// argmax returns the offset of the first of x's taps equal to y, the
+// window's maximum (the first NaN when y is NaN), or -1 if there is none
+// (a window of padding only).
+func argmax[T Float](x []T, taps []int32, y T) int32 {
+	if y != y {
+		for _, i := range taps {
+			if x[i] != x[i] {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, i := range taps {
+		if x[i] == y {
+			return i
+		}
+	}
+	return -1
+}
+
+func (k *pool[T]) forward(in [][]T, out []T) error {
+	x := in[0]
+	negInf := T(math.Inf(-1))
+	for p := 0; p < k.planes; p++ {
+		xp := x[p*k.iN : (p+1)*k.iN]
+		op := out[p*k.oN : (p+1)*k.oN]
+		if k.isMax {
+			for o := range op {
+				m := negInf // padding counts as -inf
+				for _, i := range k.taps[k.start[o]:k.start[o+1]] {
+					m = max(m, xp[i]) // NaN if any is
+				}
+				op[o] = m
+			}
+			continue
+		}
+		for o := range op {
+			var s T
+			for _, i := range k.taps[k.start[o]:k.start[o+1]] {
+				s += xp[i]
+			}
+			op[o] = s / k.div[o]
+		}
+	}
+	return nil
+}
+
+// backward routes each output's gradient to its window's first maximum (as
+// PyTorch does on ties), found as the first tap equal to the output, or
+// spreads it evenly over the window's input elements (average).
+func (k *pool[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
+	x := in[0]
+	for p := 0; p < k.planes; p++ {
+		xp := x[p*k.iN : (p+1)*k.iN]
+		gp := gin[p*k.iN : (p+1)*k.iN]
+		g := gout[p*k.oN : (p+1)*k.oN]
+		if k.isMax {
+			y := out[p*k.oN : (p+1)*k.oN]
+			for o, v := range g {
+				if i := argmax(xp, k.taps[k.start[o]:k.start[o+1]], y[o]); i >= 0 {
+					gp[i] += v
+				}
+			}
+			continue
+		}
+		for o, v := range g {
+			v /= k.div[o]
+			for _, i := range k.taps[k.start[o]:k.start[o+1]] {
+				gp[i] += v
+			}
+		}
+	}
+	return nil
+}
