@@ -175,7 +175,8 @@ func (b *builder[T]) apply(k kernel[T], in ...*val[T]) (*val[T], error) {
 
 // constant adds a float constant to the graph.
 func (b *builder[T]) constant(name string, data []T, shape []int) *val[T] {
-	n := G.NewTensor(b.g, b.dtype(), len(shape), G.WithShape(shape...), G.WithName(name),
+	// Gorgonia merges input nodes of equal name and shape: keep names unique.
+	n := G.NewTensor(b.g, b.dtype(), len(shape), G.WithShape(shape...), G.WithName(fmt.Sprintf("%s#%d", name, opIDs.Add(1))),
 		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))))
 	return &val[T]{node: n, shape: shape, consts: data}
 }

@@ -10,6 +10,9 @@ import (
 func registerElementwise[T Float](r registry[T]) {
 	un := func(name string, f func(x T) T, df func(x, y T) T) {
 		r[name] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+			if out, ok, err := foldInts(name, in); ok {
+				return out, err
+			}
 			return one(b.apply(&unary[T]{name: name, shape: in[0].shape, f: f, df: df}, in[0]))
 		}
 	}
@@ -39,6 +42,9 @@ func registerElementwise[T Float](r registry[T]) {
 		r[name] = func(b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
 			if len(in) != 2 || in[0] == nil || in[1] == nil {
 				return nil, fmt.Errorf("needs 2 inputs")
+			}
+			if out, ok, err := foldInts(name, in); ok {
+				return out, err
 			}
 			k, err := newBinary(name, in[0].shape, in[1].shape, f, da, db)
 			if err != nil {

@@ -346,24 +346,28 @@ func newSession[T Float](p *Program, req *Request) (session, error) {
 			s.inputGrads = grads[len(req.Params):]
 		}
 	}
-	s.vm = G.NewTapeMachine(b.g)
+	if len(b.g.AllNodes()) > 0 { // else every output is known at compile time
+		s.vm = G.NewTapeMachine(b.g)
+	}
 	return s, nil
 }
 
 func (s *graphSession[T]) run(req *Request) (*Result, error) {
-	defer s.vm.Reset()
-	for i, n := range s.inputs {
-		if err := G.Let(n, req.Inputs[i]); err != nil {
+	if s.vm != nil {
+		defer s.vm.Reset()
+		for i, n := range s.inputs {
+			if err := G.Let(n, req.Inputs[i]); err != nil {
+				return nil, err
+			}
+		}
+		if s.target != nil {
+			if err := G.Let(s.target, req.Targets); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.vm.RunAll(); err != nil {
 			return nil, err
 		}
-	}
-	if s.target != nil {
-		if err := G.Let(s.target, req.Targets); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.vm.RunAll(); err != nil {
-		return nil, err
 	}
 	res := &Result{}
 	for i, n := range s.outputs {
