@@ -57,6 +57,9 @@ var excluded = map[string]string{
 	"test_castlike_STRING_to_FLOAT_expanded":   "string tensors; graft computes numbers only",
 	"test_constantofshape_int_shape_zero":      "output is an empty tensor; Gorgonia's tensors cannot be empty",
 	"test_slice_start_out_of_bounds":           "output is an empty tensor; Gorgonia's tensors cannot be empty",
+
+	// Sampling.
+	"test_gridsample_bicubic": "expected output is rounded to 4 decimals (-0.1406 for PyTorch's -0.140625), beyond the tolerance; graft gives PyTorch's values (TestSamplePyTorchReferences) and this test's within the rounding (TestGridSampleBicubicBackendData)",
 }
 
 type confResult struct {
