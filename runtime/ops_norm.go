@@ -1,3 +1,384 @@
 package runtime
 
-func registerNorm[T Float](r registry[T]) {}
+import (
+	"fmt"
+	"math"
+
+	"github.com/graft-dev/graft/onnx"
+)
+
+func registerNorm[T Float](r registry[T]) {
+	r["BatchNormalization"] = buildBatchNorm[T]
+}
+
+// buildBatchNorm builds BatchNormalization.
+//
+// The form is chosen as ONNX says: from opset 14 by the training_mode
+// attribute (outputs Y, running_mean, running_var); in opsets 7 and 9 by the
+// number of outputs (5 outputs: Y, running mean, running var, saved mean,
+// saved var, is training); in opset 6 and earlier by is_test = 0 together
+// with those outputs (a single-output node is inference, as exporters meant
+// it). A training request (Request.Train, PyTorch's model.train()) also
+// runs inference-form nodes on batch statistics.
+//
+// Running statistics. The running_mean/running_var outputs follow ONNX's
+// definition, which its backend tests check: running*momentum +
+// batch*(1-momentum) with the biased batch variance. Separately, under a
+// training request, when the running statistics are initializers (the
+// model's parameters) they are updated in place on every forward pass, as
+// PyTorch's train mode does, and like PyTorch with the unbiased batch
+// variance (times n/(n-1), n = values per channel): fine-tuning then keeps
+// the statistics the model was trained with consistent. Only a training
+// request changes the parameters: a graph whose nodes say training_mode=1
+// run by Run (inference) computes its outputs without side effects.
+func buildBatchNorm[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+	if len(in) != 5 {
+		return nil, fmt.Errorf("has %d inputs, want 5 (X, scale, B, mean, var)", len(in))
+	}
+	for i, name := range []string{"X", "scale", "B", "mean", "var"} {
+		if in[i] == nil {
+			return nil, fmt.Errorf("input %s is missing", name)
+		}
+	}
+	x := in[0]
+	if len(x.shape) < 2 {
+		return nil, fmt.Errorf("input %v must have at least 2 dimensions (N, C, ...)", x.shape)
+	}
+	if b.opset < 9 && n.AttrInt("spatial", 1) != 1 {
+		return nil, fmt.Errorf("spatial=%d (per-activation statistics) is not supported; only spatial=1", n.AttrInt("spatial", 1))
+	}
+	outputs := 0 // outputs present beyond Y
+	for i, v := range n.Outputs {
+		if i > 0 && v != nil {
+			outputs = i
+		}
+	}
+	var train bool
+	switch {
+	case b.opset >= 14:
+		train = n.AttrInt("training_mode", 0) != 0
+	case b.opset >= 7:
+		train = outputs > 0
+	default:
+		train = outputs > 0 && n.AttrInt("is_test", 0) == 0
+	}
+	train = train || b.mode.train
+	c := x.shape[1]
+	for i, name := range []string{"scale", "B", "mean", "var"} {
+		if s := in[i+1].shape; size(s) != c || len(s) > 1 {
+			return nil, fmt.Errorf("%s has shape %v, want [%d] (the channels of X %v)", name, s, c, x.shape)
+		}
+	}
+	k := &batchNorm[T]{
+		shape:    x.shape,
+		n:        x.shape[0],
+		c:        c,
+		hw:       size(x.shape[2:]),
+		eps:      float64(n.AttrFloat("epsilon", 1e-5)),
+		momentum: float64(n.AttrFloat("momentum", 0.9)),
+		train:    train,
+	}
+	if train && b.mode.train {
+		mv, vv := n.Input(3), n.Input(4)
+		if mv != nil && mv.IsConst() && vv != nil && vv.IsConst() && in[3].consts != nil && in[4].consts != nil {
+			if k.n*k.hw < 2 {
+				return nil, fmt.Errorf("training needs more than one value per channel, input %v has one (PyTorch refuses this too)", x.shape)
+			}
+			k.runMean, k.runVar = in[3].consts, in[4].consts
+		}
+	}
+	y, err := b.apply(k, in...)
+	if err != nil {
+		return nil, err
+	}
+	outs := []*val[T]{y}
+	g := b.p.model.Graph
+	for i := 1; i < len(n.Outputs) && i < 5; i++ {
+		v := n.Outputs[i]
+		if v == nil || len(g.Consumers(v)) == 0 && !g.IsOutput(v) {
+			outs = append(outs, nil)
+			continue
+		}
+		if !train {
+			// Inference leaves the running statistics as they are; saved
+			// statistics do not exist.
+			if i <= 2 {
+				outs = append(outs, in[i+2])
+				continue
+			}
+			return nil, fmt.Errorf("output %d (saved statistics) exists only in training", i)
+		}
+		s, err := b.apply(&bnStat[T]{bn: k, which: i - 1}, y)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, s)
+	}
+	return outs, nil
+}
+
+// batchNorm is BatchNormalization over X of shape [N, C, spatial...]:
+// y = (x - mean) / sqrt(var + eps) * scale + B per channel, with the
+// running statistics (inference) or the batch's (training, biased
+// variance). Gradients flow to X, scale and B; in inference the gradient
+// with respect to X uses the running variance, in training it goes through
+// the batch statistics.
+type batchNorm[T Float] struct {
+	shape         []int
+	n, c, hw      int
+	eps, momentum float64
+	train         bool
+	// runMean and runVar are the live running statistics (the parameters'
+	// data) to update in place in training, or nil.
+	runMean, runVar []T
+	// stats holds what the last training forward pass computed for the
+	// statistics outputs: new running mean and variance (ONNX's
+	// definition), batch mean and biased batch variance.
+	stats [4][]T
+}
+
+func (k *batchNorm[T]) describe() string {
+	return fmt.Sprintf("BatchNormalization(%v eps=%g momentum=%g train=%v)", k.shape, k.eps, k.momentum, k.train)
+}
+func (k *batchNorm[T]) outShape() []int        { return k.shape }
+func (k *batchNorm[T]) differentiable() []bool { return []bool{true, true, true, false, false} }
+
+// block returns the contiguous spatial block of sample i, channel ch.
+func (k *batchNorm[T]) block(x []T, i, ch int) []T {
+	off := (i*k.c + ch) * k.hw
+	return x[off : off+k.hw]
+}
+
+// batchStats returns the per-channel mean and biased variance of x (two
+// passes, in float64).
+func (k *batchNorm[T]) batchStats(x []T) (mean, variance []float64) {
+	mean, variance = make([]float64, k.c), make([]float64, k.c)
+	m := float64(k.n * k.hw)
+	for ch := 0; ch < k.c; ch++ {
+		var s float64
+		for i := 0; i < k.n; i++ {
+			s += sumOf(k.block(x, i, ch))
+		}
+		mu := s / m
+		var q float64
+		for i := 0; i < k.n; i++ {
+			q += sqDevOf(k.block(x, i, ch), mu)
+		}
+		mean[ch], variance[ch] = mu, q/m
+	}
+	return mean, variance
+}
+
+// norm returns the per-channel mean, variance and 1/sqrt(var + eps) the
+// output uses: the batch's in training, the running statistics otherwise.
+func (k *batchNorm[T]) norm(in [][]T) (mean, variance, istd []float64) {
+	if k.train {
+		mean, variance = k.batchStats(in[0])
+	} else {
+		mean, variance = make([]float64, k.c), make([]float64, k.c)
+		for ch := range mean {
+			mean[ch], variance[ch] = float64(in[3][ch]), float64(in[4][ch])
+		}
+	}
+	istd = make([]float64, k.c)
+	for ch, v := range variance {
+		istd[ch] = 1 / math.Sqrt(v+k.eps)
+	}
+	return mean, variance, istd
+}
+
+func (k *batchNorm[T]) forward(in [][]T, out []T) error {
+	x, scale, bias := in[0], in[1], in[2]
+	mean, variance, istd := k.norm(in)
+	for ch := 0; ch < k.c; ch++ {
+		a := T(float64(scale[ch]) * istd[ch])
+		c := T(float64(bias[ch]) - mean[ch]*float64(scale[ch])*istd[ch])
+		for i := 0; i < k.n; i++ {
+			y := k.block(out, i, ch)
+			for j, v := range k.block(x, i, ch) {
+				y[j] = v*a + c
+			}
+		}
+	}
+	if !k.train {
+		return nil
+	}
+	// Statistics outputs, from the running statistics as they came in.
+	m := float64(k.n * k.hw)
+	for i := range k.stats {
+		k.stats[i] = make([]T, k.c)
+	}
+	for ch := 0; ch < k.c; ch++ {
+		v := variance[ch] // biased
+		k.stats[0][ch] = T(float64(in[3][ch])*k.momentum + mean[ch]*(1-k.momentum))
+		k.stats[1][ch] = T(float64(in[4][ch])*k.momentum + v*(1-k.momentum))
+		k.stats[2][ch] = T(mean[ch])
+		k.stats[3][ch] = T(v)
+	}
+	if k.runMean != nil {
+		// PyTorch's update: the unbiased variance feeds the running one.
+		unbias := m / (m - 1)
+		for ch := 0; ch < k.c; ch++ {
+			v := variance[ch]
+			k.runMean[ch] = T(float64(k.runMean[ch])*k.momentum + mean[ch]*(1-k.momentum))
+			k.runVar[ch] = T(float64(k.runVar[ch])*k.momentum + v*unbias*(1-k.momentum))
+		}
+	}
+	return nil
+}
+
+// backward recomputes the statistics it needs from the inputs rather than
+// keeping them from the forward pass (a kernel's inputs are all it can
+// trust), folding them into the passes the gradient makes anyway.
+func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
+	x, scale := in[0], in[1]
+	m := float64(k.n * k.hw)
+	for ch := 0; ch < k.c; ch++ {
+		switch which {
+		case 2: // dB = sum dy
+			var s float64
+			for i := 0; i < k.n; i++ {
+				s += sumOf(k.block(gout, i, ch))
+			}
+			gin[ch] = T(s)
+			continue
+		case 0, 1:
+		default:
+			return fmt.Errorf("input %d has no gradient", which)
+		}
+		if !k.train && which == 0 {
+			// dx = dy * scale / sqrt(running_var + eps): the running
+			// variance, not the batch's.
+			a := T(float64(scale[ch]) / math.Sqrt(float64(in[4][ch])+k.eps))
+			for i := 0; i < k.n; i++ {
+				g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
+				for j := range dx {
+					dx[j] = g[j] * a
+				}
+			}
+			continue
+		}
+		// sum dy, sum dy*(x - mean) and, in training, sum (x - mean)^2.
+		mu := float64(in[3][ch])
+		if k.train {
+			var s float64
+			for i := 0; i < k.n; i++ {
+				s += sumOf(k.block(x, i, ch))
+			}
+			mu = s / m
+		}
+		var sg, sgd, q float64
+		for i := 0; i < k.n; i++ {
+			a, b, c := gradSums(k.block(gout, i, ch), k.block(x, i, ch), mu)
+			sg, sgd, q = sg+a, sgd+b, q+c
+		}
+		variance := float64(in[4][ch])
+		if k.train {
+			variance = q / m
+		}
+		is := 1 / math.Sqrt(variance+k.eps)
+		sgx := sgd * is // sum dy * xhat
+		if which == 1 { // dscale = sum dy * xhat
+			gin[ch] = T(sgx)
+			continue
+		}
+		// Training: dx = scale*istd * (dy - mean(dy) - xhat * mean(dy*xhat)).
+		// Expanded: dx = a*dy + c1*x + c0.
+		a := float64(scale[ch]) * is
+		mg, mgx := sg/m, sgx/m
+		c1 := -a * is * mgx
+		c0 := -a*mg - c1*mu
+		for i := 0; i < k.n; i++ {
+			g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
+			for j, v := range k.block(x, i, ch) {
+				dx[j] = T(a*float64(g[j]) + c1*float64(v) + c0)
+			}
+		}
+	}
+	return nil
+}
+
+// bnStat outputs one of the statistics a training batchNorm computed in its
+// forward pass. Its input is that pass's Y, which orders it after it.
+type bnStat[T Float] struct {
+	bn    *batchNorm[T]
+	which int // 0 running mean, 1 running var, 2 saved mean, 3 saved var
+}
+
+func (k *bnStat[T]) describe() string {
+	return fmt.Sprintf("%s.%s", k.bn.describe(), [...]string{"running_mean", "running_var", "saved_mean", "saved_var"}[k.which])
+}
+func (k *bnStat[T]) outShape() []int        { return []int{k.bn.c} }
+func (k *bnStat[T]) differentiable() []bool { return []bool{false} }
+
+func (k *bnStat[T]) forward(_ [][]T, out []T) error {
+	if k.bn.stats[k.which] == nil {
+		return fmt.Errorf("statistics read before the forward pass")
+	}
+	copy(out, k.bn.stats[k.which])
+	return nil
+}
+
+func (k *bnStat[T]) backward(int, [][]T, []T, []T, []T) error {
+	return fmt.Errorf("running statistics have no gradient")
+}
+
+// sumOf sums x in float64, with independent partial sums so the additions
+// pipeline.
+func sumOf[T Float](x []T) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += float64(x[i])
+		s1 += float64(x[i+1])
+		s2 += float64(x[i+2])
+		s3 += float64(x[i+3])
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sqDevOf is the sum of (x - mu)^2.
+func sqDevOf[T Float](x []T, mu float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		d0, d1 := float64(x[i])-mu, float64(x[i+1])-mu
+		d2, d3 := float64(x[i+2])-mu, float64(x[i+3])-mu
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(x); i++ {
+		d := float64(x[i]) - mu
+		s0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// gradSums returns sum g, sum g*(x - mu) and sum (x - mu)^2.
+func gradSums[T Float](g, x []T, mu float64) (sg, sgd, q float64) {
+	var sg1, sgd1, q1 float64
+	i := 0
+	g = g[:len(x)]
+	for ; i+2 <= len(x); i += 2 {
+		d0, d1 := float64(x[i])-mu, float64(x[i+1])-mu
+		g0, g1 := float64(g[i]), float64(g[i+1])
+		sg += g0
+		sg1 += g1
+		sgd += g0 * d0
+		sgd1 += g1 * d1
+		q += d0 * d0
+		q1 += d1 * d1
+	}
+	if i < len(x) {
+		d := float64(x[i]) - mu
+		sg += float64(g[i])
+		sgd += float64(g[i]) * d
+		q += d * d
+	}
+	return sg + sg1, sgd + sgd1, q + q1
+}
