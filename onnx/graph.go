@@ -361,3 +361,16 @@ func (g *Graph) eachNode(f func(*Node)) {
 		}
 	}
 }
+
+// InsertNode adds n to g as the producer of its output values, which may be
+// values that already exist (left without a producer by RemoveNode): that is
+// how a node is replaced while its readers keep reading the same value. Call
+// TopoSort if n must run before nodes already in the graph.
+func (g *Graph) InsertNode(n *Node) {
+	for _, v := range n.Outputs {
+		if v != nil {
+			v.producer, v.graph = n, g
+		}
+	}
+	g.Nodes = append(g.Nodes, n)
+}

@@ -1,0 +1,194 @@
+package surgery
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"strings"
+
+	"github.com/graft-dev/graft/onnx"
+)
+
+// HeadOptions configure ReplaceHead.
+type HeadOptions struct {
+	// Node names the head when FindHead cannot find it (the --head flag).
+	Node string
+	// Seed seeds the new layer's initial weights.
+	Seed int64
+}
+
+// ReplaceHead returns an edit that swaps the classifier head for a new
+// Linear(in_features, k) initialised as PyTorch's nn.Linear is (weights and
+// bias uniform in ±1/sqrt(in_features)). A Gemm head becomes a Gemm
+// (transB=1, weight [k, in]); a MatMul + Add head keeps that form (weight
+// [in, k]); a 1x1 Conv head keeps its form (weight [k, in, 1, 1]). The new
+// parameters take the old ones' names, so "fc.weight" stays "fc.weight".
+// Downstream ops (Flatten, Softmax) are kept and the output's shape becomes
+// [..., k].
+func ReplaceHead(k int, opts HeadOptions) Edit {
+	return func(m *onnx.Model) error {
+		if k < 1 {
+			return fmt.Errorf("replace head: k = %d, want at least 1 class", k)
+		}
+		g := m.Graph
+		var h *Head
+		var err error
+		if opts.Node != "" {
+			h, err = HeadAt(g, opts.Node)
+		} else {
+			h, err = FindHead(g)
+		}
+		if err != nil {
+			return err
+		}
+		rng := rand.New(rand.NewSource(opts.Seed))
+		in := h.InFeatures
+		bound := 1 / math.Sqrt(float64(in))
+		uniform := func(n int64) []float32 {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32((rng.Float64()*2 - 1) * bound)
+			}
+			return v
+		}
+		old := h.Node
+		out := old.Outputs[0]
+		if h.BiasAdd != nil {
+			out = h.BiasAdd.Outputs[0]
+		}
+		wName, bName := h.Weight.Name, biasName(h)
+		// The old parameters give up their names; Cleanup drops them.
+		h.Weight.Name += "__replaced"
+		if b := oldBias(h); b != nil {
+			b.Name += "__replaced"
+		}
+		x := old.Input(0)
+		kk := int64(k)
+		g.RemoveNode(old)
+		if h.BiasAdd != nil {
+			g.RemoveNode(h.BiasAdd)
+		}
+		switch old.OpType {
+		case "Gemm":
+			w, err := onnx.FromFloat32(wName, []int64{kk, in}, uniform(kk*in))
+			if err != nil {
+				return err
+			}
+			b, err := onnx.FromFloat32(bName, []int64{kk}, uniform(kk))
+			if err != nil {
+				return err
+			}
+			n := &onnx.Node{Name: old.Name, OpType: "Gemm", Inputs: []*onnx.Value{x, g.AddInitializer(w), g.AddInitializer(b)},
+				Outputs: []*onnx.Value{out}, Attrs: []*onnx.Attribute{
+					{Name: "alpha", Type: onnx.AttrFloat, Float: 1}, {Name: "beta", Type: onnx.AttrFloat, Float: 1},
+					{Name: "transB", Type: onnx.AttrInt, Int: 1}}}
+			g.InsertNode(n)
+		case "MatMul":
+			// Draw as PyTorch lays out Linear ([k, in]), store transposed.
+			wt := uniform(kk * in)
+			wv := make([]float32, len(wt))
+			for o := int64(0); o < kk; o++ {
+				for i := int64(0); i < in; i++ {
+					wv[i*kk+o] = wt[o*in+i]
+				}
+			}
+			w, err := onnx.FromFloat32(wName, []int64{in, kk}, wv)
+			if err != nil {
+				return err
+			}
+			b, err := onnx.FromFloat32(bName, []int64{kk}, uniform(kk))
+			if err != nil {
+				return err
+			}
+			mm := g.AddNode("MatMul", old.Name, []*onnx.Value{x, g.AddInitializer(w)}, []string{old.Outputs[0].Name + "_new"})
+			add := &onnx.Node{Name: nameOr(h.BiasAdd, old.Name+"_bias"), OpType: "Add",
+				Inputs: []*onnx.Value{mm.Outputs[0], g.AddInitializer(b)}, Outputs: []*onnx.Value{out}}
+			g.InsertNode(add)
+		case "Conv":
+			w, err := onnx.FromFloat32(wName, []int64{kk, in, 1, 1}, uniform(kk*in))
+			if err != nil {
+				return err
+			}
+			b, err := onnx.FromFloat32(bName, []int64{kk}, uniform(kk))
+			if err != nil {
+				return err
+			}
+			n := &onnx.Node{Name: old.Name, OpType: "Conv", Inputs: []*onnx.Value{x, g.AddInitializer(w), g.AddInitializer(b)},
+				Outputs: []*onnx.Value{out}, Attrs: old.Attrs}
+			g.InsertNode(n)
+		default:
+			return fmt.Errorf("replace head: cannot replace a %s head", old.OpType)
+		}
+		retypeDownstream(m, out, h.OutFeatures, kk)
+		return nil
+	}
+}
+
+func nameOr(n *onnx.Node, def string) string {
+	if n != nil && n.Name != "" {
+		return n.Name
+	}
+	return def
+}
+
+// oldBias returns the head's constant bias value, if it has one.
+func oldBias(h *Head) *onnx.Value {
+	if h.BiasAdd != nil {
+		for _, v := range h.BiasAdd.Inputs {
+			if v != nil && v.Const != nil {
+				return v
+			}
+		}
+	}
+	if b := h.Node.Input(2); b != nil && b.Const != nil {
+		return b
+	}
+	return nil
+}
+
+// biasName keeps the old bias's name, or derives one from the weight's.
+func biasName(h *Head) string {
+	if b := oldBias(h); b != nil {
+		return b.Name
+	}
+	if w := h.Weight.Name; strings.HasSuffix(w, "weight") {
+		return strings.TrimSuffix(w, "weight") + "bias"
+	}
+	return h.Weight.Name + "_bias"
+}
+
+// retypeDownstream updates the types after the head: values between the
+// head and the graph outputs lose their stale types (InferShapes redoes
+// them) and graph outputs get k in place of the old class count.
+func retypeDownstream(m *onnx.Model, from *onnx.Value, oldK, k int64) {
+	g := m.Graph
+	stale := map[*onnx.Value]bool{from: true}
+	for _, n := range g.Nodes { // sorted: producers come before readers
+		for _, v := range n.Inputs {
+			if stale[v] {
+				for _, o := range n.Outputs {
+					if o != nil {
+						stale[o] = true
+					}
+				}
+			}
+		}
+	}
+	for v := range stale {
+		if g.IsOutput(v) && v.Type != nil && len(v.Type.Shape) > 0 {
+			last := &v.Type.Shape[len(v.Type.Shape)-1]
+			if last.Known() && last.Value == oldK {
+				*last = onnx.Fixed(k)
+			}
+			continue
+		}
+		v.Type = nil
+	}
+	var keep []*onnx.Value
+	for _, v := range g.ValueInfo {
+		if !stale[v] {
+			keep = append(keep, v)
+		}
+	}
+	g.ValueInfo = keep
+}
