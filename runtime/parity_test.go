@@ -2,10 +2,10 @@ package runtime
 
 import (
 	"math"
-	"os"
-	"strings"
 	"math/rand"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/graft-dev/graft/onnx"

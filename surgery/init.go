@@ -109,14 +109,20 @@ func (i LinearDefault) Draw(rng *rand.Rand, n, fi, fo int) []float32 {
 	return Uniform{-b, b}.Draw(rng, n, fi, fo)
 }
 
-func (i Normal) String() string         { return fmt.Sprintf("normal(%g, %g)", i.Mean, i.Std) }
-func (i Uniform) String() string        { return fmt.Sprintf("uniform(%g, %g)", i.Low, i.High) }
-func (i Constant) String() string       { return fmt.Sprintf("constant(%g)", i.Value) }
-func (i XavierUniform) String() string  { return fmt.Sprintf("xavier_uniform(gain %g)", gainOr1(i.Gain)) }
-func (i XavierNormal) String() string   { return fmt.Sprintf("xavier_normal(gain %g)", gainOr1(i.Gain)) }
-func (i KaimingUniform) String() string { return fmt.Sprintf("kaiming_uniform(a %g, mode %d)", i.A, i.Mode) }
-func (i KaimingNormal) String() string  { return fmt.Sprintf("kaiming_normal(a %g, mode %d)", i.A, i.Mode) }
-func (i LinearDefault) String() string  { return "pytorch_default" }
+func (i Normal) String() string   { return fmt.Sprintf("normal(%g, %g)", i.Mean, i.Std) }
+func (i Uniform) String() string  { return fmt.Sprintf("uniform(%g, %g)", i.Low, i.High) }
+func (i Constant) String() string { return fmt.Sprintf("constant(%g)", i.Value) }
+func (i XavierUniform) String() string {
+	return fmt.Sprintf("xavier_uniform(gain %g)", gainOr1(i.Gain))
+}
+func (i XavierNormal) String() string { return fmt.Sprintf("xavier_normal(gain %g)", gainOr1(i.Gain)) }
+func (i KaimingUniform) String() string {
+	return fmt.Sprintf("kaiming_uniform(a %g, mode %d)", i.A, i.Mode)
+}
+func (i KaimingNormal) String() string {
+	return fmt.Sprintf("kaiming_normal(a %g, mode %d)", i.A, i.Mode)
+}
+func (i LinearDefault) String() string { return "pytorch_default" }
 
 // A Rule initialises the parameters with one role in nodes of one op type.
 // An empty Op or Role matches any.
