@@ -340,6 +340,9 @@ func newSession[T Float](p *Program, req *Request) (session, error) {
 		if len(wrt) > 0 {
 			grads, err := G.Grad(s.loss, wrt...)
 			if err != nil {
+				if strings.Contains(err.Error(), "Non Differentiable WRTs") {
+					return nil, fmt.Errorf("differentiate: some requested parameters have no gradient (BatchNormalization running statistics, or values the loss does not depend on): %v", req.Params)
+				}
 				return nil, fmt.Errorf("differentiate: %w", err)
 			}
 			s.paramGrads = grads[:len(req.Params)]
