@@ -38,7 +38,9 @@ func TestBadInputsAreNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f32 := func(shape ...int) *tensor.Dense { return tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32)) }
+	f32 := func(shape ...int) *tensor.Dense {
+		return tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+	}
 	cases := []struct {
 		name string
 		run  func() error
