@@ -33,6 +33,28 @@ func (v *val[T]) isInt() bool { return v.node == nil && v.ints != nil }
 // buildMode says how a graph is built.
 type buildMode struct {
 	train bool // BatchNormalization uses batch statistics; Dropout drops
+	// trained names the parameters being trained; nil means "all", as in
+	// PyTorch's model.train().
+	trained map[string]bool
+}
+
+// trainsNode reports whether n runs in training form: the caller asked for
+// training and, when parameters are named, n has one of them as an input.
+// That is how frozen BatchNormalization layers stay in inference form
+// while unfrozen ones learn batch statistics.
+func (m buildMode) trainsNode(n *onnx.Node) bool {
+	if !m.train {
+		return false
+	}
+	if m.trained == nil {
+		return true
+	}
+	for _, v := range n.Inputs {
+		if v != nil && m.trained[v.Name] {
+			return true
+		}
+	}
+	return false
 }
 
 // builder turns one ONNX graph into one Gorgonia graph for fixed input

@@ -62,7 +62,8 @@ func buildBatchNorm[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[
 	default:
 		train = outputs > 0 && n.AttrInt("is_test", 0) == 0
 	}
-	train = train || b.mode.train
+	callerTrain := b.mode.trainsNode(n)
+	train = train || callerTrain
 	c := x.shape[1]
 	for i, name := range []string{"scale", "B", "mean", "var"} {
 		if s := in[i+1].shape; size(s) != c || len(s) > 1 {
@@ -78,7 +79,7 @@ func buildBatchNorm[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[
 		momentum: float64(n.AttrFloat("momentum", 0.9)),
 		train:    train,
 	}
-	if train && b.mode.train {
+	if train && callerTrain {
 		mv, vv := n.Input(3), n.Input(4)
 		if mv != nil && mv.IsConst() && vv != nil && vv.IsConst() && in[3].consts != nil && in[4].consts != nil {
 			if k.n*k.hw < 2 {

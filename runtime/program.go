@@ -146,9 +146,11 @@ type Request struct {
 	// for hard labels (see OneHot).
 	Targets *tensor.Dense
 	Loss    Loss
-	// Train runs BatchNormalization on batch statistics (updating the
-	// running statistics) and Dropout with random masks; otherwise both are
-	// in inference form.
+	// Train runs Dropout with random masks and BatchNormalization on batch
+	// statistics, updating its running statistics; otherwise both are in
+	// inference form. When Params names parameters, only the
+	// BatchNormalization layers whose scale or bias is among them train:
+	// frozen layers keep their statistics, as fine-tuning wants.
 	Train bool
 	// Params names the parameters whose gradients are wanted.
 	Params []string
@@ -274,6 +276,12 @@ func newSession[T Float](p *Program, req *Request) (session, error) {
 		opset: p.model.OpsetVersion(""),
 		mode:  buildMode{train: req.Train},
 		vals:  map[*onnx.Value]*val[T]{},
+	}
+	if len(req.Params) > 0 {
+		b.mode.trained = map[string]bool{}
+		for _, name := range req.Params {
+			b.mode.trained[name] = true
+		}
 	}
 	s := &graphSession[T]{g: b.g}
 	wantParam := map[string]bool{}
