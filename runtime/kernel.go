@@ -82,7 +82,7 @@ func shapeOf(s []int) tensor.Shape {
 }
 
 func (op *kernelOp[T]) Do(vals ...G.Value) (G.Value, error) {
-	in, err := slices[T](vals)
+	in, err := dataOf[T](vals)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op.k.describe(), err)
 	}
@@ -157,7 +157,7 @@ func (op *gradOp[T]) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *gradOp[T]) Do(vals ...G.Value) (G.Value, error) {
-	all, err := slices[T](vals)
+	all, err := dataOf[T](vals)
 	if err != nil {
 		return nil, fmt.Errorf("gradient of %s: %w", op.fwd.k.describe(), err)
 	}
@@ -185,9 +185,9 @@ func (op *gradOp[T]) Hashcode() uint32 {
 	return h.Sum32()
 }
 
-// slices returns the data of Gorgonia values as []T: tensors as their
+// dataOf returns the data of Gorgonia values as []T: tensors as their
 // backing arrays, scalars as one-element slices.
-func slices[T Float](vals []G.Value) ([][]T, error) {
+func dataOf[T Float](vals []G.Value) ([][]T, error) {
 	out := make([][]T, len(vals))
 	for i, v := range vals {
 		switch x := v.(type) {
