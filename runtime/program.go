@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand"
 	"sort"
 	"strings"
@@ -452,4 +454,55 @@ func ints(d []int64) []int {
 		out[i] = int(x)
 	}
 	return out
+}
+
+// Model returns the model the program was compiled from.
+func (p *Program) Model() *onnx.Model { return p.model }
+
+// WriteBack copies the current parameter values (trained weights, updated
+// running statistics) into the model's initializers, in each initializer's
+// own element type, so the model can be saved with onnx.Save.
+func (p *Program) WriteBack() error {
+	for _, v := range p.model.Graph.Initializers {
+		prm := p.byName[v.Name]
+		if prm == nil {
+			continue
+		}
+		var vals []float64
+		switch d := prm.Value.Data().(type) {
+		case []float32:
+			vals = make([]float64, len(d))
+			for i, x := range d {
+				vals[i] = float64(x)
+			}
+		case []float64:
+			vals = d
+		}
+		var t *onnx.Tensor
+		var err error
+		switch v.Const.DType {
+		case onnx.Float:
+			f := make([]float32, len(vals))
+			for i, x := range vals {
+				f[i] = float32(x)
+			}
+			t, err = onnx.FromFloat32(v.Name, v.Const.Dims, f)
+		case onnx.Double:
+			raw := make([]byte, 8*len(vals))
+			for i, x := range vals {
+				binary.LittleEndian.PutUint64(raw[8*i:], math.Float64bits(x))
+			}
+			t, err = onnx.NewTensor(v.Name, onnx.Double, v.Const.Dims, raw)
+		}
+		if err != nil {
+			return fmt.Errorf("write back %q: %w", v.Name, err)
+		}
+		if ext := v.Const.External(); ext != nil {
+			if err := t.SetExternal(ext.Location); err != nil {
+				return fmt.Errorf("write back %q: %w", v.Name, err)
+			}
+		}
+		v.Const = t
+	}
+	return nil
 }
