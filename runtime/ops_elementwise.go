@@ -280,8 +280,8 @@ func broadcastIndex(in, out []int) []int32 {
 	return idx
 }
 
-// binary applies f to two broadcast inputs.
-type binary[T Float] struct {
+// binaryOp applies f to two broadcast inputs.
+type binaryOp[T Float] struct {
 	name   string
 	out    []int
 	ia, ib []int32 // source element per output element; nil when shapes equal
@@ -289,12 +289,12 @@ type binary[T Float] struct {
 	da, db func(a, b, y T) T
 }
 
-func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a, b, y T) T) (*binary[T], error) {
+func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a, b, y T) T) (*binaryOp[T], error) {
 	out, err := broadcast(a, b)
 	if err != nil {
 		return nil, err
 	}
-	k := &binary[T]{name: name, out: out, f: f, da: da, db: db}
+	k := &binaryOp[T]{name: name, out: out, f: f, da: da, db: db}
 	if size(a) != size(out) {
 		k.ia = broadcastIndex(a, out)
 	}
@@ -304,9 +304,9 @@ func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a
 	return k, nil
 }
 
-func (k *binary[T]) describe() string       { return k.name }
-func (k *binary[T]) outShape() []int        { return k.out }
-func (k *binary[T]) differentiable() []bool { return []bool{true, true} }
+func (k *binaryOp[T]) describe() string       { return k.name }
+func (k *binaryOp[T]) outShape() []int        { return k.out }
+func (k *binaryOp[T]) differentiable() []bool { return []bool{true, true} }
 
 func at(idx []int32, i int) int {
 	if idx == nil {
@@ -315,7 +315,7 @@ func at(idx []int32, i int) int {
 	return int(idx[i])
 }
 
-func (k *binary[T]) forward(in [][]T, out []T) error {
+func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 	a, b := in[0], in[1]
 	if k.ia == nil && k.ib == nil {
 		for i := range out {
@@ -329,7 +329,7 @@ func (k *binary[T]) forward(in [][]T, out []T) error {
 	return nil
 }
 
-func (k *binary[T]) backward(which int, in [][]T, out, gout, gin []T) error {
+func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 	a, b := in[0], in[1]
 	d, idx := k.da, k.ia
 	if which == 1 {
