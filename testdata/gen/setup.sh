@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
-pkgs=(python3-torch python3-torchvision python3-onnx python3-numpy python3-pil libonnx-testdata)
+pkgs=(python3-torch python3-torchvision python3-onnx python3-numpy python3-pil libonnx-testdata dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
