@@ -22,21 +22,24 @@ func init() {
 
 // Report is what graft inspect prints.
 type Report struct {
-	File           string            `json:"file"`
-	IRVersion      int64             `json:"ir_version"`
-	Opsets         []OpsetInfo       `json:"opsets"`
-	Producer       string            `json:"producer"`
-	GraphName      string            `json:"graph_name"`
-	Inputs         []TensorInfo      `json:"inputs"`
-	Outputs        []TensorInfo      `json:"outputs"`
-	Nodes          int               `json:"nodes"`
-	Ops            map[string]int    `json:"ops"`
-	Initializers   int               `json:"initializers"`
-	Parameters     int64             `json:"parameters"`
-	ParameterBytes int64             `json:"parameter_bytes"`
-	Head           *HeadInfo         `json:"head"`
-	HeadError      string            `json:"head_error,omitempty"`
-	Metadata       map[string]string `json:"metadata,omitempty"`
+	File           string         `json:"file"`
+	IRVersion      int64          `json:"ir_version"`
+	Opsets         []OpsetInfo    `json:"opsets"`
+	Producer       string         `json:"producer"`
+	GraphName      string         `json:"graph_name"`
+	Inputs         []TensorInfo   `json:"inputs"`
+	Outputs        []TensorInfo   `json:"outputs"`
+	Nodes          int            `json:"nodes"`
+	Ops            map[string]int `json:"ops"`
+	Initializers   int            `json:"initializers"`
+	Parameters     int64          `json:"parameters"`
+	ParameterBytes int64          `json:"parameter_bytes"`
+	Head           *HeadInfo      `json:"head"`
+	HeadError      string         `json:"head_error,omitempty"`
+	// Trainable lists the parameters fine-tuning updates, when the model
+	// stores a trainable set (graft surgery --freeze).
+	Trainable []string          `json:"trainable,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
 }
 
 // OpsetInfo is one opset import.
@@ -122,11 +125,19 @@ func inspect(path string, m *onnx.Model) *Report {
 	} else {
 		r.HeadError = err.Error()
 	}
-	if len(m.Metadata) > 0 {
-		r.Metadata = map[string]string{}
-		for _, p := range m.Metadata {
-			r.Metadata[p.Key] = p.Value
+	if _, ok := m.MetadataValue(surgery.TrainableKey); ok {
+		if names, err := surgery.Trainable(m); err == nil {
+			r.Trainable = names
 		}
+	}
+	for _, p := range m.Metadata {
+		if p.Key == surgery.TrainableKey {
+			continue
+		}
+		if r.Metadata == nil {
+			r.Metadata = map[string]string{}
+		}
+		r.Metadata[p.Key] = p.Value
 	}
 	return r
 }
@@ -166,6 +177,14 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "head:        %s (%s) %d -> %d\n", r.Head.Node, r.Head.Op, r.Head.InFeatures, r.Head.OutFeatures)
 	} else {
 		fmt.Fprintf(w, "head:        none: %s\n", r.HeadError)
+	}
+	if r.Trainable != nil {
+		list := r.Trainable
+		more := ""
+		if len(list) > 6 {
+			list, more = list[:6], fmt.Sprintf(", and %d more", len(r.Trainable)-6)
+		}
+		fmt.Fprintf(w, "trainable:   %d parameter tensors: %s%s\n", len(r.Trainable), strings.Join(list, ", "), more)
 	}
 	for _, k := range sortedKeys(r.Metadata) {
 		fmt.Fprintf(w, "metadata:    %s = %s\n", k, r.Metadata[k])

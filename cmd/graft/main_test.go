@@ -14,6 +14,7 @@ import (
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/onnxtest"
+	"gorgonia.org/tensor"
 )
 
 // graft runs one command line in-process and returns exit code and output.
@@ -171,4 +172,12 @@ func TestInspectBadInput(t *testing.T) {
 			t.Errorf("%s: stderr is not one clean line: %q", filepath.Base(c.path), errs)
 		}
 	}
+}
+
+func denseF32(v []float32, dims []int64) *tensor.Dense {
+	shape := make([]int, len(dims))
+	for i, d := range dims {
+		shape[i] = int(d)
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v))
 }

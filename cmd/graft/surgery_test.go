@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/onnxtest"
+	"github.com/graft-dev/graft/runtime"
+)
+
+// graft surgery's output passes onnx.checker and runs in onnxruntime-node
+// with outputs equal to graft's own runtime; inspect shows the new head and
+// the trainable set.
+func TestSurgeryOutputRunsInORT(t *testing.T) {
+	src := "../../testdata/models/resnet_tiny_op13_bn"
+	out := filepath.Join(t.TempDir(), "surgered.onnx")
+	code, stdout, errs := graft("surgery", filepath.Join(src, "model.onnx"), "--replace-head", "3", "--freeze", "backbone",
+		"--normalize", "0.485,0.456,0.406/0.229,0.224,0.225", "-o", out)
+	if code != 0 {
+		t.Fatalf("graft surgery: %s", errs)
+	}
+	if !strings.Contains(stdout, "64 -> 3") || !strings.Contains(stdout, "trainable:  2 of") {
+		t.Errorf("surgery report:\n%s", stdout)
+	}
+	code, js, errs := graft("inspect", "--json", out)
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	var r Report
+	json.Unmarshal([]byte(js), &r)
+	if r.Head == nil || r.Head.OutFeatures != 3 || strings.Join(r.Trainable, ",") != "fc.weight,fc.bias" {
+		t.Errorf("inspect after surgery: head %+v, trainable %v", r.Head, r.Trainable)
+	}
+	if len(r.Outputs) != 1 || strings.Join(r.Outputs[0].Shape, ",") != "batch,3" {
+		t.Errorf("output %+v", r.Outputs)
+	}
+
+	onnxtest.CheckModel(t, out)
+	input := filepath.Join(src, "test_data_set_0/input_0.pb")
+	ort := onnxtest.RunORT(t, out, input)
+	m, err := onnx.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := runtime.Compile(m, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := onnx.LoadTensor(input)
+	xv, _ := x.Float32s()
+	mine, err := p.Run(denseF32(xv, x.Dims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := onnx.FromFloat32("graft", ort[0].Dims, mine[0].Data().([]float32))
+	if d, err := onnxtest.MaxAbsDiff(ort[0], want); err != nil || d > 1e-5 {
+		t.Errorf("ORT and graft differ on the surgered model by %g (%v)", d, err)
+	}
+}
+
+func TestSurgeryBadInput(t *testing.T) {
+	dir := t.TempDir()
+	model := "../../testdata/models/cnn/model.onnx"
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"surgery", model, "--replace-head", "0", "-o", filepath.Join(dir, "a.onnx")}, 2, "at least 1 class"},
+		{[]string{"surgery", model, "-o", filepath.Join(dir, "a.onnx")}, 2, "nothing to do"},
+		{[]string{"surgery", model, "--replace-head", "3"}, 2, "-o OUT.onnx is required"},
+		{[]string{"surgery", model, "--replace-head", "3", "-o", filepath.Join(dir, "no/such/dir/a.onnx")}, 1, "cannot write output"},
+		{[]string{"surgery", model, "--freeze", "nothing*", "-o", filepath.Join(dir, "a.onnx")}, 1, "--freeze nothing*: the selector matches no parameter"},
+		{[]string{"surgery", model, "--replace-head", "3", "--head", "nope", "-o", filepath.Join(dir, "a.onnx")}, 1, `no node named "nope"`},
+		{[]string{"surgery", model, "--init", "bogus", "-o", filepath.Join(dir, "a.onnx")}, 2, "unknown rule"},
+	} {
+		code, _, errs := graft(c.args...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: code %d, stderr %q; want %d and %q", c.args[2:], code, errs, c.code, c.want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("failed surgery left files: %v", entries)
+	}
+}
