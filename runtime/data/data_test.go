@@ -159,6 +159,9 @@ func TestCenterCrop(t *testing.T) {
 	if !bytes.Equal(out.Pix, want) {
 		t.Errorf("padded crop = %v", out.Pix)
 	}
+	if out, _ := CenterCropTo(4, 2)(ramp(7, 5)); out.Width != 4 || out.Height != 2 || out.Pix[0] != 2+16*2 {
+		t.Errorf("CenterCropTo(4, 2) of 7x5: %dx%d from %d", out.Width, out.Height, out.Pix[0])
+	}
 	if _, err := CenterCrop(0)(ramp(3, 3)); err == nil {
 		t.Error("CenterCrop(0) succeeded")
 	}

@@ -62,25 +62,29 @@ func Resize(size int) Transform {
 // CenterCrop cuts the central size×size square, rounding the offset as
 // torchvision does (int(round((h - size) / 2.0)), halves to even). A side
 // shorter than size is first padded with black, as torchvision does.
-func CenterCrop(size int) Transform {
-	if size <= 0 {
-		return bad("center crop to %d: the size must be positive", size)
+func CenterCrop(size int) Transform { return CenterCropTo(size, size) }
+
+// CenterCropTo is CenterCrop to a width×height rectangle
+// (torchvision's CenterCrop((height, width))).
+func CenterCropTo(width, height int) Transform {
+	if width <= 0 || height <= 0 {
+		return bad("center crop to %dx%d: the size must be positive", width, height)
 	}
 	return func(im *Image) (*Image, error) {
-		left, top := 0, 0
-		if size > im.Width || size > im.Height {
+		if width > im.Width || height > im.Height {
 			// torchvision pads left/top by floor(d/2), right/bottom by ceil.
-			if size > im.Width {
-				left = -(size - im.Width) / 2
+			left, top := 0, 0
+			if width > im.Width {
+				left = -(width - im.Width) / 2
 			}
-			if size > im.Height {
-				top = -(size - im.Height) / 2
+			if height > im.Height {
+				top = -(height - im.Height) / 2
 			}
-			im = im.Crop(left, top, max(size, im.Width), max(size, im.Height))
+			im = im.Crop(left, top, max(width, im.Width), max(height, im.Height))
 		}
-		left = int(math.RoundToEven(float64(im.Width-size) / 2))
-		top = int(math.RoundToEven(float64(im.Height-size) / 2))
-		return im.Crop(left, top, size, size), nil
+		left := int(math.RoundToEven(float64(im.Width-width) / 2))
+		top := int(math.RoundToEven(float64(im.Height-height) / 2))
+		return im.Crop(left, top, width, height), nil
 	}
 }
 
