@@ -28,4 +28,5 @@ if [ ! -f "$root/testdata/big/resnet18_op17_bn/model.onnx" ]; then
   echo "setup: exporting full-size models to testdata/big"
   "$root/testdata/gen/export_models.py" --big >/dev/null
 fi
+grep -qs full_float64 "$root/testdata/big/finetune_parity/losses.json" || { echo "setup: writing fine-tuning references to testdata/big/finetune_parity"; "$root/testdata/gen/finetune_refs.py" >/dev/null; }
 echo "setup: reference tools ready"

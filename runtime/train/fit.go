@@ -1,0 +1,453 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/runtime"
+	"gorgonia.org/tensor"
+)
+
+// ErrStopped is wrapped by the error Fit returns when its context is
+// cancelled (Ctrl-C): the epochs completed so far are in the History, and
+// the parameters hold the last completed step.
+var ErrStopped = errors.New("training stopped")
+
+// ErrNonFinite is wrapped by the *NonFiniteError Fit returns when a loss is
+// NaN or infinite.
+var ErrNonFinite = errors.New("the loss is not finite")
+
+// A NonFiniteError reports a NaN or infinite loss: of a training step, or
+// of the validation after an epoch (Validation set, Batch -1). Epoch and
+// Batch count from 0; the message counts from 1. A training step's update
+// is not applied, but the BatchNormalization running statistics its
+// forward pass updated keep what it computed.
+type NonFiniteError struct {
+	Epoch, Batch int
+	Validation   bool
+	Loss         float64
+}
+
+func (e *NonFiniteError) Error() string {
+	where := fmt.Sprintf("epoch %d, batch %d", e.Epoch+1, e.Batch+1)
+	if e.Validation {
+		where = fmt.Sprintf("validation after epoch %d", e.Epoch+1)
+	}
+	return fmt.Sprintf("%s: the loss is %v (lower the learning rate?); training stopped, checkpoints already saved are kept", where, e.Loss)
+}
+
+func (e *NonFiniteError) Unwrap() error { return ErrNonFinite }
+
+// Config configures Fit.
+type Config struct {
+	// Epochs is the number of epochs to have trained when Fit returns:
+	// it runs epochs StartEpoch .. Epochs-1 (counting from 0).
+	Epochs int
+	// StartEpoch is the first epoch to run, when resuming: the schedule and
+	// the sources' shuffles continue from there.
+	StartEpoch int
+	Optimizer  Optimizer
+	// Schedule sets each epoch's learning rate; nil keeps it constant.
+	Schedule Schedule
+	// Params names the trainable parameters.
+	Params []string
+	// Loss is runtime.CrossEntropy (the model outputs logits) or
+	// runtime.NLL (log-probabilities); runtime.NoLoss picks by the model,
+	// see LossFor.
+	Loss runtime.Loss
+	// Classes is the number of classes; 0 takes it from the model's output
+	// shape.
+	Classes int
+	// OnBatch, if set, is called after every training step.
+	OnBatch func(BatchStats)
+	// OnEpoch, if set, is called after every epoch, validation included.
+	OnEpoch func(EpochStats)
+	// Checkpoint, if set, is called after every epoch, after OnEpoch, to
+	// save what the caller wants saved (Program.WriteBack then onnx.Save;
+	// SaveState; History.Save). best is true when the epoch has the best
+	// validation accuracy so far (the best training accuracy if there is no
+	// validation source). An error stops training and is returned.
+	Checkpoint func(epoch int, stats EpochStats, best bool) error
+	// Prior holds the epochs of an earlier run being resumed: the returned
+	// History continues it, and "best" compares against its best epoch.
+	Prior *History
+}
+
+// BatchStats describe one training step, for progress reports.
+type BatchStats struct {
+	Epoch, Batch int // counting from 0
+	// Seen counts the examples of the epoch so far, of Total.
+	Seen, Total int
+	// Loss is the step's mean loss; RunningLoss and RunningAccuracy are
+	// the means over the epoch so far.
+	Loss, RunningLoss, RunningAccuracy float64
+	ImagesPerSec                       float64
+	LR                                 float64
+}
+
+// EpochStats describe one epoch.
+type EpochStats struct {
+	Epoch int     `json:"epoch"` // counting from 0
+	LR    float64 `json:"lr"`
+	// Loss and Accuracy are the means over the epoch's training steps, in
+	// training mode (as the parameters changed).
+	Loss     float64 `json:"loss"`
+	Accuracy float64 `json:"accuracy"`
+	// Val is the evaluation on the validation source after the epoch, in
+	// inference mode; nil without one.
+	Val          *EvalStats `json:"val,omitempty"`
+	Examples     int        `json:"examples"`
+	Seconds      float64    `json:"seconds"` // training and validation
+	ImagesPerSec float64    `json:"images_per_sec"`
+}
+
+// EvalStats are a validation's mean loss and accuracy.
+type EvalStats struct {
+	Loss     float64 `json:"loss"`
+	Accuracy float64 `json:"accuracy"`
+}
+
+// A History is the record of a training run, written as metrics.json.
+type History struct {
+	Epochs []EpochStats `json:"epochs"`
+	// BestEpoch is the Epoch of the best entry, -1 if none.
+	BestEpoch    int     `json:"best_epoch"`
+	BestAccuracy float64 `json:"best_accuracy"`
+}
+
+// Save writes h as indented JSON, atomically.
+func (h *History) Save(path string) error {
+	b, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save history: %w", err)
+	}
+	return onnx.WriteFileAtomic(path, append(b, '\n'))
+}
+
+// LoadHistory reads a History written by Save.
+func LoadHistory(path string) (*History, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load history: %w", err)
+	}
+	h := &History{BestEpoch: -1}
+	if err := json.Unmarshal(b, h); err != nil {
+		return nil, fmt.Errorf("load history: %s: %w", path, err)
+	}
+	return h, nil
+}
+
+func (h *History) clone() *History {
+	c := &History{BestEpoch: -1}
+	if h != nil && len(h.Epochs) > 0 {
+		c.BestEpoch, c.BestAccuracy = h.BestEpoch, h.BestAccuracy
+		c.Epochs = append(c.Epochs, h.Epochs...)
+	}
+	return c
+}
+
+// LossFor returns the loss for training m: NLL if its first output comes
+// from LogSoftmax (through Identity, Flatten, Reshape or Squeeze), else
+// CrossEntropy on logits.
+func LossFor(m *onnx.Model) runtime.Loss {
+	if m == nil || m.Graph == nil || len(m.Graph.Outputs) == 0 {
+		return runtime.CrossEntropy
+	}
+	for n := m.Graph.Outputs[0].Producer(); n != nil; {
+		switch n.OpType {
+		case "LogSoftmax":
+			return runtime.NLL
+		case "Identity", "Flatten", "Reshape", "Squeeze":
+			if v := n.Input(0); v != nil {
+				n = v.Producer()
+				continue
+			}
+		}
+		break
+	}
+	return runtime.CrossEntropy
+}
+
+// classesOf returns the model's class count from its first output's shape.
+func classesOf(p *runtime.Program) (int, error) {
+	outs := p.Model().Graph.Outputs
+	if len(outs) > 0 && outs[0].Type != nil {
+		if s := outs[0].Type.Shape; len(s) == 2 && s[1].Known() {
+			return int(s[1].Value), nil
+		}
+	}
+	return 0, fmt.Errorf("the number of classes is not known from the model's output shape; set it")
+}
+
+// Fit trains p's parameters cfg.Params on train for the configured epochs,
+// evaluating on val (if not nil) after each. It returns the History of the
+// completed epochs with any error: wrapping ErrStopped when ctx is cancelled
+// (checked between batches: the current step finishes, the epoch in
+// progress is not recorded), a *NonFiniteError when a loss is NaN or
+// infinite, or the error of a source, step or Checkpoint.
+func Fit(ctx context.Context, p *runtime.Program, train, val Source, cfg Config) (*History, error) {
+	h := cfg.Prior.clone()
+	if cfg.Optimizer == nil {
+		return h, fmt.Errorf("fit: no optimizer")
+	}
+	if len(cfg.Params) == 0 {
+		return h, fmt.Errorf("fit: no parameters to train")
+	}
+	if train == nil {
+		return h, fmt.Errorf("fit: no training data")
+	}
+	if cfg.StartEpoch < 0 {
+		return h, fmt.Errorf("fit: start epoch %d", cfg.StartEpoch)
+	}
+	var params []*runtime.Param
+	listed := map[string]bool{}
+	for _, name := range cfg.Params {
+		prm := p.Param(name)
+		if prm == nil {
+			return h, fmt.Errorf("fit: the model has no parameter %q", name)
+		}
+		if listed[name] {
+			return h, fmt.Errorf("fit: parameter %q is listed twice", name)
+		}
+		listed[name] = true
+		params = append(params, prm)
+	}
+	if cfg.Classes == 0 {
+		k, err := classesOf(p)
+		if err != nil {
+			return h, fmt.Errorf("fit: %w", err)
+		}
+		cfg.Classes = k
+	}
+	if cfg.Loss == runtime.NoLoss {
+		cfg.Loss = LossFor(p.Model())
+	}
+	sched := cfg.Schedule
+	if sched == nil {
+		sched = Constant{}
+	}
+	dt := dtypeOf(p)
+	for epoch := cfg.StartEpoch; epoch < cfg.Epochs; epoch++ {
+		lr := sched.LR(cfg.Optimizer.LR(), epoch)
+		start := time.Now()
+		var sumLoss float64
+		var correct, seen, batch int
+		for b, err := range train.Batches(epoch) {
+			if err != nil {
+				return h, fmt.Errorf("fit: epoch %d: %w", epoch+1, err)
+			}
+			if err := context.Cause(ctx); err != nil {
+				return h, fmt.Errorf("%w in epoch %d after %d batches: %w", ErrStopped, epoch+1, batch, err)
+			}
+			targets, err := p.OneHot(b.Labels, cfg.Classes)
+			if err != nil {
+				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
+			}
+			res, err := p.Step(&runtime.Request{
+				Inputs:  []*tensor.Dense{convert(b.X, dt)},
+				Targets: targets,
+				Loss:    cfg.Loss,
+				Train:   true,
+				Params:  cfg.Params,
+			})
+			if err != nil {
+				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
+			}
+			if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+				return h, &NonFiniteError{Epoch: epoch, Batch: batch, Loss: res.Loss}
+			}
+			if err := cfg.Optimizer.Update(params, res.ParamGrads, lr); err != nil {
+				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
+			}
+			n := len(b.Labels)
+			sumLoss += res.Loss * float64(n)
+			correct += countCorrect(res.Outputs[0], b.Labels, nil, nil)
+			seen += n
+			if cfg.OnBatch != nil {
+				cfg.OnBatch(BatchStats{
+					Epoch: epoch, Batch: batch, Seen: seen, Total: train.Len(),
+					Loss: res.Loss, RunningLoss: sumLoss / float64(seen),
+					RunningAccuracy: float64(correct) / float64(seen),
+					ImagesPerSec:    rate(seen, time.Since(start)),
+					LR:              lr,
+				})
+			}
+			batch++
+		}
+		if seen == 0 {
+			return h, fmt.Errorf("fit: epoch %d has no training examples", epoch+1)
+		}
+		stats := EpochStats{
+			Epoch: epoch, LR: lr,
+			Loss: sumLoss / float64(seen), Accuracy: float64(correct) / float64(seen),
+			Examples: seen, ImagesPerSec: rate(seen, time.Since(start)),
+		}
+		score := stats.Accuracy
+		if val != nil {
+			loss, acc, _, err := evaluate(ctx, p, val, cfg.Classes, cfg.Loss)
+			if errors.Is(err, ErrStopped) {
+				return h, fmt.Errorf("%w in the validation of epoch %d: %w", ErrStopped, epoch+1, context.Cause(ctx))
+			}
+			if err != nil {
+				return h, fmt.Errorf("fit: validation after epoch %d: %w", epoch+1, err)
+			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return h, &NonFiniteError{Epoch: epoch, Batch: -1, Validation: true, Loss: loss}
+			}
+			stats.Val = &EvalStats{Loss: loss, Accuracy: acc}
+			score = acc
+		}
+		stats.Seconds = time.Since(start).Seconds()
+		best := h.BestEpoch < 0 || score > h.BestAccuracy
+		if best {
+			h.BestEpoch, h.BestAccuracy = epoch, score
+		}
+		h.Epochs = append(h.Epochs, stats)
+		if cfg.OnEpoch != nil {
+			cfg.OnEpoch(stats)
+		}
+		if cfg.Checkpoint != nil {
+			if err := cfg.Checkpoint(epoch, stats, best); err != nil {
+				return h, fmt.Errorf("fit: checkpoint after epoch %d: %w", epoch+1, err)
+			}
+		}
+	}
+	return h, nil
+}
+
+// rate returns n per second of d (0 for no time).
+func rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// Evaluate runs p in inference mode over src's first-epoch batches and
+// returns the mean loss (the loss LossFor picks), the accuracy, and each
+// class's accuracy (recall; NaN for classes without examples). classes 0
+// takes the count from the model's output shape.
+func Evaluate(p *runtime.Program, src Source, classes int) (loss, acc float64, perClass []float64, err error) {
+	if classes == 0 {
+		if classes, err = classesOf(p); err != nil {
+			return 0, 0, nil, fmt.Errorf("evaluate: %w", err)
+		}
+	}
+	return evaluate(context.Background(), p, src, classes, LossFor(p.Model()))
+}
+
+func evaluate(ctx context.Context, p *runtime.Program, src Source, classes int, lossKind runtime.Loss) (loss, acc float64, perClass []float64, err error) {
+	dt := dtypeOf(p)
+	hits := make([]int, classes)
+	counts := make([]int, classes)
+	var sum float64
+	var correct, seen int
+	for b, err := range src.Batches(0) {
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if ctx.Err() != nil {
+			return 0, 0, nil, ErrStopped
+		}
+		targets, err := p.OneHot(b.Labels, classes)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		res, err := p.Step(&runtime.Request{Inputs: []*tensor.Dense{convert(b.X, dt)}, Targets: targets, Loss: lossKind})
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		sum += res.Loss * float64(len(b.Labels))
+		correct += countCorrect(res.Outputs[0], b.Labels, hits, counts)
+		seen += len(b.Labels)
+	}
+	if seen == 0 {
+		return 0, 0, nil, fmt.Errorf("no examples")
+	}
+	perClass = make([]float64, classes)
+	for c := range perClass {
+		perClass[c] = math.NaN()
+		if counts[c] > 0 {
+			perClass[c] = float64(hits[c]) / float64(counts[c])
+		}
+	}
+	return sum / float64(seen), float64(correct) / float64(seen), perClass, nil
+}
+
+// countCorrect counts the rows of out [n, k] whose largest value is at the
+// label, tallying per class into hits and counts when they are not nil.
+func countCorrect(out *tensor.Dense, labels []int, hits, counts []int) int {
+	k := out.Shape()[len(out.Shape())-1]
+	var row func(i int) int
+	switch d := out.Data().(type) {
+	case []float32:
+		row = func(i int) int { return argmax(d[i*k : (i+1)*k]) }
+	case []float64:
+		row = func(i int) int { return argmax(d[i*k : (i+1)*k]) }
+	}
+	n := 0
+	for i, l := range labels {
+		ok := row(i) == l
+		if ok {
+			n++
+		}
+		if counts != nil {
+			counts[l]++
+			if ok {
+				hits[l]++
+			}
+		}
+	}
+	return n
+}
+
+func argmax[T float32 | float64](v []T) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] || (x != x && v[best] == v[best]) {
+			best = i
+		}
+	}
+	return best
+}
+
+// dtypeOf returns the element type p computes in.
+func dtypeOf(p *runtime.Program) tensor.Dtype {
+	if ps := p.Params(); len(ps) > 0 {
+		return ps[0].Value.Dtype()
+	}
+	t, _ := p.OneHot([]int{0}, 1)
+	return t.Dtype()
+}
+
+// convert returns x in element type dt (x itself if it is already).
+func convert(x *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
+	if x.Dtype() == dt {
+		return x
+	}
+	switch d := x.Data().(type) {
+	case []float32:
+		if dt == tensor.Float64 {
+			out := make([]float64, len(d))
+			for i, v := range d {
+				out[i] = float64(v)
+			}
+			return tensor.New(tensor.WithShape(x.Shape().Clone()...), tensor.WithBacking(out))
+		}
+	case []float64:
+		if dt == tensor.Float32 {
+			out := make([]float32, len(d))
+			for i, v := range d {
+				out[i] = float32(v)
+			}
+			return tensor.New(tensor.WithShape(x.Shape().Clone()...), tensor.WithBacking(out))
+		}
+	}
+	return x // the program reports the mismatch
+}

@@ -1,0 +1,109 @@
+package surgery
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/graft-dev/graft/onnx"
+)
+
+// From returns an edit that makes the named value a graph input, dropping
+// everything upstream of it that nothing else needs: the inverse of Cut.
+// Cutting a classifier at its head's input and taking From the same value
+// splits it into a feature extractor and a head. The new input keeps the
+// value's name and takes its type from shape inference (symbolic dimensions
+// such as "batch" included); the edit fails if that type is unknown. Graph
+// inputs only the dropped part read are removed, and a stored trainable set
+// loses the parameters that went with it.
+func From(value string) Edit {
+	return func(m *onnx.Model) error {
+		g := m.Graph
+		v := g.Value(value)
+		switch {
+		case v == nil:
+			return fmt.Errorf("from: no value named %q", value)
+		case v.Const != nil:
+			return fmt.Errorf("from: %q is a constant, not a value computed by the graph", value)
+		case v.Producer() == nil:
+			return nil // already a graph input
+		}
+		if err := m.InferShapes(); err != nil {
+			return fmt.Errorf("from: %w", err)
+		}
+		if v.Type == nil || !v.Type.IsTensor() || v.Type.Shape == nil {
+			return fmt.Errorf("from: the type of %q is unknown (shape inference does not reach it); it cannot become a graph input", value)
+		}
+		shape := make(onnx.Shape, len(v.Type.Shape))
+		for i, d := range v.Type.Shape {
+			shape[i] = onnx.Dim{Value: d.Value, Param: d.Param, Denotation: d.Denotation}
+		}
+		ty := &onnx.Type{Elem: v.Type.Elem, Shape: shape, Denotation: v.Type.Denotation}
+		readBefore := readValues(g)
+		v.Name += "__upstream"
+		in := g.AddInput(value, ty)
+		g.ReplaceUses(v, in)
+		g.Cleanup()
+		// Drop the inputs only the removed part read.
+		read := readValues(g)
+		var inputs []*onnx.Value
+		for _, u := range g.Inputs {
+			if u == in || read[u] || !readBefore[u] || g.IsOutput(u) {
+				inputs = append(inputs, u)
+			}
+		}
+		g.Inputs = inputs
+		g.Cleanup()
+		return pruneTrainable(m)
+	}
+}
+
+// readValues returns every value a node of g (or of its subgraphs) reads.
+func readValues(g *onnx.Graph) map[*onnx.Value]bool {
+	read := map[*onnx.Value]bool{}
+	var walk func(g *onnx.Graph)
+	walk = func(g *onnx.Graph) {
+		for _, n := range g.Nodes {
+			for _, u := range n.Inputs {
+				if u != nil {
+					read[u] = true
+				}
+			}
+			for _, a := range n.Attrs {
+				if a.Graph != nil {
+					walk(a.Graph)
+				}
+				for _, sg := range a.Graphs {
+					walk(sg)
+				}
+			}
+		}
+	}
+	walk(g)
+	return read
+}
+
+// pruneTrainable drops the names of parameters the model no longer has from
+// its stored trainable set.
+func pruneTrainable(m *onnx.Model) error {
+	s, ok := m.MetadataValue(TrainableKey)
+	if !ok {
+		return nil
+	}
+	var names []string
+	if err := json.Unmarshal([]byte(s), &names); err != nil {
+		return fmt.Errorf("metadata %s is not a JSON list of names: %w", TrainableKey, err)
+	}
+	have := map[string]bool{}
+	for _, v := range m.Graph.Initializers {
+		have[v.Name] = true
+	}
+	kept := []string{}
+	for _, n := range names {
+		if have[n] {
+			kept = append(kept, n)
+		}
+	}
+	b, _ := json.Marshal(kept)
+	m.SetMetadata(TrainableKey, string(b))
+	return nil
+}
