@@ -1,0 +1,62 @@
+// Package attacks runs adversarial attacks on ONNX classifiers and measures
+// robustness: accuracy against the size of an L-inf perturbation.
+//
+// # Pixel space
+//
+// Inputs are batches [N, C, H, W] (any shape with the batch first) of
+// pixels in [0, 1], and eps is in those units: eps 8/255 changes each
+// pixel by at most 8 levels. A model that expects normalised inputs
+// ((x - mean) / std) gets the normalisation inside the model, in front of
+// its input, with surgery.Normalize: then the attack's clamp to [0, 1] and
+// its eps-ball are in pixel space, where they mean something, and the
+// gradient flows through the normalisation.
+//
+// # Attacks
+//
+// The API follows Foolbox: a model, a batch, a criterion and a list of
+// radii in; one adversarial batch per radius and per-example success out.
+//
+//	c, _ := attacks.NewClassifier(model, runtime.Options{})
+//	outs, _ := attacks.Run(c, attacks.FGSM{}, x, attacks.Misclassification(labels), []float64{0, 0.1, 0.3})
+//	// outs[k].X: adversarial batch at eps[k]; outs[k].Pred, outs[k].Success
+//
+// FGSM (Goodfellow et al.) takes one step x' = clamp(x + eps*sign(g), 0, 1)
+// with g the gradient of the loss with respect to x; one gradient serves
+// all radii. BIM (Kurakin et al.) takes Steps such steps of size Alpha, each
+// followed by projection onto the eps-ball around x and onto [0, 1]. PGD
+// (Madry et al.) is BIM from a random start, uniform in the eps-ball, drawn
+// from a generator seeded by PGD.Seed. Both default to 10 steps of size
+// 2.5*eps/steps.
+//
+// Untargeted attacks (Misclassification) step up the loss of the true label
+// and succeed when the prediction changes from it; targeted ones
+// (TargetedMisclassification) step down the loss of the target class and
+// succeed when the model predicts it.
+//
+// The loss is the one the model was trained with: NLL for a model ending
+// in LogSoftmax (PyTorch's nll_loss on log_softmax), cross-entropy on
+// logits otherwise (LossFor). It is the mean over the batch, which scales
+// the gradient by 1/N and leaves its sign unchanged, so results do not
+// depend on the batch size. The gradient is graft's own (package runtime),
+// equal to PyTorch's; on ResNet-18 graft's FGSM batch equals PyTorch's
+// wherever the gradient is not within 1e-6 of zero.
+//
+// Any type with Forward and Gradient methods is a Model; Classifier wraps a
+// compiled ONNX model.
+//
+// # Sweeps and reports
+//
+// Sweep runs an attack over a dataset, served as an iter.Seq2[Batch, error]
+// (Batches slices an in-memory tensor), at each eps (DefaultEps are the
+// PyTorch FGSM tutorial's 0 to 0.3), and reports per eps: accuracy (at eps
+// 0 exactly the clean accuracy), attack success rate over the initially
+// correct examples, mean confidence (softmax probability of the predicted
+// class), accuracy per class and the largest perturbation applied. Report.
+// WriteDir writes report.json, report.md (settings and tables),
+// accuracy_vs_eps.png and examples.png (the first examples, clean and
+// attacked at each eps, with their predictions, as in the tutorial).
+//
+// On 2,000 held-out MNIST digits (testdata/models/lenet_mnist), graft's FGSM
+// sweep of the tutorial's LeNet trained in PyTorch gives the same accuracy
+// as PyTorch's at every eps to within 0.05 points.
+package attacks

@@ -1,0 +1,99 @@
+package attacks_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/graft-dev/graft/attacks"
+	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/runtime/data"
+)
+
+// Sweep FGSM over 500 held-out MNIST digits with the LeNet of PyTorch's
+// FGSM tutorial: accuracy falls as eps grows.
+func ExampleSweep() {
+	dir := "../testdata/models/lenet_mnist/"
+	m, err := onnx.Load(dir + "model.onnx")
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := attacks.NewClassifier(m, runtime.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	images, err := data.ReadIDXImages(dir + "heldout-images-idx3-ubyte.gz")
+	if err != nil {
+		log.Fatal(err)
+	}
+	labels, err := data.ReadIDXLabels(dir + "heldout-labels-idx1-ubyte.gz")
+	if err != nil {
+		log.Fatal(err)
+	}
+	x := images.Tensor(0, 500) // [500, 1, 28, 28], pixels in [0, 1]
+	r, err := attacks.Sweep(c, attacks.Batches(x, labels[:500], 100), attacks.Config{
+		Attack: attacks.FGSM{},
+		Eps:    []float64{0, 0.1, 0.2, 0.3},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// r.WriteDir("report") would write report.json, report.md and the pictures.
+	for _, p := range r.Points {
+		fmt.Printf("eps %.1f: accuracy %.2f\n", p.Eps, p.Accuracy)
+	}
+	// Output:
+	// eps 0.0: accuracy 0.97
+	// eps 0.1: accuracy 0.77
+	// eps 0.2: accuracy 0.40
+	// eps 0.3: accuracy 0.09
+}
+
+// A targeted PGD attack on a batch: make every digit read as a 3.
+func ExampleRun() {
+	dir := "../testdata/models/lenet_mnist/"
+	m, err := onnx.Load(dir + "model.onnx")
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := attacks.NewClassifier(m, runtime.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	images, _ := data.ReadIDXImages(dir + "heldout-images-idx3-ubyte.gz")
+	labels, _ := data.ReadIDXLabels(dir + "heldout-labels-idx1-ubyte.gz")
+	x, labels := images.Tensor(0, 50), labels[:50]
+	targets := make([]int, len(labels))
+	for i := range targets {
+		targets[i] = 3
+	}
+	pgd := &attacks.PGD{Steps: 20, Alpha: 0.02, Seed: 1}
+	outs, err := attacks.Run(c, pgd, x, attacks.TargetedMisclassification(labels, targets), []float64{0.05, 0.3})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, o := range outs {
+		n := 0
+		for _, s := range o.Success {
+			if s {
+				n++
+			}
+		}
+		fmt.Printf("eps %.2f: %d of %d classified as 3\n", o.Eps, n, len(labels))
+	}
+	fmt.Printf("(%d of the %d digits is a 3)\n", count(labels, 3), len(labels))
+	// Output:
+	// eps 0.05: 2 of 50 classified as 3
+	// eps 0.30: 49 of 50 classified as 3
+	// (1 of the 50 digits is a 3)
+}
+
+func count(labels []int, c int) int {
+	n := 0
+	for _, l := range labels {
+		if l == c {
+			n++
+		}
+	}
+	return n
+}
