@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/chewxy/hm v1.0.0
 	github.com/owulveryck/onnx-go v0.5.0
+	golang.org/x/sys v0.38.0
 	golang.org/x/image v0.0.0-20220302094943-723b81ca9867
 	gonum.org/v1/gonum v0.11.0
 	gonum.org/v1/plot v0.10.1

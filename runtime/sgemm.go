@@ -1,0 +1,414 @@
+package runtime
+
+import (
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// sgemm is the float32 GEMM behind gemm: row-major
+// C = alpha*op(A)*op(B) + beta*C, op transposing when asked.
+//
+// It follows the GotoBLAS/BLIS structure. The columns of C are walked in
+// blocks of nc, the shared dimension in blocks of kc and the rows in blocks
+// of mc. For each (kc, nc) block, op(B) is packed into column panels nr wide
+// (each panel stored row after row, kc rows of nr values); for each (mc, kc)
+// block, op(A) is packed into row panels mr tall (stored column after column,
+// kc columns of mr values). Transposition is resolved while packing, so the
+// register-blocked micro-kernel only ever sees one layout: it multiplies an
+// mr x kc panel of A by a kc x nr panel of B into an mr x nr tile of C. The
+// packed A block is sized for L2 and one B panel for L1. Panels are padded
+// with zeros to whole tiles; tiles crossing the edge of C are computed into a
+// scratch tile and merged.
+//
+// Large products are split over GOMAXPROCS goroutines along whichever of M or
+// N has more tiles; each goroutine runs the blocked algorithm on its own part
+// of C with its own packing buffers (pooled), so the only cost of the split is
+// packing the other operand once per goroutine.
+func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmWith(sgemmKern, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// sgemmKernel is a register-blocked micro-kernel with its packing helpers.
+//
+// fn sets the mr x nr tile at c (row stride ldc) to alpha*A*B + beta*C, not
+// reading C when beta is zero, where B is a k x nr panel packed row by row
+// (nr values per step) and A is mr x k with element (r, p) at a[r*rsa+p*csa]:
+// a packed panel has rsa = 1, csa = mr. A kernel marked strided accepts any
+// strides, so row-major A (rsa = lda, csa = 1) needs no packing.
+//
+// packB, if set, packs whole panels of a non-transposed B: for each of kc
+// rows of src (stride ldb) it copies panels runs of nr values, run q of row p
+// going to dst[(q*kc+p)*nr:].
+type sgemmKernel struct {
+	name    string
+	mr, nr  int
+	strided bool
+	fn      func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32)
+	packB   func(kc, panels int, src []float32, ldb int, dst []float32)
+}
+
+// Cache blocking. kc*nr*4 bytes (one B panel) should sit in L1 and
+// mc*kc*4 bytes (the packed A block) in L2; nc bounds the packed B block.
+const (
+	sgemmKC = 256
+	sgemmMC = 144
+	sgemmNC = 3072
+)
+
+// sgemmParallelMin is the smallest m*n*k worth splitting over goroutines.
+const sgemmParallelMin = 1 << 18
+
+var (
+	sgemmGo4x4 = &sgemmKernel{name: "go4x4", mr: 4, nr: 4, fn: sgemmKernel4x4, packB: sgemmPackBRuns}
+	// sgemmKern is the micro-kernel in use: the pure-Go one unless an
+	// architecture file selects an assembly kernel at init.
+	sgemmKern = sgemmGo4x4
+)
+
+// sgemmWork holds one goroutine's packing buffers and edge scratch tile.
+type sgemmWork struct {
+	ap, bp []float32
+	tile   []float32
+}
+
+var sgemmPool = sync.Pool{New: func() any { return new(sgemmWork) }}
+
+func growF32(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+func sgemmWith(kern *sgemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m <= 0 || n <= 0 {
+		return
+	}
+	if k <= 0 || alpha == 0 {
+		sgemmScale(m, n, beta, c, ldc)
+		return
+	}
+	p := goruntime.GOMAXPROCS(0)
+	mt := (m + kern.mr - 1) / kern.mr // row tiles
+	nt := (n + kern.nr - 1) / kern.nr // column tiles
+	if p <= 1 || m*n*k < sgemmParallelMin || (mt < 2 && nt < 2) {
+		w := sgemmPool.Get().(*sgemmWork)
+		sgemmBlock(kern, w, transA, transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		sgemmPool.Put(w)
+		return
+	}
+	// Split the dimension with more tiles into chunks of whole tiles. A few
+	// more chunks than goroutines, taken dynamically, keep the cores busy
+	// when one of them is slowed by other work on the machine.
+	splitN := nt >= mt
+	tiles, step := mt, kern.mr
+	if splitN {
+		tiles, step = nt, kern.nr
+	}
+	chunks := p
+	if tiles >= 8*p && m*n*k >= 16*sgemmParallelMin {
+		chunks = 2 * p
+	}
+	if chunks > tiles {
+		chunks = tiles
+	}
+	if p > chunks {
+		p = chunks
+	}
+	per := (tiles + chunks - 1) / chunks
+	chunks = (tiles + per - 1) / per
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	run := func() {
+		defer wg.Done()
+		w := sgemmPool.Get().(*sgemmWork)
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= chunks {
+				break
+			}
+			lo := i * per * step
+			if splitN {
+				hi := min(lo+per*step, n)
+				sgemmBlock(kern, w, transA, transB, 0, m, lo, hi, k, alpha, a, lda, b, ldb, beta, c, ldc)
+			} else {
+				hi := min(lo+per*step, m)
+				sgemmBlock(kern, w, transA, transB, lo, hi, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+			}
+		}
+		sgemmPool.Put(w)
+	}
+	wg.Add(p)
+	for i := 1; i < p; i++ {
+		go run()
+	}
+	run()
+	wg.Wait()
+}
+
+// sgemmScale sets C = beta*C, writing zeros when beta is zero.
+func sgemmScale(m, n int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+		} else if beta != 1 {
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	}
+}
+
+// balanced splits total into the fewest blocks of at most max, of near
+// equal size rounded up to a multiple of unit.
+func balanced(total, max, unit int) int {
+	nb := (total + max - 1) / max
+	s := (total + nb - 1) / nb
+	return (s + unit - 1) / unit * unit
+}
+
+// sgemmBlock computes rows [i0,i1) and columns [j0,j1) of C with the
+// blocked algorithm on one goroutine.
+func sgemmBlock(kern *sgemmKernel, w *sgemmWork, transA, transB bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	mr, nr := kern.mr, kern.nr
+	m, n := i1-i0, j1-j0
+	kc := balanced(k, sgemmKC, 1)
+	mc := balanced(m, sgemmMC, mr)
+	nc := balanced(n, sgemmNC, nr)
+	// A row-major A is read in place by a strided kernel; only a last
+	// panel of fewer than mr rows is packed (zero-padded).
+	direct := kern.strided && !transA
+	w.ap = growF32(w.ap, mc*kc)
+	w.bp = growF32(w.bp, nc*kc)
+	w.tile = growF32(w.tile, mr*nr)
+	ap, bp, tile := w.ap, w.bp, w.tile
+	for jc := j0; jc < j1; jc += nc {
+		ncb := min(nc, j1-jc)
+		for pc := 0; pc < k; pc += kc {
+			kcb := min(kc, k-pc)
+			bet := beta
+			if pc > 0 {
+				bet = 1
+			}
+			sgemmPackB(kern, bp, transB, b, ldb, pc, kcb, jc, ncb)
+			for ic := i0; ic < i1; ic += mc {
+				mcb := min(mc, i1-ic)
+				full := mcb / mr * mr // rows in whole panels
+				if !direct {
+					sgemmPackA(ap, transA, a, lda, ic, mcb, pc, kcb, mr)
+				} else if full < mcb {
+					sgemmPackA(ap[full*kcb:], transA, a, lda, ic+full, mcb-full, pc, kcb, mr)
+				}
+				for jr := 0; jr < ncb; jr += nr {
+					nrb := min(nr, ncb-jr)
+					bpan := bp[jr*kcb : (jr+nr)*kcb]
+					for ir := 0; ir < mcb; ir += mr {
+						mrb := min(mr, mcb-ir)
+						var apan []float32
+						rsa, csa := 1, mr
+						if direct && ir < full {
+							if transA {
+								apan = a[pc*lda+ic+ir:]
+								rsa, csa = 1, lda
+							} else {
+								apan = a[(ic+ir)*lda+pc:]
+								rsa, csa = lda, 1
+							}
+						} else {
+							apan = ap[ir*kcb : (ir+mr)*kcb]
+						}
+						off := (ic+ir)*ldc + jc + jr
+						if mrb == mr && nrb == nr {
+							kern.fn(kcb, apan, rsa, csa, bpan, c[off:], ldc, alpha, bet)
+							continue
+						}
+						kern.fn(kcb, apan, rsa, csa, bpan, tile, nr, alpha, 0)
+						for i := 0; i < mrb; i++ {
+							row := c[off+i*ldc : off+i*ldc+nrb]
+							t := tile[i*nr : i*nr+nrb]
+							if bet == 0 {
+								copy(row, t)
+							} else {
+								for j := range row {
+									row[j] = t[j] + bet*row[j]
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// sgemmPackA packs rows [i0,i0+mc) and columns [p0,p0+kc) of op(A) into
+// panels of mr rows: panel q holds, for each p, rows q*mr..q*mr+mr-1 of
+// column p, zero-padded past mc.
+func sgemmPackA(dst []float32, trans bool, a []float32, lda, i0, mc, p0, kc, mr int) {
+	q0 := 0
+	if trans && mr == 6 && mc >= 6 {
+		// op(A)[i][p] = a[p*lda+i]: sweep the rows of a, dealing runs of six
+		// to the panels.
+		whole := mc / 6
+		for p := 0; p < kc; p++ {
+			row := a[(p0+p)*lda+i0 : (p0+p)*lda+i0+whole*6]
+			for q := 0; q < whole; q++ {
+				s := row[q*6 : q*6+6 : q*6+6]
+				dp := dst[q*6*kc+p*6 : q*6*kc+p*6+6 : q*6*kc+p*6+6]
+				dp[0], dp[1], dp[2] = s[0], s[1], s[2]
+				dp[3], dp[4], dp[5] = s[3], s[4], s[5]
+			}
+		}
+		q0 = whole * 6
+	}
+	for q := q0; q < mc; q += mr {
+		rows := min(mr, mc-q)
+		d := dst[q*kc : q*kc+mr*kc]
+		i := i0 + q
+		switch {
+		case trans: // op(A)[i][p] = a[p*lda+i]: each column is contiguous
+			for p := 0; p < kc; p++ {
+				src := a[(p0+p)*lda+i : (p0+p)*lda+i+rows]
+				dp := d[p*mr : p*mr+mr]
+				copy(dp, src)
+				clear(dp[rows:])
+			}
+		case rows == 6 && mr == 6:
+			r0 := a[i*lda+p0 : i*lda+p0+kc]
+			r1 := a[(i+1)*lda+p0 : (i+1)*lda+p0+kc]
+			r2 := a[(i+2)*lda+p0 : (i+2)*lda+p0+kc]
+			r3 := a[(i+3)*lda+p0 : (i+3)*lda+p0+kc]
+			r4 := a[(i+4)*lda+p0 : (i+4)*lda+p0+kc]
+			r5 := a[(i+5)*lda+p0 : (i+5)*lda+p0+kc]
+			for p := range r0 {
+				dp := d[p*6 : p*6+6]
+				dp[0], dp[1], dp[2] = r0[p], r1[p], r2[p]
+				dp[3], dp[4], dp[5] = r3[p], r4[p], r5[p]
+			}
+		case rows == 4 && mr == 4:
+			r0 := a[i*lda+p0 : i*lda+p0+kc]
+			r1 := a[(i+1)*lda+p0 : (i+1)*lda+p0+kc]
+			r2 := a[(i+2)*lda+p0 : (i+2)*lda+p0+kc]
+			r3 := a[(i+3)*lda+p0 : (i+3)*lda+p0+kc]
+			for p := range r0 {
+				dp := d[p*4 : p*4+4]
+				dp[0], dp[1], dp[2], dp[3] = r0[p], r1[p], r2[p], r3[p]
+			}
+		default:
+			if rows < mr {
+				clear(d)
+			}
+			for r := 0; r < rows; r++ {
+				src := a[(i+r)*lda+p0 : (i+r)*lda+p0+kc]
+				for p, v := range src {
+					d[p*mr+r] = v
+				}
+			}
+		}
+	}
+}
+
+// sgemmPackB packs rows [p0,p0+kc) and columns [j0,j0+nc) of op(B) into
+// panels of nr columns: panel q holds, for each p, columns q*nr..q*nr+nr-1
+// of row p, zero-padded past nc.
+func sgemmPackB(kern *sgemmKernel, dst []float32, trans bool, b []float32, ldb, p0, kc, j0, nc int) {
+	nr := kern.nr
+	whole := nc / nr
+	q0 := 0
+	if !trans && whole > 0 {
+		// op(B)[p][j] = b[p*ldb+j]: rows are contiguous.
+		src := b[p0*ldb+j0 : (p0+kc-1)*ldb+j0+whole*nr]
+		kern.packB(kc, whole, src, ldb, dst[:whole*nr*kc])
+		q0 = whole * nr
+	}
+	for q := q0; q < nc; q += nr {
+		cols := min(nr, nc-q)
+		d := dst[q*kc : q*kc+nr*kc]
+		j := j0 + q
+		if !trans {
+			for p := 0; p < kc; p++ {
+				s := (p0+p)*ldb + j
+				dp := d[p*nr : p*nr+nr]
+				copy(dp, b[s:s+cols])
+				clear(dp[cols:])
+			}
+			continue
+		}
+		// op(B)[p][j] = b[j*ldb+p]: each column is contiguous.
+		if cols < nr {
+			clear(d)
+		}
+		for col := 0; col < cols; col++ {
+			src := b[(j+col)*ldb+p0 : (j+col)*ldb+p0+kc]
+			for p, v := range src {
+				d[p*nr+col] = v
+			}
+		}
+	}
+}
+
+// sgemmPackBRuns is the portable packB of sgemmKernel.
+func sgemmPackBRuns(kc, panels int, src []float32, ldb int, dst []float32) {
+	nr := len(dst) / (kc * panels)
+	for p := 0; p < kc; p++ {
+		row := src[p*ldb : p*ldb+panels*nr]
+		for q := 0; q < panels; q++ {
+			d := dst[(q*kc+p)*nr : (q*kc+p)*nr+nr]
+			s := row[q*nr : q*nr+nr]
+			for x := range d {
+				d[x] = s[x]
+			}
+		}
+	}
+}
+
+// sgemmKernel4x4 is the portable micro-kernel: a 4x4 tile held in sixteen
+// scalar accumulators.
+func sgemmKernel4x4(k int, a []float32, _, _ int, b, c []float32, ldc int, alpha, beta float32) {
+	var c00, c01, c02, c03 float32
+	var c10, c11, c12, c13 float32
+	var c20, c21, c22, c23 float32
+	var c30, c31, c32, c33 float32
+	a = a[:4*k]
+	b = b[:4*k]
+	for p := 0; p < k; p++ {
+		ap := a[4*p : 4*p+4 : 4*p+4]
+		bp := b[4*p : 4*p+4 : 4*p+4]
+		a0, a1, a2, a3 := ap[0], ap[1], ap[2], ap[3]
+		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+		c20 += a2 * b0
+		c21 += a2 * b1
+		c22 += a2 * b2
+		c23 += a2 * b3
+		c30 += a3 * b0
+		c31 += a3 * b1
+		c32 += a3 * b2
+		c33 += a3 * b3
+	}
+	sgemmStore4(c[0:4], c00, c01, c02, c03, alpha, beta)
+	sgemmStore4(c[ldc:ldc+4], c10, c11, c12, c13, alpha, beta)
+	sgemmStore4(c[2*ldc:2*ldc+4], c20, c21, c22, c23, alpha, beta)
+	sgemmStore4(c[3*ldc:3*ldc+4], c30, c31, c32, c33, alpha, beta)
+}
+
+func sgemmStore4(c []float32, v0, v1, v2, v3, alpha, beta float32) {
+	c = c[:4]
+	if beta == 0 {
+		c[0], c[1], c[2], c[3] = alpha*v0, alpha*v1, alpha*v2, alpha*v3
+		return
+	}
+	c[0] = alpha*v0 + beta*c[0]
+	c[1] = alpha*v1 + beta*c[1]
+	c[2] = alpha*v2 + beta*c[2]
+	c[3] = alpha*v3 + beta*c[3]
+}

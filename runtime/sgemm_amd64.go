@@ -1,0 +1,39 @@
+//go:build amd64 && !purego
+
+package runtime
+
+import "golang.org/x/sys/cpu"
+
+// sgemmKernel6x16 is the AVX2+FMA micro-kernel (sgemm_amd64.s): a 6x16
+// tile in twelve ymm accumulators, A read with any strides. See
+// sgemmKernel for the contract.
+//
+//go:noescape
+func sgemmKernel6x16(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
+
+// sgemmPackB16 is sgemmKernel.packB for nr = 16 (sgemm_amd64.s).
+//
+//go:noescape
+func sgemmPackB16(kc, panels int, src *float32, ldb int, dst *float32)
+
+func sgemmKernelAVX2(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
+	// Bounds the assembly relies on, checked once per tile.
+	_ = a[5*rsa+(k-1)*csa]
+	_ = b[16*k-1]
+	_ = c[5*ldc+15]
+	sgemmKernel6x16(k, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
+}
+
+func sgemmPackBAVX(kc, panels int, src []float32, ldb int, dst []float32) {
+	_ = src[(kc-1)*ldb+16*panels-1]
+	_ = dst[16*panels*kc-1]
+	sgemmPackB16(kc, panels, &src[0], ldb, &dst[0])
+}
+
+var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, packB: sgemmPackBAVX}
+
+func init() {
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		sgemmKern = sgemmAVX2
+	}
+}

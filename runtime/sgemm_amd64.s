@@ -1,0 +1,211 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// STEP is one k step of the 6x16 tile: load a row of the B panel (BX) into
+// Y12/Y13, broadcast the column of six A values (rows at AX, AX+R8,
+// AX+2*R8, R10, R10+R8, R10+2*R8) and accumulate into Y0-Y11 (tile row r
+// in Y(2r), Y(2r+1)); then advance A by one column (R9 bytes).
+#define STEP(boff0, boff1) \
+	VMOVUPS boff0(BX), Y12; \
+	VMOVUPS boff1(BX), Y13; \
+	VBROADCASTSS (AX), Y14; \
+	VBROADCASTSS (AX)(R8*1), Y15; \
+	VFMADD231PS Y12, Y14, Y0; \
+	VFMADD231PS Y13, Y14, Y1; \
+	VFMADD231PS Y12, Y15, Y2; \
+	VFMADD231PS Y13, Y15, Y3; \
+	VBROADCASTSS (AX)(R8*2), Y14; \
+	VBROADCASTSS (R10), Y15; \
+	VFMADD231PS Y12, Y14, Y4; \
+	VFMADD231PS Y13, Y14, Y5; \
+	VFMADD231PS Y12, Y15, Y6; \
+	VFMADD231PS Y13, Y15, Y7; \
+	VBROADCASTSS (R10)(R8*1), Y14; \
+	VBROADCASTSS (R10)(R8*2), Y15; \
+	VFMADD231PS Y12, Y14, Y8; \
+	VFMADD231PS Y13, Y14, Y9; \
+	VFMADD231PS Y12, Y15, Y10; \
+	VFMADD231PS Y13, Y15, Y11; \
+	ADDQ R9, AX; \
+	ADDQ R9, R10
+
+// func sgemmKernel6x16(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
+TEXT ·sgemmKernel6x16(SB), NOSPLIT, $0-64
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ rsa+16(FP), R8
+	MOVQ csa+24(FP), R9
+	MOVQ b+32(FP), BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), DX
+	SHLQ $2, R8
+	SHLQ $2, R9
+	SHLQ $2, DX
+	LEAQ (R8)(R8*2), R10
+	ADDQ AX, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	MOVQ DI, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 63(SI)
+	ADDQ DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 63(SI)
+	ADDQ DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 63(SI)
+	ADDQ DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 63(SI)
+	ADDQ DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 63(SI)
+	ADDQ DX, SI
+	PREFETCHT0 (SI)
+	PREFETCHT0 63(SI)
+	CMPQ CX, $4
+	JLT tail
+
+loop4:
+	STEP(0, 32)
+	STEP(64, 96)
+	STEP(128, 160)
+	STEP(192, 224)
+	ADDQ $256, BX
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE loop4
+
+tail:
+	TESTQ CX, CX
+	JEQ store
+
+loop1:
+	STEP(0, 32)
+	ADDQ $64, BX
+	DECQ CX
+	JNE loop1
+
+store:
+	VBROADCASTSS alpha+56(FP), Y14
+	VMULPS Y14, Y0, Y0
+	VMULPS Y14, Y1, Y1
+	VMULPS Y14, Y2, Y2
+	VMULPS Y14, Y3, Y3
+	VMULPS Y14, Y4, Y4
+	VMULPS Y14, Y5, Y5
+	VMULPS Y14, Y6, Y6
+	VMULPS Y14, Y7, Y7
+	VMULPS Y14, Y8, Y8
+	VMULPS Y14, Y9, Y9
+	VMULPS Y14, Y10, Y10
+	VMULPS Y14, Y11, Y11
+	MOVL beta+60(FP), R8
+	ANDL $0x7fffffff, R8
+	JEQ overwrite
+	VBROADCASTSS beta+60(FP), Y15
+	VFMADD231PS (DI), Y15, Y0
+	VFMADD231PS 32(DI), Y15, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y2
+	VFMADD231PS 32(DI), Y15, Y3
+	VMOVUPS Y2, (DI)
+	VMOVUPS Y3, 32(DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y4
+	VFMADD231PS 32(DI), Y15, Y5
+	VMOVUPS Y4, (DI)
+	VMOVUPS Y5, 32(DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y6
+	VFMADD231PS 32(DI), Y15, Y7
+	VMOVUPS Y6, (DI)
+	VMOVUPS Y7, 32(DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y8
+	VFMADD231PS 32(DI), Y15, Y9
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, 32(DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y10
+	VFMADD231PS 32(DI), Y15, Y11
+	VMOVUPS Y10, (DI)
+	VMOVUPS Y11, 32(DI)
+	VZEROUPPER
+	RET
+
+overwrite:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ DX, DI
+	VMOVUPS Y2, (DI)
+	VMOVUPS Y3, 32(DI)
+	ADDQ DX, DI
+	VMOVUPS Y4, (DI)
+	VMOVUPS Y5, 32(DI)
+	ADDQ DX, DI
+	VMOVUPS Y6, (DI)
+	VMOVUPS Y7, 32(DI)
+	ADDQ DX, DI
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, 32(DI)
+	ADDQ DX, DI
+	VMOVUPS Y10, (DI)
+	VMOVUPS Y11, 32(DI)
+	VZEROUPPER
+	RET
+
+// func sgemmPackB16(kc, panels int, src *float32, ldb int, dst *float32)
+//
+// Copies, for each of kc rows of src (row stride ldb), panels runs of 16
+// floats into panel-major dst: run q of row p goes to dst[(q*kc+p)*16:].
+// Rows are read front to back so the hardware prefetcher can stream them.
+TEXT ·sgemmPackB16(SB), NOSPLIT, $0-40
+	MOVQ kc+0(FP), CX
+	MOVQ panels+8(FP), R9
+	MOVQ src+16(FP), SI
+	MOVQ ldb+24(FP), DX
+	MOVQ dst+32(FP), DI
+	SHLQ $2, DX
+	MOVQ CX, R12
+	SHLQ $6, R12
+	TESTQ CX, CX
+	JEQ packdone
+	TESTQ R9, R9
+	JEQ packdone
+
+packrow:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ R9, R13
+
+packpanel:
+	VMOVUPS (R10), Y0
+	VMOVUPS 32(R10), Y1
+	VMOVUPS Y0, (R11)
+	VMOVUPS Y1, 32(R11)
+	ADDQ $64, R10
+	ADDQ R12, R11
+	DECQ R13
+	JNE packpanel
+	ADDQ DX, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNE packrow
+
+packdone:
+	VZEROUPPER
+	RET
