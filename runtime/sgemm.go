@@ -37,15 +37,21 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // a packed panel has rsa = 1, csa = mr. A kernel marked strided accepts any
 // strides, so row-major A (rsa = lda, csa = 1) needs no packing.
 //
-// packB, if set, packs whole panels of a non-transposed B: for each of kc
-// rows of src (stride ldb) it copies panels runs of nr values, run q of row p
-// going to dst[(q*kc+p)*nr:].
+// packB packs whole panels of a non-transposed B: for each of kc rows of
+// src (stride ldb) it copies panels runs of nr values, run q of row p going
+// to dst[(q*kc+p)*nr:]. packBT, if set, packs one whole panel of a
+// transposed B, dst[p*nr+x] = src[x*ldb+p], for kc a multiple of 8.
+//
+// half, if set, is fn for an mr x nr/2 tile (the first nr/2 columns of the
+// B panel), used for the last panel when at most nr/2 columns are left.
 type sgemmKernel struct {
 	name    string
 	mr, nr  int
 	strided bool
 	fn      func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32)
+	half    func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32)
 	packB   func(kc, panels int, src []float32, ldb int, dst []float32)
+	packBT  func(kc int, src []float32, ldb int, dst []float32)
 }
 
 // Cache blocking. kc*nr*4 bytes (one B panel) should sit in L1 and
@@ -220,11 +226,15 @@ func sgemmBlock(kern *sgemmKernel, w *sgemmWork, transA, transB bool, i0, i1, j0
 							apan = ap[ir*kcb : (ir+mr)*kcb]
 						}
 						off := (ic+ir)*ldc + jc + jr
-						if mrb == mr && nrb == nr {
-							kern.fn(kcb, apan, rsa, csa, bpan, c[off:], ldc, alpha, bet)
+						fn, width := kern.fn, nr
+						if nrb <= nr/2 && kern.half != nil {
+							fn, width = kern.half, nr/2
+						}
+						if mrb == mr && nrb == width {
+							fn(kcb, apan, rsa, csa, bpan, c[off:], ldc, alpha, bet)
 							continue
 						}
-						kern.fn(kcb, apan, rsa, csa, bpan, tile, nr, alpha, 0)
+						fn(kcb, apan, rsa, csa, bpan, tile, nr, alpha, 0)
 						for i := 0; i < mrb; i++ {
 							row := c[off+i*ldc : off+i*ldc+nrb]
 							t := tile[i*nr : i*nr+nrb]
@@ -337,13 +347,20 @@ func sgemmPackB(kern *sgemmKernel, dst []float32, trans bool, b []float32, ldb, 
 			continue
 		}
 		// op(B)[p][j] = b[j*ldb+p]: each column is contiguous.
+		p8 := 0
+		if cols == nr && kern.packBT != nil {
+			p8 = kc &^ 7
+			if p8 > 0 {
+				kern.packBT(p8, b[j*ldb+p0:(j+nr-1)*ldb+p0+p8], ldb, d[:p8*nr])
+			}
+		}
 		if cols < nr {
 			clear(d)
 		}
 		for col := 0; col < cols; col++ {
-			src := b[(j+col)*ldb+p0 : (j+col)*ldb+p0+kc]
+			src := b[(j+col)*ldb+p0+p8 : (j+col)*ldb+p0+kc]
 			for p, v := range src {
-				d[p*nr+col] = v
+				d[(p8+p)*nr+col] = v
 			}
 		}
 	}
@@ -364,51 +381,66 @@ func sgemmPackBRuns(kc, panels int, src []float32, ldb int, dst []float32) {
 	}
 }
 
-// sgemmKernel4x4 is the portable micro-kernel: a 4x4 tile held in sixteen
-// scalar accumulators.
+// sgemmKernel4x4 is the portable micro-kernel for a 4x4 tile. It runs as
+// two passes over the panels, each keeping a 4x2 half of the tile in eight
+// scalar accumulators: sixteen would not fit the fifteen float registers Go
+// allocates on amd64, and spilling them costs more than reloading A (from
+// L1) for the second half.
 func sgemmKernel4x4(k int, a []float32, _, _ int, b, c []float32, ldc int, alpha, beta float32) {
-	var c00, c01, c02, c03 float32
-	var c10, c11, c12, c13 float32
-	var c20, c21, c22, c23 float32
-	var c30, c31, c32, c33 float32
 	a = a[:4*k]
 	b = b[:4*k]
-	for p := 0; p < k; p++ {
-		ap := a[4*p : 4*p+4 : 4*p+4]
-		bp := b[4*p : 4*p+4 : 4*p+4]
-		a0, a1, a2, a3 := ap[0], ap[1], ap[2], ap[3]
-		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
-		c00 += a0 * b0
-		c01 += a0 * b1
-		c02 += a0 * b2
-		c03 += a0 * b3
-		c10 += a1 * b0
-		c11 += a1 * b1
-		c12 += a1 * b2
-		c13 += a1 * b3
-		c20 += a2 * b0
-		c21 += a2 * b1
-		c22 += a2 * b2
-		c23 += a2 * b3
-		c30 += a3 * b0
-		c31 += a3 * b1
-		c32 += a3 * b2
-		c33 += a3 * b3
+	c = c[:3*ldc+4]
+	for h := 0; h < 4; h += 2 {
+		var c00, c01, c10, c11, c20, c21, c30, c31 float32
+		p := 0
+		for ; p+1 < k; p += 2 {
+			ap := a[4*p : 4*p+8 : 4*p+8]
+			bp := b[4*p+h : 4*p+h+6 : 4*p+h+6]
+			b0, b1 := bp[0], bp[1]
+			c00 += ap[0] * b0
+			c01 += ap[0] * b1
+			c10 += ap[1] * b0
+			c11 += ap[1] * b1
+			c20 += ap[2] * b0
+			c21 += ap[2] * b1
+			c30 += ap[3] * b0
+			c31 += ap[3] * b1
+			b0, b1 = bp[4], bp[5]
+			c00 += ap[4] * b0
+			c01 += ap[4] * b1
+			c10 += ap[5] * b0
+			c11 += ap[5] * b1
+			c20 += ap[6] * b0
+			c21 += ap[6] * b1
+			c30 += ap[7] * b0
+			c31 += ap[7] * b1
+		}
+		if p < k {
+			ap := a[4*p : 4*p+4 : 4*p+4]
+			bp := b[4*p+h : 4*p+h+2 : 4*p+h+2]
+			b0, b1 := bp[0], bp[1]
+			c00 += ap[0] * b0
+			c01 += ap[0] * b1
+			c10 += ap[1] * b0
+			c11 += ap[1] * b1
+			c20 += ap[2] * b0
+			c21 += ap[2] * b1
+			c30 += ap[3] * b0
+			c31 += ap[3] * b1
+		}
+		sgemmStore2(c[h:h+2], c00, c01, alpha, beta)
+		sgemmStore2(c[ldc+h:ldc+h+2], c10, c11, alpha, beta)
+		sgemmStore2(c[2*ldc+h:2*ldc+h+2], c20, c21, alpha, beta)
+		sgemmStore2(c[3*ldc+h:3*ldc+h+2], c30, c31, alpha, beta)
 	}
-	sgemmStore4(c[0:4], c00, c01, c02, c03, alpha, beta)
-	sgemmStore4(c[ldc:ldc+4], c10, c11, c12, c13, alpha, beta)
-	sgemmStore4(c[2*ldc:2*ldc+4], c20, c21, c22, c23, alpha, beta)
-	sgemmStore4(c[3*ldc:3*ldc+4], c30, c31, c32, c33, alpha, beta)
 }
 
-func sgemmStore4(c []float32, v0, v1, v2, v3, alpha, beta float32) {
-	c = c[:4]
+func sgemmStore2(c []float32, v0, v1, alpha, beta float32) {
+	c = c[:2]
 	if beta == 0 {
-		c[0], c[1], c[2], c[3] = alpha*v0, alpha*v1, alpha*v2, alpha*v3
+		c[0], c[1] = alpha*v0, alpha*v1
 		return
 	}
 	c[0] = alpha*v0 + beta*c[0]
 	c[1] = alpha*v1 + beta*c[1]
-	c[2] = alpha*v2 + beta*c[2]
-	c[3] = alpha*v3 + beta*c[3]
 }

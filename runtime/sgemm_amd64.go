@@ -11,10 +11,26 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func sgemmKernel6x16(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
 
+// sgemmKernel6x8 is sgemmKernel.half for sgemmKernel6x16 (sgemm_amd64.s).
+//
+//go:noescape
+func sgemmKernel6x8(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
+
 // sgemmPackB16 is sgemmKernel.packB for nr = 16 (sgemm_amd64.s).
 //
 //go:noescape
 func sgemmPackB16(kc, panels int, src *float32, ldb int, dst *float32)
+
+// sgemmPackBT16 is sgemmKernel.packBT for nr = 16 (sgemm_amd64.s).
+//
+//go:noescape
+func sgemmPackBT16(kc int, src *float32, ldb int, dst *float32)
+
+func sgemmPackBTAVX(kc int, src []float32, ldb int, dst []float32) {
+	_ = src[15*ldb+kc-1]
+	_ = dst[16*kc-1]
+	sgemmPackBT16(kc, &src[0], ldb, &dst[0])
+}
 
 func sgemmKernelAVX2(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
 	// Bounds the assembly relies on, checked once per tile.
@@ -24,13 +40,20 @@ func sgemmKernelAVX2(k int, a []float32, rsa, csa int, b, c []float32, ldc int, 
 	sgemmKernel6x16(k, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
 }
 
+func sgemmKernelAVX2Half(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
+	_ = a[5*rsa+(k-1)*csa]
+	_ = b[16*k-1]
+	_ = c[5*ldc+7]
+	sgemmKernel6x8(k, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
+}
+
 func sgemmPackBAVX(kc, panels int, src []float32, ldb int, dst []float32) {
 	_ = src[(kc-1)*ldb+16*panels-1]
 	_ = dst[16*panels*kc-1]
 	sgemmPackB16(kc, panels, &src[0], ldb, &dst[0])
 }
 
-var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, packB: sgemmPackBAVX}
+var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, half: sgemmKernelAVX2Half, packB: sgemmPackBAVX, packBT: sgemmPackBTAVX}
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {

@@ -209,3 +209,206 @@ packpanel:
 packdone:
 	VZEROUPPER
 	RET
+
+// TRANS4 transposes the 4x4 blocks in each 128-bit lane of rows a, b, c, d
+// into o0..o3, using t0..t3 as scratch.
+#define TRANS4(a, b, c, d, t0, t1, t2, t3, o0, o1, o2, o3) \
+	VUNPCKLPS b, a, t0; \
+	VUNPCKHPS b, a, t1; \
+	VUNPCKLPS d, c, t2; \
+	VUNPCKHPS d, c, t3; \
+	VSHUFPS $0x44, t2, t0, o0; \
+	VSHUFPS $0xEE, t2, t0, o1; \
+	VSHUFPS $0x44, t3, t1, o2; \
+	VSHUFPS $0xEE, t3, t1, o3
+
+// func sgemmPackBT16(kc int, src *float32, ldb int, dst *float32)
+//
+// Packs one panel of a transposed B: dst[p*16+x] = src[x*ldb+p] for the
+// 16 columns x and kc rows p, kc a multiple of 8. Each group of eight
+// columns is transposed 8x8 at a time: row q of the loaded block holds
+// p..p+3 of column q in its low lane and of column q+4 in its high lane,
+// so an in-lane 4x4 transpose yields whole rows of the panel.
+TEXT ·sgemmPackBT16(SB), NOSPLIT, $0-32
+	MOVQ kc+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ ldb+16(FP), R8
+	MOVQ dst+24(FP), DI
+	SHRQ $3, CX
+	JEQ btdone
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ $2, R11
+
+bthalf:
+	LEAQ (SI)(R8*4), R10
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ CX, DX
+
+btloop:
+	VMOVUPS (AX), X0
+	VINSERTF128 $1, (R10), Y0, Y0
+	VMOVUPS (AX)(R8*1), X1
+	VINSERTF128 $1, (R10)(R8*1), Y1, Y1
+	VMOVUPS (AX)(R8*2), X2
+	VINSERTF128 $1, (R10)(R8*2), Y2, Y2
+	VMOVUPS (AX)(R9*1), X3
+	VINSERTF128 $1, (R10)(R9*1), Y3, Y3
+	VMOVUPS 16(AX), X4
+	VINSERTF128 $1, 16(R10), Y4, Y4
+	VMOVUPS 16(AX)(R8*1), X5
+	VINSERTF128 $1, 16(R10)(R8*1), Y5, Y5
+	VMOVUPS 16(AX)(R8*2), X6
+	VINSERTF128 $1, 16(R10)(R8*2), Y6, Y6
+	VMOVUPS 16(AX)(R9*1), X7
+	VINSERTF128 $1, 16(R10)(R9*1), Y7, Y7
+	TRANS4(Y0, Y1, Y2, Y3, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15)
+	VMOVUPS Y12, 0(BX)
+	VMOVUPS Y13, 64(BX)
+	VMOVUPS Y14, 128(BX)
+	VMOVUPS Y15, 192(BX)
+	TRANS4(Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15)
+	VMOVUPS Y12, 256(BX)
+	VMOVUPS Y13, 320(BX)
+	VMOVUPS Y14, 384(BX)
+	VMOVUPS Y15, 448(BX)
+	ADDQ $32, AX
+	ADDQ $32, R10
+	ADDQ $512, BX
+	DECQ DX
+	JNE btloop
+	LEAQ (SI)(R8*8), SI
+	ADDQ $32, DI
+	DECQ R11
+	JNE bthalf
+
+btdone:
+	VZEROUPPER
+	RET
+
+// STEP8 is one k step of the 6x8 tile: like STEP but with one B vector
+// (the first 8 columns of the 16-wide panel row at BX+boff) and the tile
+// rows accumulated into r0..r5.
+#define STEP8(boff, r0, r1, r2, r3, r4, r5) \
+	VMOVUPS boff(BX), Y12; \
+	VBROADCASTSS (AX), Y14; \
+	VBROADCASTSS (AX)(R8*1), Y15; \
+	VFMADD231PS Y12, Y14, r0; \
+	VFMADD231PS Y12, Y15, r1; \
+	VBROADCASTSS (AX)(R8*2), Y14; \
+	VBROADCASTSS (R10), Y15; \
+	VFMADD231PS Y12, Y14, r2; \
+	VFMADD231PS Y12, Y15, r3; \
+	VBROADCASTSS (R10)(R8*1), Y14; \
+	VBROADCASTSS (R10)(R8*2), Y15; \
+	VFMADD231PS Y12, Y14, r4; \
+	VFMADD231PS Y12, Y15, r5; \
+	ADDQ R9, AX; \
+	ADDQ R9, R10
+
+// func sgemmKernel6x8(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
+//
+// The 6x8 tile of the first 8 columns of a 16-wide B panel, for panels
+// with at most 8 columns left. Even and odd k steps accumulate into
+// separate registers (Y0-Y5, Y6-Y11) so that twelve FMA chains are in flight.
+TEXT ·sgemmKernel6x8(SB), NOSPLIT, $0-64
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ rsa+16(FP), R8
+	MOVQ csa+24(FP), R9
+	MOVQ b+32(FP), BX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), DX
+	SHLQ $2, R8
+	SHLQ $2, R9
+	SHLQ $2, DX
+	LEAQ (R8)(R8*2), R10
+	ADDQ AX, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	CMPQ CX, $4
+	JLT h_tail
+
+h_loop4:
+	STEP8(0, Y0, Y1, Y2, Y3, Y4, Y5)
+	STEP8(64, Y6, Y7, Y8, Y9, Y10, Y11)
+	STEP8(128, Y0, Y1, Y2, Y3, Y4, Y5)
+	STEP8(192, Y6, Y7, Y8, Y9, Y10, Y11)
+	ADDQ $256, BX
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE h_loop4
+
+h_tail:
+	TESTQ CX, CX
+	JEQ h_store
+
+h_loop1:
+	STEP8(0, Y0, Y1, Y2, Y3, Y4, Y5)
+	ADDQ $64, BX
+	DECQ CX
+	JNE h_loop1
+
+h_store:
+	VBROADCASTSS alpha+56(FP), Y14
+	VADDPS Y6, Y0, Y0
+	VMULPS Y14, Y0, Y0
+	VADDPS Y7, Y1, Y1
+	VMULPS Y14, Y1, Y1
+	VADDPS Y8, Y2, Y2
+	VMULPS Y14, Y2, Y2
+	VADDPS Y9, Y3, Y3
+	VMULPS Y14, Y3, Y3
+	VADDPS Y10, Y4, Y4
+	VMULPS Y14, Y4, Y4
+	VADDPS Y11, Y5, Y5
+	VMULPS Y14, Y5, Y5
+	MOVL beta+60(FP), R8
+	ANDL $0x7fffffff, R8
+	JEQ h_overwrite
+	VBROADCASTSS beta+60(FP), Y15
+	VFMADD231PS (DI), Y15, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y2
+	VMOVUPS Y2, (DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y3
+	VMOVUPS Y3, (DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y4
+	VMOVUPS Y4, (DI)
+	ADDQ DX, DI
+	VFMADD231PS (DI), Y15, Y5
+	VMOVUPS Y5, (DI)
+	VZEROUPPER
+	RET
+
+h_overwrite:
+	VMOVUPS Y0, (DI)
+	ADDQ DX, DI
+	VMOVUPS Y1, (DI)
+	ADDQ DX, DI
+	VMOVUPS Y2, (DI)
+	ADDQ DX, DI
+	VMOVUPS Y3, (DI)
+	ADDQ DX, DI
+	VMOVUPS Y4, (DI)
+	ADDQ DX, DI
+	VMOVUPS Y5, (DI)
+	VZEROUPPER
+	RET
