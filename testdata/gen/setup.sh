@@ -29,4 +29,17 @@ if [ ! -f "$root/testdata/big/resnet18_op17_bn/model.onnx" ]; then
   "$root/testdata/gen/export_models.py" --big >/dev/null
 fi
 grep -qs full_float64 "$root/testdata/big/finetune_parity/losses.json" || { echo "setup: writing fine-tuning references to testdata/big/finetune_parity"; "$root/testdata/gen/finetune_refs.py" >/dev/null; }
+# Real RGB photos for the fine-tuning tests: scikit-image's sample images,
+# taken from Debian's package without installing it (or its dependencies).
+photos="$root/testdata/big/photos"
+if [ ! -f "$photos/chelsea.png" ]; then
+  echo "setup: extracting sample photos from python3-skimage"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q python3-skimage >/dev/null 2>&1 && dpkg-deb -x python3-skimage_*.deb x)
+  mkdir -p "$photos"
+  for f in astronaut.png chelsea.png coffee.png rocket.jpg motorcycle_left.png; do
+    cp "$tmp/x/usr/lib/python3/dist-packages/skimage/data/$f" "$photos/"
+  done
+  rm -rf "$tmp"
+fi
 echo "setup: reference tools ready"
