@@ -143,6 +143,9 @@ func runFinetune(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if n := trainDS.Skipped(); n > 0 {
+		fmt.Fprintf(stdout, "skipped %d images that do not decode (first: %v)\n", n, trainDS.SkippedErrors()[0])
+	}
 	var valDS *dataset.Dataset
 	if *valPath != "" {
 		if valDS, err = open(*valPath); err != nil {
@@ -153,9 +156,6 @@ func runFinetune(args []string, stdout io.Writer) error {
 		}
 	} else if trainDS, valDS, err = dataset.Split(trainDS, *valSplit, *seed); err != nil {
 		return err
-	}
-	if n := trainDS.Skipped(); n > 0 {
-		fmt.Fprintf(stdout, "skipped %d images that do not decode (first: %v)\n", n, trainDS.SkippedErrors()[0])
 	}
 	tcfg, err := pre.Config(trainDS, *batch, true, *seed)
 	if err != nil {
