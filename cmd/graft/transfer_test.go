@@ -32,8 +32,8 @@ type fashionRef struct {
 	Exact struct {
 		InitialHead map[string]any `json:"initial_head"`
 		FinalHead   map[string]any `json:"final_head"`
-		TrainLoss   float64              `json:"train_loss"`
-		ValCorrect  int                  `json:"val_correct"`
+		TrainLoss   float64        `json:"train_loss"`
+		ValCorrect  int            `json:"val_correct"`
 	} `json:"exact_check"`
 }
 
