@@ -16,6 +16,7 @@ import (
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/data"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
@@ -27,7 +28,8 @@ func init() {
 		summary: "Run a model on images (PNG, JPEG, GIF) or a tensor (.pb) and print the top classes.\n\n" +
 			"Images are preprocessed as torchvision's Resize(resize), CenterCrop(crop), ToTensor,\n" +
 			"Normalize(mean, std) do on PIL images, with the same pixels. The crop defaults to the\n" +
-			"model's input size (224 if not fixed), the resize to round(crop*256/224), mean/std to\n" +
+			"model's input size (224 if not fixed), the resize to round(crop*256/224) (small inputs\n" +
+			"under 64 pixels: the crop size itself, as graft finetune does), mean/std to\n" +
 			"ImageNet's for 3-channel models and none for 1-channel ones (gray models get images\n" +
 			"converted to gray). A folder runs every image in it, sorted by name, in batches.\n" +
 			"A .pb TensorProto is fed as is. Probabilities are the softmax of the first output, or\n" +
@@ -87,7 +89,7 @@ func runRun(args []string, stdout io.Writer) error {
 	fs.StringVar(&f.labels, "labels", "", "class labels, one per line, in class order, in `file`")
 	fs.BoolVar(&f.json, "json", false, "print the results as JSON")
 	fs.StringVar(&f.save, "save-output", "", "write the first output, raw, as a TensorProto `file`")
-	fs.IntVar(&f.resize, "resize", 0, "resize images' shorter side to `n` pixels (default round(crop*256/224))")
+	fs.IntVar(&f.resize, "resize", 0, "resize images' shorter side to `n` pixels (default round(crop*256/224), or the crop for inputs under 64)")
 	fs.IntVar(&f.crop, "crop", 0, "center-crop images to `n`×n (default: the model's input size, else 224)")
 	fs.StringVar(&f.mean, "mean", "", "per-channel `values` subtracted after scaling to [0,1] (default ImageNet's for 3 channels)")
 	fs.StringVar(&f.std, "std", "", "per-channel `values` to divide by (default ImageNet's for 3 channels)")
@@ -360,7 +362,8 @@ func runPreprocessing(in *onnx.Value, f runFlags, mean, std []float32) (*RunPrep
 	}
 	p.Resize = f.resize
 	if p.Resize == 0 {
-		p.Resize = int(math.Round(float64(min(p.CropW, p.CropH)) * 256 / 224))
+		// The same rule fine-tuning uses, so a model is run as it was trained.
+		p.Resize = dataset.DefaultResize(p.CropH, p.CropW)
 	}
 	p.Mean, p.Std = mean, std
 	if p.Channels == 3 {
