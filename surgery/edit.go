@@ -20,6 +20,10 @@ func Cut(value string) Edit {
 	}
 }
 
+// NormalizeNode is the name of the Div node Normalize adds: a model that
+// has it takes pixels in [0, 1].
+const NormalizeNode = "graft_normalize_div"
+
 // Normalize returns an edit that puts (x - mean) / std, per channel (axis 1),
 // in front of the named graph input, so callers feed pixels in [0, 1] and the
 // normalisation lives inside the model: attacks and robustness reports then
@@ -75,7 +79,7 @@ func Normalize(input string, mean, std []float32) Edit {
 			return err
 		}
 		sub := g.AddNode("Sub", "graft_normalize_sub", []*onnx.Value{raw, g.AddInitializer(mt)}, []string{input + "_centered"})
-		g.InsertNode(&onnx.Node{Name: "graft_normalize_div", OpType: "Div",
+		g.InsertNode(&onnx.Node{Name: NormalizeNode, OpType: "Div",
 			Inputs: []*onnx.Value{sub.Outputs[0], g.AddInitializer(st)}, Outputs: []*onnx.Value{x}})
 		return nil
 	}

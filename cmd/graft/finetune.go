@@ -13,6 +13,7 @@ import (
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime/data"
 	"github.com/graft-dev/graft/runtime/dataset"
+	"github.com/graft-dev/graft/surgery"
 )
 
 func init() {
@@ -55,6 +56,12 @@ func runFinetune(args []string, stdout io.Writer) error {
 	resume := fs.Bool("resume", false, "continue an interrupted run from the checkpoint folder")
 	mean := fs.String("mean", "", "input normalisation `MEANS` (comma list; default ImageNet's for 3-channel models, none for 1)")
 	std := fs.String("std", "", "input normalisation `STDS` (comma list)")
+	var hard hardening
+	fs.StringVar(&hard.adv, "adv", "", "adversarial training: `ATTACK` (fgsm) examples replace part of each batch")
+	fs.Float64Var(&hard.advEps, "adv-eps", 0.1, "adversarial step `EPS` in pixel units ([0,1] inputs)")
+	fs.Float64Var(&hard.advRatio, "adv-ratio", 0.5, "`SHARE` of each batch made adversarial")
+	fs.StringVar(&hard.noise, "noise", "", "noise injection: `KIND` (gaussian) added to every training input")
+	fs.Float64Var(&hard.noiseStd, "noise-std", 0.1, "noise standard `DEVIATION` in pixel units")
 	out := fs.String("o", "", "output model `PATH` (required)")
 	metricsDir := fs.String("metrics", "", "`DIR` for metrics.json, training.png and checkpoint/ (default: the output's folder)")
 	pos, err := parse(fs, args)
@@ -81,6 +88,12 @@ func runFinetune(args []string, stdout io.Writer) error {
 	case *valPath == "" && (*valSplit <= 0 || *valSplit >= 1):
 		return usage("--val-split %g: want a fraction between 0 and 1", *valSplit)
 	}
+	if err := hard.check(); err != nil {
+		return err
+	}
+	if hard.active() && (*mean != "" || *std != "") {
+		return usage("--adv and --noise perturb pixels in [0, 1]: put the normalisation inside the model (graft surgery --normalize) instead of --mean/--std")
+	}
 	if *metricsDir == "" {
 		*metricsDir = filepath.Dir(*out)
 	}
@@ -100,6 +113,9 @@ func runFinetune(args []string, stdout io.Writer) error {
 		return err
 	}
 	pre.Augment = *augment
+	if hard.active() && pre.Mean != nil {
+		return fmt.Errorf("--adv and --noise perturb pixels in [0, 1], but %s takes normalised inputs: put the normalisation inside it first (graft surgery --normalize MEAN/STD)", *modelPath)
+	}
 
 	open := func(path string) (*dataset.Dataset, error) {
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
@@ -177,7 +193,7 @@ func runFinetune(args []string, stdout io.Writer) error {
 	}
 	job := &finetuneJob{
 		model: m, classes: trainDS.Classes(), train: trainSrc, val: valSrc,
-		augmented: *augment, noCache: *noCache,
+		augmented: *augment, noCache: *noCache, harden: hard,
 		replaceHead: *replace, headNode: *head, freeze: freeze, unfreeze: unfreeze,
 		epochs: *epochs, optimizer: *optimizer, lr: *lr, momentum: *momentum, weightDecay: *wd,
 		schedule: *schedule, seed: *seed,
@@ -219,6 +235,10 @@ func preprocessingFor(m *onnx.Model, mean, std string) (dataset.Preprocessing, e
 		dims[i] = int(d.Value)
 	}
 	pre := dataset.ForInput(dims[0], dims[1], dims[2])
+	if m.Graph.Node(surgery.NormalizeNode) != nil {
+		// graft surgery --normalize put the normalisation inside: feed pixels.
+		pre.Mean, pre.Std = nil, nil
+	}
 	var err error
 	if mean != "" {
 		if pre.Mean, err = parseFloats(mean); err != nil {

@@ -27,6 +27,7 @@ type finetuneJob struct {
 	// out computing the frozen backbone's features once.
 	augmented bool
 	noCache   bool
+	harden    hardening
 
 	replaceHead int    // 0: replace only if the class count differs
 	headNode    string // --head
@@ -146,6 +147,9 @@ func (j *finetuneJob) run(ctx context.Context) (*finetuneResult, error) {
 		return nil, fmt.Errorf("checkpoint folder: %w", err)
 	}
 	var history *train.History
+	if err := j.harden.check(); err != nil {
+		return nil, err
+	}
 	cfg := train.Config{
 		Epochs: j.epochs, StartEpoch: startEpoch, Optimizer: opt, Schedule: sched,
 		Params: trainable, Classes: len(j.classes), Prior: prior,
@@ -154,6 +158,9 @@ func (j *finetuneJob) run(ctx context.Context) (*finetuneResult, error) {
 			return j.saveCheckpoint(p, opt, history, epoch, stats, best)
 		},
 	}
+	if j.harden.active() {
+		cfg.Perturb = j.harden.perturb(p, train.LossFor(j.model), j.seed)
+	}
 	// history is filled as epochs end; the checkpoint callback records it.
 	history = &train.History{BestEpoch: -1}
 	if prior != nil {
@@ -161,7 +168,8 @@ func (j *finetuneJob) run(ctx context.Context) (*finetuneResult, error) {
 	}
 	trainSrc, valSrc := j.train, j.val
 	headOnly := res.head != nil && onlyHead(trainable, res.head)
-	if headOnly && !j.augmented && !j.noCache {
+	// Perturbed inputs change the backbone's features: no cache then.
+	if headOnly && !j.augmented && !j.noCache && !j.harden.active() {
 		extractor, headModel, err := train.SplitAtHead(j.model, trainable)
 		if err != nil {
 			return nil, err

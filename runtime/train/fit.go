@@ -74,6 +74,10 @@ type Config struct {
 	// validation accuracy so far (the best training accuracy if there is no
 	// validation source). An error stops training and is returned.
 	Checkpoint func(epoch int, stats EpochStats, best bool) error
+	// Perturb, if set, replaces each training batch before its step:
+	// adversarial examples or noise for hardening a model. It sees the
+	// parameters as they are at that step.
+	Perturb func(epoch int, b Batch) (Batch, error)
 	// Prior holds the epochs of an earlier run being resumed: the returned
 	// History continues it, and "best" compares against its best epoch.
 	Prior *History
@@ -244,6 +248,11 @@ func Fit(ctx context.Context, p *runtime.Program, train, val Source, cfg Config)
 			}
 			if err := context.Cause(ctx); err != nil {
 				return h, fmt.Errorf("%w in epoch %d after %d batches: %w", ErrStopped, epoch+1, batch, err)
+			}
+			if cfg.Perturb != nil {
+				if b, err = cfg.Perturb(epoch, b); err != nil {
+					return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
+				}
 			}
 			targets, err := p.OneHot(b.Labels, cfg.Classes)
 			if err != nil {
