@@ -35,11 +35,13 @@
 //
 // The loss is the one the model was trained with: NLL for a model ending
 // in LogSoftmax (PyTorch's nll_loss on log_softmax), cross-entropy on
-// logits otherwise (LossFor). It is the mean over the batch, which scales
-// the gradient by 1/N and leaves its sign unchanged, so results do not
-// depend on the batch size. The gradient is graft's own (package runtime),
-// equal to PyTorch's; on ResNet-18 graft's FGSM batch equals PyTorch's
-// wherever the gradient is not within 1e-6 of zero.
+// logits otherwise (LossFor); a final Softmax is left out so the attack
+// sees logits. It is the mean over the batch, which scales the gradient by
+// 1/N and leaves its sign unchanged, so results do not depend on the batch
+// size. The gradient is graft's own (package runtime); the step is computed
+// as PyTorch computes it, in the model's element type, so on the full-size
+// ResNet-18 graft's FGSM batch equals PyTorch's bit for bit wherever the
+// two gradients have the same sign.
 //
 // Any type with Forward and Gradient methods is a Model; Classifier wraps a
 // compiled ONNX model.

@@ -181,3 +181,45 @@ func TestLeNetFGSMAndCleanAccuracy(t *testing.T) {
 		}
 	}
 }
+
+// A model ending in Softmax is attacked through its logits: the classifier
+// leaves the Softmax out, on a copy, and predicts the same.
+func TestClassifierDropsFinalSoftmax(t *testing.T) {
+	logits, err := onnx.Load("../testdata/models/cnn/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs, _ := logits.Clone()
+	g := probs.Graph
+	out := g.Outputs[0]
+	sm := g.AddNode("Softmax", "probs", []*onnx.Value{out}, []string{"probabilities"})
+	g.Outputs[0] = sm.Outputs[0]
+	a, err := NewClassifier(logits, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewClassifier(probs, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Outputs[0].Producer().OpType != "Softmax" || b.Loss != runtime.CrossEntropy {
+		t.Errorf("the caller's model lost its Softmax, or loss %v", b.Loss)
+	}
+	im, labels := loadHeldOut(t)
+	x := im.Tensor(0, 20)
+	oa, err := Run(a, FGSM{}, x, Misclassification(labels[:20]), []float64{0, 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := Run(b, FGSM{}, x, Misclassification(labels[:20]), []float64{0, 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range oa {
+		for i := range oa[k].Pred {
+			if oa[k].Pred[i] != ob[k].Pred[i] || oa[k].Confidence[i] != ob[k].Confidence[i] {
+				t.Fatalf("eps %g example %d: %d (%g) with Softmax, %d (%g) without", oa[k].Eps, i, ob[k].Pred[i], ob[k].Confidence[i], oa[k].Pred[i], oa[k].Confidence[i])
+			}
+		}
+	}
+}

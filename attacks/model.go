@@ -6,6 +6,7 @@ import (
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/surgery"
 	"gorgonia.org/tensor"
 )
 
@@ -33,10 +34,22 @@ type Classifier struct {
 }
 
 // NewClassifier compiles m for attacking. The loss follows the model's last
-// node: NLL after a LogSoftmax, cross-entropy on logits otherwise.
+// node: NLL after a LogSoftmax, cross-entropy on logits otherwise. A final
+// Softmax is left out (on a copy of m): the attacks then work on its input,
+// the logits, and predictions and confidences are unchanged.
 func NewClassifier(m *onnx.Model, opts runtime.Options) (*Classifier, error) {
 	if m == nil || m.Graph == nil || len(m.Graph.Outputs) == 0 {
 		return nil, errors.New("attacks: the model has no outputs")
+	}
+	if n := m.Graph.Outputs[0].Producer(); n != nil && n.OpType == "Softmax" && len(n.Inputs) == 1 && n.Inputs[0] != nil {
+		c, err := m.Clone()
+		if err != nil {
+			return nil, err
+		}
+		if err := surgery.Apply(c, surgery.Cut(n.Inputs[0].Name)); err != nil {
+			return nil, err
+		}
+		m = c
 	}
 	p, err := runtime.Compile(m, opts)
 	if err != nil {
@@ -59,6 +72,14 @@ func LossFor(m *onnx.Model) runtime.Loss {
 		return runtime.NLL
 	}
 	return runtime.CrossEntropy
+}
+
+// LossName names the loss, for reports.
+func (c *Classifier) LossName() string {
+	if c.Loss == runtime.NLL {
+		return "nll (the model ends in LogSoftmax)"
+	}
+	return "cross-entropy on logits"
 }
 
 // Forward runs the model in inference mode.

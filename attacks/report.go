@@ -88,6 +88,7 @@ func (r *Report) Markdown() string {
 	row("data", s.Data)
 	row("examples", fmt.Sprint(r.Examples))
 	row("attack", s.Attack.String()+", "+mode)
+	row("loss", s.Loss)
 	row("eps (L-inf, pixels in [0,1])", joinFloats(s.Eps))
 	if s.Attack.Steps > 0 {
 		row("steps", fmt.Sprint(s.Attack.Steps))

@@ -99,6 +99,7 @@ type Settings struct {
 	ModelSHA256 string    `json:"model_sha256,omitempty"`
 	Data        string    `json:"data,omitempty"`
 	Attack      Info      `json:"attack"`
+	Loss        string    `json:"loss,omitempty"`
 	Targeted    bool      `json:"targeted"`
 	Eps         []float64 `json:"eps"`
 	Limit       int       `json:"limit,omitempty"`
@@ -206,6 +207,9 @@ func Sweep(m Model, data iter.Seq2[Batch, error], cfg Config) (*Report, error) {
 	}
 	start := time.Now()
 	r := &Report{Settings: Settings{Attack: cfg.Attack.Info(), Targeted: cfg.Targets != nil, Eps: eps, Limit: cfg.Limit}}
+	if l, ok := m.(interface{ LossName() string }); ok {
+		r.Settings.Loss = l.LossName()
+	}
 	points := make([]Point, len(eps))
 	confSum := make([]float64, len(eps))
 	var classCorrect [][]int // [eps][class]
