@@ -18,14 +18,15 @@ import (
 var (
 	gridBG      = color.RGBA{255, 255, 255, 255}
 	gridText    = color.RGBA{20, 20, 20, 255}
+	gridLabel   = color.RGBA{90, 90, 90, 255}
 	gridSuccess = color.RGBA{200, 30, 30, 255}
 	gridCorrect = color.RGBA{20, 120, 40, 255}
 )
 
 // ExamplesPNG draws the report's grid as a PNG, as PyTorch's FGSM tutorial
 // does: one row per eps (a clean row first when eps 0 is not swept), one
-// column per example, and under each image "label -> prediction", red
-// where the attack succeeded.
+// column per example, and under each image its label and "-> prediction",
+// red where the attack succeeded.
 func (r *Report) ExamplesPNG() ([]byte, error) {
 	g := r.Grid
 	if g == nil || len(g.Labels) == 0 {
@@ -65,15 +66,37 @@ func (r *Report) ExamplesPNG() ([]byte, error) {
 	// Small images are enlarged, large ones reduced, to about 100 pixels.
 	up, down := 1, 1
 	if m := max(h, w); m < 100 {
-		up = max(1, 100/m)
+		up = max(1, (100+m/2)/m)
 	} else if m > 160 {
 		down = (m + 127) / 128
 	}
 	iw, ih := w*up/down, h*up/down
 	face := basicfont.Face7x13
-	const charW, lineH, pad = 7, 16, 8
-	cellW := max(iw, 13*charW) + pad
-	cellH := ih + lineH + pad
+	const charW, lineH, pad, maxChars = 7, 15, 10, 20
+	// Under each image: the label (and target), then "-> prediction".
+	first := make([]string, len(g.Labels))
+	longest := 0
+	for c := range g.Labels {
+		first[c] = r.className(g.Labels[c])
+		if g.Targets != nil {
+			first[c] += " / t " + r.className(g.Targets[c])
+		}
+		longest = max(longest, len(first[c]))
+	}
+	for _, rw := range rowsOut {
+		for _, p := range rw.pred {
+			longest = max(longest, 3+len(r.className(p)))
+		}
+	}
+	chars := min(longest, maxChars)
+	cellW := max(iw, chars*charW) + pad
+	cellH := ih + 2*lineH + pad
+	fit := func(s string) string {
+		if len(s) > chars {
+			return s[:chars]
+		}
+		return s
+	}
 	leftW := 0
 	for _, r := range rowsOut {
 		leftW = max(leftW, len(r.title)*charW)
@@ -89,10 +112,10 @@ func (r *Report) ExamplesPNG() ([]byte, error) {
 		d.DrawString(s)
 	}
 	mode := "untargeted"
-	legend := "under each image: label -> prediction, red where the attack succeeded"
+	legend := "under each image: label, -> prediction (red where the attack succeeded)"
 	if g.Targets != nil {
 		mode = "targeted"
-		legend = "under each image: label -> prediction [target], red where the target was reached"
+		legend = "under each image: label / t target, -> prediction (red where the target was reached)"
 	}
 	text(fmt.Sprintf("%s (%s)", r.Settings.Attack.String(), mode), pad, lineH, gridText)
 	text(legend, pad, 2*lineH, gridText)
@@ -102,13 +125,6 @@ func (r *Report) ExamplesPNG() ([]byte, error) {
 		for c := 0; c < cols; c++ {
 			x0 := leftW + c*cellW
 			drawPixels(img, x0, y0, rw.images[c], ch, h, w, up, down)
-			label := fmt.Sprintf("%s -> %s", r.className(g.Labels[c]), r.className(rw.pred[c]))
-			if g.Targets != nil {
-				label += fmt.Sprintf(" [%s]", r.className(g.Targets[c]))
-			}
-			if n := (cellW - 2) / charW; len(label) > n {
-				label = label[:n]
-			}
 			col := gridText
 			switch {
 			case rw.success[c]:
@@ -116,7 +132,8 @@ func (r *Report) ExamplesPNG() ([]byte, error) {
 			case rw.pred[c] == g.Labels[c]:
 				col = gridCorrect
 			}
-			text(label, x0, y0+ih+lineH-3, col)
+			text(fit(first[c]), x0, y0+ih+lineH-2, gridLabel)
+			text(fit("-> "+r.className(rw.pred[c])), x0, y0+ih+2*lineH-2, col)
 		}
 	}
 	var buf bytes.Buffer

@@ -138,7 +138,7 @@ func (r *Report) Markdown() string {
 		b.WriteString("\n")
 	}
 	if r.Grid != nil {
-		fmt.Fprintf(&b, "\n## Examples\n\nThe first %d examples, one row per eps; under each image: label -> prediction (red when the attack succeeded).\n\n![examples](%s)\n", len(r.Grid.Labels), ExamplesImage)
+		fmt.Fprintf(&b, "\n## Examples\n\nThe first %d examples, one row per eps; under each image: its label, then -> the prediction (red where the attack succeeded).\n\n![examples](%s)\n", len(r.Grid.Labels), ExamplesImage)
 	}
 	return b.String()
 }
