@@ -52,6 +52,10 @@ type sgemmKernel struct {
 	half    func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32)
 	packB   func(kc, panels int, src []float32, ldb int, dst []float32)
 	packBT  func(kc int, src []float32, ldb int, dst []float32)
+	// dot returns the dot product of x and y[:len(x)]; axpy adds alpha*x
+	// to y[:len(x)]. They serve products with one row or column.
+	dot  func(x, y []float32) float32
+	axpy func(alpha float32, x, y []float32)
 }
 
 // Cache blocking. kc*nr*4 bytes (one B panel) should sit in L1 and
@@ -63,10 +67,10 @@ const (
 )
 
 // sgemmParallelMin is the smallest m*n*k worth splitting over goroutines.
-const sgemmParallelMin = 1 << 18
+const sgemmParallelMin = 1 << 20
 
 var (
-	sgemmGo4x4 = &sgemmKernel{name: "go4x4", mr: 4, nr: 4, fn: sgemmKernel4x4, packB: sgemmPackBRuns}
+	sgemmGo4x4 = &sgemmKernel{name: "go4x4", mr: 4, nr: 4, fn: sgemmKernel4x4, packB: sgemmPackBRuns, dot: sgemmDotGo, axpy: sgemmAxpyGo}
 	// sgemmKern is the micro-kernel in use: the pure-Go one unless an
 	// architecture file selects an assembly kernel at init.
 	sgemmKern = sgemmGo4x4
@@ -95,35 +99,47 @@ func sgemmWith(kern *sgemmKernel, transA, transB bool, m, n, k int, alpha float3
 		sgemmScale(m, n, beta, c, ldc)
 		return
 	}
+	if m == 1 || n == 1 {
+		sgemmVec(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	// Split the dimension with more tiles into runs of whole tiles.
+	mt := (m + kern.mr - 1) / kern.mr
+	nt := (n + kern.nr - 1) / kern.nr
+	if nt >= mt {
+		sgemmSplit(n, kern.nr, m*n*k, func(w *sgemmWork, lo, hi int) {
+			sgemmBlock(kern, w, transA, transB, 0, m, lo, hi, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		})
+	} else {
+		sgemmSplit(m, kern.mr, m*n*k, func(w *sgemmWork, lo, hi int) {
+			sgemmBlock(kern, w, transA, transB, lo, hi, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		})
+	}
+}
+
+// sgemmSplit calls fn over consecutive ranges [lo,hi) covering [0,total),
+// each a multiple of unit long but the last, with a pooled sgemmWork. When
+// the work (m*n*k) is large enough and GOMAXPROCS allows, the ranges are
+// spread over goroutines: a few more ranges than goroutines, taken
+// dynamically, keep the cores busy when one is slowed by other work on the
+// machine.
+func sgemmSplit(total, unit, work int, fn func(w *sgemmWork, lo, hi int)) {
+	units := (total + unit - 1) / unit
 	p := goruntime.GOMAXPROCS(0)
-	mt := (m + kern.mr - 1) / kern.mr // row tiles
-	nt := (n + kern.nr - 1) / kern.nr // column tiles
-	if p <= 1 || m*n*k < sgemmParallelMin || (mt < 2 && nt < 2) {
+	if p <= 1 || work < sgemmParallelMin || units < 2 {
 		w := sgemmPool.Get().(*sgemmWork)
-		sgemmBlock(kern, w, transA, transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		fn(w, 0, total)
 		sgemmPool.Put(w)
 		return
 	}
-	// Split the dimension with more tiles into chunks of whole tiles. A few
-	// more chunks than goroutines, taken dynamically, keep the cores busy
-	// when one of them is slowed by other work on the machine.
-	splitN := nt >= mt
-	tiles, step := mt, kern.mr
-	if splitN {
-		tiles, step = nt, kern.nr
-	}
 	chunks := p
-	if tiles >= 8*p && m*n*k >= 16*sgemmParallelMin {
+	if units >= 8*p && work >= 16*sgemmParallelMin {
 		chunks = 2 * p
 	}
-	if chunks > tiles {
-		chunks = tiles
-	}
-	if p > chunks {
-		p = chunks
-	}
-	per := (tiles + chunks - 1) / chunks
-	chunks = (tiles + per - 1) / per
+	chunks = min(chunks, units)
+	per := (units + chunks - 1) / chunks
+	chunks = (units + per - 1) / per
+	p = min(p, chunks)
 	var next atomic.Int32
 	var wg sync.WaitGroup
 	run := func() {
@@ -134,14 +150,8 @@ func sgemmWith(kern *sgemmKernel, transA, transB bool, m, n, k int, alpha float3
 			if i >= chunks {
 				break
 			}
-			lo := i * per * step
-			if splitN {
-				hi := min(lo+per*step, n)
-				sgemmBlock(kern, w, transA, transB, 0, m, lo, hi, k, alpha, a, lda, b, ldb, beta, c, ldc)
-			} else {
-				hi := min(lo+per*step, m)
-				sgemmBlock(kern, w, transA, transB, lo, hi, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-			}
+			lo := i * per * unit
+			fn(w, lo, min(lo+per*unit, total))
 		}
 		sgemmPool.Put(w)
 	}
@@ -151,6 +161,106 @@ func sgemmWith(kern *sgemmKernel, transA, transB bool, m, n, k int, alpha float3
 	}
 	run()
 	wg.Wait()
+}
+
+// sgemmVec computes a product with a single row or column of C: a
+// matrix-vector product, where packing would only add memory traffic. It is
+// done with dot products of contiguous rows or with axpys along them,
+// whichever the layout allows, split over goroutines along the output.
+func sgemmVec(kern *sgemmKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	dot, axpy := kern.dot, kern.axpy
+	if m == 1 {
+		// c[j] = alpha * sum_p x[p]*op(B)(p,j) + beta*c[j], x = row 0 of op(A).
+		x := a[:k:k]
+		if transA { // op(A)(0,p) = a[p*lda]
+			x = make([]float32, k)
+			for p := range x {
+				x[p] = a[p*lda]
+			}
+		}
+		if transB { // op(B)(p,j) = b[j*ldb+p]: dot x with row j of b
+			sgemmSplit(n, 16, n*k, func(_ *sgemmWork, lo, hi int) {
+				for j := lo; j < hi; j++ {
+					v := alpha * dot(x, b[j*ldb:j*ldb+k])
+					if beta != 0 {
+						v += beta * c[j]
+					}
+					c[j] = v
+				}
+			})
+			return
+		}
+		// op(B)(p,j) = b[p*ldb+j]: add alpha*x[p] times row p of b.
+		sgemmSplit(n, 64, n*k, func(_ *sgemmWork, lo, hi int) {
+			sgemmScale(1, hi-lo, beta, c[lo:hi], 0)
+			for p, xp := range x {
+				axpy(alpha*xp, b[p*ldb+lo:p*ldb+hi], c[lo:hi])
+			}
+		})
+		return
+	}
+	// n == 1: c[i*ldc] = alpha * sum_p op(A)(i,p)*y[p] + beta*c[i*ldc], y =
+	// column 0 of op(B).
+	y := b[:k:k]
+	if !transB && ldb != 1 { // op(B)(p,0) = b[p*ldb]
+		y = make([]float32, k)
+		for p := range y {
+			y[p] = b[p*ldb]
+		}
+	}
+	if !transA { // op(A)(i,p) = a[i*lda+p]: dot row i of a with y
+		sgemmSplit(m, 16, m*k, func(_ *sgemmWork, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				v := alpha * dot(a[i*lda:i*lda+k], y)
+				if beta != 0 {
+					v += beta * c[i*ldc]
+				}
+				c[i*ldc] = v
+			}
+		})
+		return
+	}
+	// op(A)(i,p) = a[p*lda+i]: sum y[p] times row p of a, then store.
+	sgemmSplit(m, 64, m*k, func(w *sgemmWork, lo, hi int) {
+		w.tile = growF32(w.tile, hi-lo)
+		t := w.tile
+		clear(t)
+		for p, yp := range y {
+			axpy(yp, a[p*lda+lo:p*lda+hi], t)
+		}
+		for i, v := range t {
+			v *= alpha
+			if beta != 0 {
+				v += beta * c[(lo+i)*ldc]
+			}
+			c[(lo+i)*ldc] = v
+		}
+	})
+}
+
+// sgemmDotGo and sgemmAxpyGo are the portable dot and axpy of sgemmKernel.
+func sgemmDotGo(x, y []float32) float32 {
+	y = y[:len(x)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		xs, ys := x[i:i+4:i+4], y[i:i+4:i+4]
+		s0 += xs[0] * ys[0]
+		s1 += xs[1] * ys[1]
+		s2 += xs[2] * ys[2]
+		s3 += xs[3] * ys[3]
+	}
+	for ; i < len(x); i++ {
+		s0 += x[i] * y[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func sgemmAxpyGo(alpha float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += alpha * v
+	}
 }
 
 // sgemmScale sets C = beta*C, writing zeros when beta is zero.

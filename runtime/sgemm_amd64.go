@@ -32,6 +32,31 @@ func sgemmPackBTAVX(kc int, src []float32, ldb int, dst []float32) {
 	sgemmPackBT16(kc, &src[0], ldb, &dst[0])
 }
 
+// sgemmDotAVX and sgemmAxpyAVX are sgemmKernel.dot and .axpy
+// (sgemm_amd64.s).
+//
+//go:noescape
+func sgemmDotAVX(n int, x, y *float32) float32
+
+//go:noescape
+func sgemmAxpyAVX(n int, alpha float32, x, y *float32)
+
+func sgemmDotAVX2(x, y []float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	_ = y[len(x)-1]
+	return sgemmDotAVX(len(x), &x[0], &y[0])
+}
+
+func sgemmAxpyAVX2(alpha float32, x, y []float32) {
+	if len(x) == 0 {
+		return
+	}
+	_ = y[len(x)-1]
+	sgemmAxpyAVX(len(x), alpha, &x[0], &y[0])
+}
+
 func sgemmKernelAVX2(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
 	// Bounds the assembly relies on, checked once per tile.
 	_ = a[5*rsa+(k-1)*csa]
@@ -53,7 +78,7 @@ func sgemmPackBAVX(kc, panels int, src []float32, ldb int, dst []float32) {
 	sgemmPackB16(kc, panels, &src[0], ldb, &dst[0])
 }
 
-var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, half: sgemmKernelAVX2Half, packB: sgemmPackBAVX, packBT: sgemmPackBTAVX}
+var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, half: sgemmKernelAVX2Half, packB: sgemmPackBAVX, packBT: sgemmPackBTAVX, dot: sgemmDotAVX2, axpy: sgemmAxpyAVX2}
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {

@@ -132,6 +132,8 @@ func TestSgemmBlocks(t *testing.T) {
 		{3, 1000, 512},
 		{1000, 3, 512},
 		{150, 49, 700},
+		{1, 3000, 700},
+		{3000, 1, 700},
 	}
 	for _, kern := range sgemmKernels() {
 		for _, sh := range shapes {
@@ -197,6 +199,11 @@ var sgemmBenchShapes = []struct {
 	{"dx_4608x49x512_TN", true, false, 4608, 49, 512, 4608, 49, 49, 1, 0},
 	{"dw_64x576x3136_NT", false, true, 64, 576, 3136, 3136, 3136, 576, 1, 1},
 	{"dw_512x4608x49_NT", false, true, 512, 4608, 49, 49, 49, 4608, 1, 1},
+	// Small products: the ResNet-18 classifier at batch 1 and 8 (Gemm with
+	// transB), and a tiny convolution.
+	{"fc_1x1000x512_NT", false, true, 1, 1000, 512, 512, 512, 1000, 1, 1},
+	{"fc_8x1000x512_NT", false, true, 8, 1000, 512, 512, 512, 1000, 1, 1},
+	{"conv_8x64x27", false, false, 8, 64, 27, 27, 64, 64, 1, 0},
 }
 
 func BenchmarkSgemm(b *testing.B) {
