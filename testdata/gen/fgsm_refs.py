@@ -7,6 +7,7 @@ mode), checks the output against test_data_set_0/output_0.pb, and writes to
 test_data_set_0:
 
     fgsm_grad.pb     d mean-cross-entropy / d input for labels.pb
+    fgsm_grad64.pb   the same computed in float64
     fgsm_eps.pb      the radius, 0.03 (float32 scalar)
     fgsm_adv.pb      clamp(input + eps*sign(grad), 0, 1), as the FGSM tutorial
 
@@ -79,10 +80,19 @@ def main():
     with torch.no_grad():
         adv = torch.clamp(x + EPS * grad.sign(), 0, 1)
         pred = model(adv).argmax(1)
+    # The same gradient in float64: where float32 rounding decides a
+    # near-tie (a ReLU or max-pool input within rounding of its rival), the
+    # float32 gradient can take the other sign; float64 tells those apart.
+    model64 = load_resnet18(d).double()
+    x64 = torch.from_numpy(x_np.astype(np.float64)).requires_grad_(True)
+    (grad64,) = torch.autograd.grad(F.cross_entropy(model64(x64), labels), x64)
+    flips = int(((grad.double().sign() != grad64.sign()) & (grad64.abs() > 1e-6)).sum())
     write_tensor(os.path.join(ds, "fgsm_grad.pb"), grad.numpy(), "fgsm_grad")
+    write_tensor(os.path.join(ds, "fgsm_grad64.pb"), grad64.numpy(), "fgsm_grad64")
     write_tensor(os.path.join(ds, "fgsm_eps.pb"), np.array(EPS, dtype=np.float32), "fgsm_eps")
     write_tensor(os.path.join(ds, "fgsm_adv.pb"), adv.numpy(), "fgsm_adv")
-    print(f"{d}: loss {loss.item():.6g}, output check {err:.2g}, zero gradient components "
+    print(f"{d}: loss {loss.item():.6g}, output check {err:.2g}, float32 gradient signs differing from "
+          f"float64 where |grad| > 1e-6: {flips}, zero gradient components "
           f"{int((grad == 0).sum())}, clean prediction {out.argmax(1).tolist()}, "
           f"adversarial {pred.tolist()}, labels {labels.tolist()}")
 

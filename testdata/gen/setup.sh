@@ -42,5 +42,5 @@ if [ ! -f "$photos/chelsea.png" ]; then
   done
   rm -rf "$tmp"
 fi
-[ -f "$root/testdata/big/resnet18_op13_bn/test_data_set_0/fgsm_adv.pb" ] || { echo "setup: writing FGSM references to testdata/big/resnet18_op13_bn"; "$root/testdata/gen/fgsm_refs.py" >/dev/null; }
+[ -f "$root/testdata/big/resnet18_op13_bn/test_data_set_0/fgsm_grad64.pb" ] || { echo "setup: writing FGSM references to testdata/big/resnet18_op13_bn"; "$root/testdata/gen/fgsm_refs.py" >/dev/null; }
 echo "setup: reference tools ready"
