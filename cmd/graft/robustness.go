@@ -53,7 +53,7 @@ func runRobustness(args []string, stdout io.Writer) error {
 	fs.StringVar(&f.data, "data", "", "IDX image `file`, e.g. t10k-images-idx3-ubyte.gz (required)")
 	fs.StringVar(&f.labels, "labels", "", "IDX labels `file` (default: derived from the image file's name)")
 	fs.StringVar(&f.out, "o", "", "report `folder` (required; created if missing)")
-	fs.StringVar(&f.out, "out", "", "same as -o")
+	fs.StringVar(&f.out, "out", "", "report `folder`, same as -o")
 	fs.StringVar(&f.attack, "attack", "fgsm", "`attack`: fgsm, bim or pgd")
 	fs.StringVar(&f.eps, "eps", "0,0.05,0.1,0.15,0.2,0.25,0.3", "comma-separated L-inf `radii`, pixels in [0,1]")
 	fs.IntVar(&f.steps, "steps", 10, "bim/pgd: `iterations`")
