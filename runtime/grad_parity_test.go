@@ -12,12 +12,19 @@ import (
 
 // The gradient of the mean cross-entropy with respect to the input of the
 // full-size ResNet-18 (BatchNorm kept, eval mode) equals PyTorch's: the
-// gradient FGSM follows.
+// gradient FGSM follows. The reference is PyTorch's float64 gradient of the
+// same model and input: PyTorch's own float32 gradient is 3e-5 away from it
+// (a ReLU near-tie flips 99 signs), so float32 results of two libraries
+// agree only as far as their rounding does; graft's float32 is compared to
+// the exact value, and to PyTorch's float32 for information.
 func TestResNet18InputGradientMatchesPyTorch(t *testing.T) {
 	dir := "../testdata/big/resnet18_op13_bn"
-	ref := filepath.Join(dir, "test_data_set_0/grad_input_0.pb")
-	if _, err := onnx.LoadTensor(ref); err != nil {
-		onnxtest.Missing(t, "full-size models with gradient references (testdata/gen/export_models.py --big)")
+	ref64 := filepath.Join(dir, "test_data_set_0/fgsm_grad64.pb")
+	ref32 := filepath.Join(dir, "test_data_set_0/grad_input_0.pb")
+	for _, f := range []string{ref64, ref32} {
+		if _, err := onnx.LoadTensor(f); err != nil {
+			onnxtest.Missing(t, "gradient references (testdata/gen/setup.sh runs export_models.py --big and fgsm_refs.py): %v", err)
+		}
 	}
 	m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
 	if err != nil {
@@ -46,27 +53,27 @@ func TestResNet18InputGradientMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := float64sOf(res.InputGrads[0])
-	want := float64sOf(loadDense(t, ref, false))
-	var maxRef, maxDiff, num, den float64
-	for i := range want {
-		maxRef = math.Max(maxRef, math.Abs(want[i]))
-		maxDiff = math.Max(maxDiff, math.Abs(got[i]-want[i]))
-		num += (got[i] - want[i]) * (got[i] - want[i])
-		den += want[i] * want[i]
-	}
-	rel := maxDiff / maxRef
-	t.Logf("loss %.6f; max |graft - PyTorch| = %.3g (%.3g of the largest component); relative L2 error %.3g", res.Loss, maxDiff, rel, math.Sqrt(num/den))
-	if rel > 1e-4 || math.IsNaN(rel) {
-		t.Errorf("input gradient differs from PyTorch's by %.3g of its largest component, want <= 1e-4", rel)
-	}
-	// FGSM needs the sign: it must agree wherever the component is not ~0.
-	flips := 0
-	for i := range want {
-		if math.Abs(want[i]) > 1e-6 && math.Signbit(got[i]) != math.Signbit(want[i]) {
-			flips++
+	compare := func(want []float64) (rel, l2 float64, flips int) {
+		var maxRef, maxDiff, num, den float64
+		for i := range want {
+			maxRef = math.Max(maxRef, math.Abs(want[i]))
+			maxDiff = math.Max(maxDiff, math.Abs(got[i]-want[i]))
+			num += (got[i] - want[i]) * (got[i] - want[i])
+			den += want[i] * want[i]
+			if math.Abs(want[i]) > 1e-6 && math.Signbit(got[i]) != math.Signbit(want[i]) {
+				flips++
+			}
 		}
+		return maxDiff / maxRef, math.Sqrt(num / den), flips
+	}
+	rel, l2, flips := compare(float64sOf(loadDense(t, ref64, true)))
+	t.Logf("loss %.6f; against PyTorch float64: max diff %.3g of the largest component, relative L2 %.3g, %d sign flips", res.Loss, rel, l2, flips)
+	if rel > 1e-4 || math.IsNaN(rel) {
+		t.Errorf("input gradient differs from PyTorch's (float64) by %.3g of its largest component, want <= 1e-4", rel)
 	}
 	if flips > 0 {
-		t.Errorf("%d gradient signs differ from PyTorch's where |grad| > 1e-6", flips)
+		t.Errorf("%d gradient signs differ from PyTorch's (float64) where |grad| > 1e-6", flips)
 	}
+	rel32, l232, flips32 := compare(float64sOf(loadDense(t, ref32, false)))
+	t.Logf("for information, against PyTorch float32: max diff %.3g, relative L2 %.3g, %d sign flips", rel32, l232, flips32)
 }
