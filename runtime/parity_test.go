@@ -16,15 +16,23 @@ import (
 // testModelDirs lists the exported test models: the committed small ones
 // and, when generated, the full-size ResNet-18s.
 func testModelDirs(t testing.TB, big bool) []string {
-	dirs, _ := filepath.Glob("../testdata/models/*")
-	var out []string
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "model.onnx")); err == nil {
-			out = append(out, d)
+	// A test model is a folder with model.onnx and test_data_set_0.
+	models := func(pattern string) []string {
+		dirs, _ := filepath.Glob(pattern)
+		var out []string
+		for _, d := range dirs {
+			_, e1 := os.Stat(filepath.Join(d, "model.onnx"))
+			_, e2 := os.Stat(filepath.Join(d, "test_data_set_0/input_0.pb"))
+			_, e3 := os.Stat(filepath.Join(d, "test_data_set_0/output_0.pb"))
+			if e1 == nil && e2 == nil && e3 == nil {
+				out = append(out, d)
+			}
 		}
+		return out
 	}
+	out := models("../testdata/models/*")
 	if big {
-		b, _ := filepath.Glob("../testdata/big/*")
+		b := models("../testdata/big/resnet18_*")
 		if len(b) == 0 {
 			onnxtest.Missing(t, "full-size models (testdata/gen/export_models.py --big)")
 		}
