@@ -16,17 +16,19 @@ import (
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/data"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"github.com/graft-dev/graft/surgery"
 )
 
 func init() {
 	register(&command{
 		name: "robustness",
-		args: "--model M.onnx --data IMAGES-idx3-ubyte[.gz] [--labels FILE] -o REPORT_DIR\n" +
+		args: "--model M.onnx --data DIR|IMAGES-idx3-ubyte[.gz] [--labels FILE] -o REPORT_DIR\n" +
 			"       [--attack fgsm|bim|pgd] [--eps 0,0.05,...] [--steps N] [--alpha A] [--seed S]\n" +
 			"       [--target CLASS|next] [--mean M --std S] [--limit N] [--batch N]",
 		summary: "Attack a classifier at a range of L-inf radii and report accuracy against eps.\n\n" +
-			"Data is an IDX image file (MNIST/Fashion-MNIST format, gzipped or not) with its\n" +
+			"Data is an image folder (a sub-folder per class; images resized and center-cropped to the\n" +
+			"model's input) or an IDX image file (MNIST/Fashion-MNIST format, gzipped or not) with its\n" +
 			"labels file (found by the standard name, train-images-idx3-ubyte -> train-labels-idx1-ubyte,\n" +
 			"or given with --labels). Pixels are fed in [0,1] and eps is in those units; a model\n" +
 			"that expects normalised inputs gets (x-mean)/std inserted in front with --mean/--std.\n" +
@@ -50,7 +52,7 @@ func runRobustness(args []string, stdout io.Writer) error {
 	fs := newFlags(c, stdout)
 	var f robustFlags
 	fs.StringVar(&f.model, "model", "", "the classifier, an ONNX `file` (required)")
-	fs.StringVar(&f.data, "data", "", "IDX image `file`, e.g. t10k-images-idx3-ubyte.gz (required)")
+	fs.StringVar(&f.data, "data", "", "an image folder (a sub-folder per class, sorted names are the labels) or an IDX image `file`, e.g. t10k-images-idx3-ubyte.gz (required)")
 	fs.StringVar(&f.labels, "labels", "", "IDX labels `file` (default: derived from the image file's name)")
 	fs.StringVar(&f.out, "o", "", "report `folder` (required; created if missing)")
 	fs.StringVar(&f.out, "out", "", "report `folder`, same as -o")
@@ -123,26 +125,34 @@ func runRobustness(args []string, stdout io.Writer) error {
 	}
 
 	// Data first: it is the cheap part to get wrong.
-	images, err := data.ReadIDXImages(f.data)
-	if err != nil {
-		return err
-	}
-	labelsPath := f.labels
-	if labelsPath == "" {
-		if labelsPath, err = data.IDXLabelsPath(f.data); err != nil {
+	st, statErr := os.Stat(f.data)
+	folder := statErr == nil && st.IsDir()
+	var images *data.IDXImages
+	var labels []int
+	var labelsPath string
+	var n int
+	if !folder {
+		images, err = data.ReadIDXImages(f.data)
+		if err != nil {
 			return err
 		}
-	}
-	labels, err := data.ReadIDXLabels(labelsPath)
-	if err != nil {
-		return err
-	}
-	if len(labels) != images.Count {
-		return fmt.Errorf("%s has %d images but %s has %d labels", f.data, images.Count, labelsPath, len(labels))
-	}
-	n := images.Count
-	if f.limit > 0 && f.limit < n {
-		n = f.limit
+		labelsPath = f.labels
+		if labelsPath == "" {
+			if labelsPath, err = data.IDXLabelsPath(f.data); err != nil {
+				return err
+			}
+		}
+		labels, err = data.ReadIDXLabels(labelsPath)
+		if err != nil {
+			return err
+		}
+		if len(labels) != images.Count {
+			return fmt.Errorf("%s has %d images but %s has %d labels", f.data, images.Count, labelsPath, len(labels))
+		}
+		n = images.Count
+		if f.limit > 0 && f.limit < n {
+			n = f.limit
+		}
 	}
 
 	m, err := onnx.Load(f.model)
@@ -164,8 +174,18 @@ func runRobustness(args []string, stdout io.Writer) error {
 		}
 	}
 	batch := f.batch
-	if err := robustCheckInput(m, in, images, &batch); err != nil {
-		return fmt.Errorf("%s: %w", f.model, err)
+	var batches iter.Seq2[attacks.Batch, error]
+	var desc string
+	if folder {
+		if batches, n, desc, err = robustFolder(m, f.data, f.limit, batch); err != nil {
+			return err
+		}
+	} else {
+		if err := robustCheckInput(m, in, images, &batch); err != nil {
+			return fmt.Errorf("%s: %w", f.model, err)
+		}
+		batches = robustBatches(images, labels, n, batch)
+		desc = fmt.Sprintf("%s: %d of %d images %dx%d, labels %s", f.data, n, images.Count, images.Rows, images.Cols, labelsPath)
 	}
 	clf, err := attacks.NewClassifier(m, runtime.Options{})
 	if err != nil {
@@ -183,7 +203,7 @@ func runRobustness(args []string, stdout io.Writer) error {
 
 	start := time.Now()
 	prog, endLine := robustProgress(robustStderr, n, start)
-	r, err := attacks.Sweep(clf, robustBatches(images, labels, n, batch), attacks.Config{
+	r, err := attacks.Sweep(clf, batches, attacks.Config{
 		Attack:   attack,
 		Eps:      eps,
 		Targets:  targets,
@@ -195,7 +215,7 @@ func runRobustness(args []string, stdout io.Writer) error {
 	}
 	s := &r.Settings
 	s.Model, s.ModelSHA256 = f.model, hex.EncodeToString(sum[:])
-	s.Data = fmt.Sprintf("%s: %d of %d images %dx%d, labels %s", f.data, n, images.Count, images.Rows, images.Cols, labelsPath)
+	s.Data = desc
 	s.Limit = f.limit
 	for i := range mean {
 		s.Mean = append(s.Mean, float64(mean[i]))
@@ -289,6 +309,52 @@ func robustTargets(s string, m *onnx.Model) (func([]int) []int, error) {
 		}
 		return t
 	}, nil
+}
+
+// robustFolder serves an image folder (a sub-folder per class) as [0, 1]
+// pixels at the model's input size: any normalisation is inside the model.
+func robustFolder(m *onnx.Model, dir string, limit, batch int) (iter.Seq2[attacks.Batch, error], int, string, error) {
+	pre, err := preprocessingFor(m, "", "")
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("%s: %w", dir, err)
+	}
+	pre.Mean, pre.Std = nil, nil
+	ds, err := dataset.ImageFolder(dir)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	if h := m.Graph.Outputs[0].Type; h != nil && len(h.Shape) == 2 && h.Shape[1].Known() && int(h.Shape[1].Value) < len(ds.Classes()) {
+		return nil, 0, "", fmt.Errorf("%s has %d classes but the model has %d outputs", dir, len(ds.Classes()), h.Shape[1].Value)
+	}
+	n := ds.Len()
+	if limit > 0 && limit < n {
+		idx := make([]int, limit)
+		for i := range idx {
+			idx[i] = i * n / limit // spread over the classes, which are stored in order
+		}
+		ds, n = ds.Subset(idx), limit
+	}
+	if batch <= 0 {
+		batch = 32
+	}
+	cfg, err := pre.Config(ds, batch, false, 0)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	l, err := dataset.NewLoader(ds, cfg)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	seq := func(yield func(attacks.Batch, error) bool) {
+		for b, err := range l.Batches(0) {
+			if !yield(attacks.Batch{X: b.X, Labels: b.Labels}, err) || err != nil {
+				return
+			}
+		}
+	}
+	desc := fmt.Sprintf("%s: %d images of %d classes (%s), resized to %d and center-cropped to %dx%d",
+		dir, n, len(ds.Classes()), strings.Join(ds.Classes(), ", "), pre.Resize, pre.Width, pre.Height)
+	return seq, n, desc, nil
 }
 
 func robustBatches(im *data.IDXImages, labels []int, n, batch int) iter.Seq2[attacks.Batch, error] {
