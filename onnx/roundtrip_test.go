@@ -13,7 +13,7 @@ func testModels(t testing.TB) []string {
 	var paths []string
 	for _, pat := range []string{
 		"../testdata/models/*/model.onnx",
-		"../testdata/big/*/model.onnx",
+		"../testdata/big/resnet18_*/model.onnx",
 		onnxTestData + "/node/*/model.onnx",
 		onnxTestData + "/pytorch-converted/*/model.onnx",
 		onnxTestData + "/pytorch-operator/*/model.onnx",
