@@ -394,11 +394,19 @@ func TestWriteDir(t *testing.T) {
 	if strings.Join(names, " ") != "accuracy_vs_eps.png examples.png report.json report.md" {
 		t.Errorf("files %v (no temporary files may remain)", names)
 	}
-	for _, f := range []string{AccuracyPlot, ExamplesImage} {
-		b, _ := os.ReadFile(filepath.Join(dir, f))
+	// Every picture decodes at the size report.json states.
+	var stated struct {
+		Images []ImageFile `json:"images"`
+	}
+	js, _ := os.ReadFile(filepath.Join(dir, ReportJSON))
+	if err := json.Unmarshal(js, &stated); err != nil || len(stated.Images) != 2 {
+		t.Fatalf("report.json images: %+v (%v)", stated.Images, err)
+	}
+	for _, im := range stated.Images {
+		b, _ := os.ReadFile(filepath.Join(dir, im.File))
 		img, err := png.Decode(bytes.NewReader(b))
-		if err != nil || img.Bounds().Dx() < 200 {
-			t.Errorf("%s: %v", f, err)
+		if err != nil || img.Bounds().Dx() != im.Width || img.Bounds().Dy() != im.Height || im.Width < 200 {
+			t.Errorf("%s decodes to %v (%v), report.json says %dx%d", im.File, img.Bounds(), err, im.Width, im.Height)
 		}
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, ReportMarkdown))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -28,34 +29,54 @@ func (r *Report) WriteDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	// Pictures first, so report.json can state their sizes.
+	pics := []struct {
+		name   string
+		render func() ([]byte, error)
+	}{{AccuracyPlot, r.AccuracyPNG}}
+	if r.Grid != nil {
+		pics = append(pics, struct {
+			name   string
+			render func() ([]byte, error)
+		}{ExamplesImage, r.ExamplesPNG})
+	}
+	out := map[string][]byte{}
+	r.Images = nil
+	for _, p := range pics {
+		b, err := p.render()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		cfg, err := png.DecodeConfig(bytes.NewReader(b))
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		r.Images = append(r.Images, ImageFile{File: p.name, Width: cfg.Width, Height: cfg.Height})
+		out[p.name] = b
+	}
 	js, err := r.JSON()
 	if err != nil {
 		return err
 	}
-	files := []struct {
-		name string
-		data func() ([]byte, error)
-	}{
-		{ReportJSON, func() ([]byte, error) { return js, nil }},
-		{ReportMarkdown, func() ([]byte, error) { return []byte(r.Markdown()), nil }},
-		{AccuracyPlot, r.AccuracyPNG},
-	}
-	if r.Grid != nil {
-		files = append(files, struct {
-			name string
-			data func() ([]byte, error)
-		}{ExamplesImage, r.ExamplesPNG})
-	}
-	for _, f := range files {
-		b, err := f.data()
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
+	out[ReportJSON] = js
+	out[ReportMarkdown] = []byte(r.Markdown())
+	for _, name := range []string{ReportJSON, ReportMarkdown, AccuracyPlot, ExamplesImage} {
+		b, ok := out[name]
+		if !ok {
+			continue
 		}
-		if err := onnx.WriteFileAtomic(filepath.Join(dir, f.name), b); err != nil {
+		if err := onnx.WriteFileAtomic(filepath.Join(dir, name), b); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// An ImageFile names a picture WriteDir wrote and its size in pixels.
+type ImageFile struct {
+	File   string `json:"file"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
 }
 
 // JSON returns the report as indented JSON.

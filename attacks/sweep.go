@@ -88,6 +88,8 @@ type Report struct {
 	CleanCorrect  int     `json:"clean_correct"`
 	Points        []Point `json:"points"`
 	Seconds       float64 `json:"seconds"`
+	// Images lists the pictures WriteDir wrote, with their sizes.
+	Images []ImageFile `json:"images,omitempty"`
 	// Grid holds the first examples, clean and attacked, for pictures.
 	Grid *Grid `json:"-"`
 }

@@ -96,7 +96,7 @@ func demoJob(out string, epochs int, seed int64, progress io.Writer) (*finetuneJ
 		replaceHead: len(classes), freeze: []string{"backbone"},
 		epochs: epochs, optimizer: "sgd", lr: 0.01, momentum: 0.9, seed: seed,
 		out: filepath.Join(out, "model.onnx"), metricsDir: out,
-		progress: progress, terminal: isTerminal(os.Stderr) && progress == os.Stdout,
+		progress: progress, terminal: progress == io.Writer(os.Stdout) && isTerminal(os.Stdout),
 	}, nil
 }
 

@@ -198,7 +198,7 @@ func runFinetune(args []string, stdout io.Writer) error {
 		epochs: *epochs, optimizer: *optimizer, lr: *lr, momentum: *momentum, weightDecay: *wd,
 		schedule: *schedule, seed: *seed,
 		out: *out, metricsDir: *metricsDir, resume: *resume,
-		progress: stdout, terminal: isTerminal(os.Stderr) && stdout == os.Stdout,
+		progress: stdout, terminal: stdout == io.Writer(os.Stdout) && isTerminal(os.Stdout),
 	}
 	fmt.Fprintf(stdout, "fine-tuning %s on %d training and %d validation images of %d classes (%s)\n",
 		*modelPath, trainDS.Len(), valDS.Len(), len(job.classes), strings.Join(job.classes, ", "))
