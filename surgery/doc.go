@@ -1,4 +1,19 @@
-// Package surgery edits ONNX models for transfer learning: it finds the
-// classifier head, and (in later work) replaces it, freezes parameters and
-// initialises weights. It works on the graph IR of package onnx.
+// Package surgery edits ONNX models for transfer learning, on the graph IR
+// of package onnx.
+//
+// # Overview
+//
+//   - FindHead and HeadAt find the classifier head (a Gemm, a MatMul + Add,
+//     or a 1x1 Conv before pooling) and its in and out features.
+//   - Apply runs edits as one transaction: on a copy, then sorted, cleaned,
+//     shape-inferred and validated; the model changes only if all succeed.
+//   - Edits: ReplaceHead (a new Linear(in, k)), Freeze and Unfreeze (the
+//     trainable set, stored in the model's metadata under TrainableKey),
+//     Initialize (typed per-op rules such as DCGAN()), Normalize (input
+//     normalisation inside the model), Cut (a feature extractor) and From
+//     (the part after a value).
+//   - Selectors pick parameters by role and place: Backbone, HeadParams,
+//     OpType, Prefix, Glob; Params lists them with the op and role that
+//     read each.
+//   - Find and FindChains look nodes up by name, op type or op chain.
 package surgery
