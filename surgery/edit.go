@@ -20,19 +20,58 @@ func Cut(value string) Edit {
 	}
 }
 
+// InsertAfter returns an edit that routes every reader of the named value
+// (nodes and graph outputs) through new nodes. build adds them, reading v,
+// and returns the value the readers should see instead. A graph output
+// keeps its name: the new value takes it, and v is renamed NAME_inner. To
+// insert before a node, insert after the value it reads.
+func InsertAfter(value string, build func(g *onnx.Graph, v *onnx.Value) (*onnx.Value, error)) Edit {
+	return func(m *onnx.Model) error {
+		g := m.Graph
+		v := g.Value(value)
+		if v == nil {
+			return fmt.Errorf("insert after %q: no such value", value)
+		}
+		readers := g.Consumers(v)
+		nv, err := build(g, v)
+		if err != nil {
+			return fmt.Errorf("insert after %q: %w", value, err)
+		}
+		if nv == nil || nv == v {
+			return fmt.Errorf("insert after %q: the inserted nodes return no new value", value)
+		}
+		for _, n := range readers {
+			for i, in := range n.Inputs {
+				if in == v {
+					n.Inputs[i] = nv
+				}
+			}
+		}
+		for i, o := range g.Outputs {
+			if o == v {
+				g.Outputs[i] = nv
+				nv.Name, v.Name = v.Name, v.Name+"_inner"
+				if nv.Type == nil {
+					nv.Type = v.Type
+				}
+			}
+		}
+		return nil
+	}
+}
+
 // NormalizeNode is the name of the Div node Normalize adds: a model that
 // has it takes pixels in [0, 1].
 const NormalizeNode = "graft_normalize_div"
 
 // Normalize returns an edit that puts (x - mean) / std, per channel (axis 1),
-// in front of the named graph input, so callers feed pixels in [0, 1] and the
+// after the named graph input, so callers feed pixels in [0, 1] and the
 // normalisation lives inside the model: attacks and robustness reports then
 // work in pixel space. The input keeps its name and type.
 func Normalize(input string, mean, std []float32) Edit {
 	return func(m *onnx.Model) error {
-		g := m.Graph
 		var x *onnx.Value
-		for _, v := range g.Inputs {
+		for _, v := range m.Graph.Inputs {
 			if v.Name == input && v.Const == nil {
 				x = v
 			}
@@ -51,37 +90,28 @@ func Normalize(input string, mean, std []float32) Edit {
 				return fmt.Errorf("normalize: std[%d] is 0", i)
 			}
 		}
-		// The old input value becomes the normalised value, produced by Div;
-		// a new value takes over the input's name.
-		raw := g.AddInput(input, x.Type) // appended; moved to x's place below
-		g.Inputs = g.Inputs[:len(g.Inputs)-1]
-		for i, v := range g.Inputs {
-			if v == x {
-				g.Inputs[i] = raw
-			}
-		}
-		x.Name = input + "_normalized"
-		x.Type = nil
+		// Per-channel constants shaped to broadcast over [N, C, ...].
 		shape := []int64{1, int64(len(mean)), 1, 1}
-		if raw.Type != nil && raw.Type.Shape != nil {
-			shape = make([]int64, len(raw.Type.Shape))
+		if x.Type != nil && x.Type.Shape != nil {
+			shape = make([]int64, len(x.Type.Shape))
 			for i := range shape {
 				shape[i] = 1
 			}
 			shape[1] = int64(len(mean))
 		}
-		mt, err := onnx.FromFloat32(input+"_mean", shape, mean)
-		if err != nil {
-			return err
-		}
-		st, err := onnx.FromFloat32(input+"_std", shape, std)
-		if err != nil {
-			return err
-		}
-		sub := g.AddNode("Sub", "graft_normalize_sub", []*onnx.Value{raw, g.AddInitializer(mt)}, []string{input + "_centered"})
-		g.InsertNode(&onnx.Node{Name: NormalizeNode, OpType: "Div",
-			Inputs: []*onnx.Value{sub.Outputs[0], g.AddInitializer(st)}, Outputs: []*onnx.Value{x}})
-		return nil
+		return InsertAfter(input, func(g *onnx.Graph, x *onnx.Value) (*onnx.Value, error) {
+			mt, err := onnx.FromFloat32(input+"_mean", shape, mean)
+			if err != nil {
+				return nil, err
+			}
+			st, err := onnx.FromFloat32(input+"_std", shape, std)
+			if err != nil {
+				return nil, err
+			}
+			sub := g.AddNode("Sub", "graft_normalize_sub", []*onnx.Value{x, g.AddInitializer(mt)}, []string{input + "_centered"})
+			div := g.AddNode("Div", NormalizeNode, []*onnx.Value{sub.Outputs[0], g.AddInitializer(st)}, []string{input + "_normalized"})
+			return div.Outputs[0], nil
+		})(m)
 	}
 }
 

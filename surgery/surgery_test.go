@@ -333,3 +333,43 @@ func TestCutAndFind(t *testing.T) {
 		t.Error("cut at a missing value accepted")
 	}
 }
+
+// InsertAfter routes readers through new nodes; a graph output keeps its
+// name. Here: a Softmax after the logits of the CNN.
+func TestInsertAfterOutput(t *testing.T) {
+	m := load(t, "../testdata/models/cnn/model.onnx")
+	logits := m.Graph.Outputs[0].Name
+	err := Apply(m, InsertAfter(logits, func(g *onnx.Graph, v *onnx.Value) (*onnx.Value, error) {
+		sm := g.AddNode("Softmax", "probs", []*onnx.Value{v}, []string{"probs"},
+			&onnx.Attribute{Name: "axis", Type: onnx.AttrInt, Int: 1})
+		return sm.Outputs[0], nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := m.Graph.Outputs[0]
+	if out.Name != logits || out.Producer() == nil || out.Producer().OpType != "Softmax" {
+		t.Fatalf("output %q made by %v", out.Name, out.Producer())
+	}
+	p, err := runtime.Compile(m, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Run(tensor.New(tensor.WithShape(2, 1, 28, 28), tensor.Of(tensor.Float32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs := res[0].Data().([]float32)
+	for r := 0; r < 2; r++ {
+		var s float32
+		for _, v := range probs[r*10 : r*10+10] {
+			s += v
+		}
+		if math.Abs(float64(s-1)) > 1e-5 {
+			t.Errorf("row %d sums to %g after the inserted Softmax", r, s)
+		}
+	}
+	if err := Apply(m, InsertAfter("nope", nil)); err == nil || !strings.Contains(err.Error(), `"nope": no such value`) {
+		t.Errorf("missing value: %v", err)
+	}
+}
