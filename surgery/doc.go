@@ -9,9 +9,9 @@
 //     shape-inferred and validated; the model changes only if all succeed.
 //   - Edits: ReplaceHead (a new Linear(in, k)), Freeze and Unfreeze (the
 //     trainable set, stored in the model's metadata under TrainableKey),
-//     Initialize (typed per-op rules such as DCGAN()), Normalize (input
-//     normalisation inside the model), Cut (a feature extractor) and From
-//     (the part after a value).
+//     Initialize (typed per-op rules such as DCGAN()), InsertAfter (new nodes
+//     between a value and its readers), Normalize (input normalisation inside
+//     the model), Cut (a feature extractor) and From (the part after a value).
 //   - Selectors pick parameters by role and place: Backbone, HeadParams,
 //     OpType, Prefix, Glob; Params lists them with the op and role that
 //     read each.
