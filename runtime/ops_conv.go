@@ -139,9 +139,126 @@ type conv[T Float] struct {
 	win            *window
 	hasBias        bool
 	out            []int
-	// cols[o*kN*cg + ...]: for each output position and (channel, kernel
-	// position) pair of one group, the input offset or -1.
+	// plane describes 1-d and 2-d windows as 2-d, for the direct im2col
+	// and col2im loops; nil for 3-d, which use gather.
+	plane *plane2d
+	// direct marks a 1x1, stride-1, unpadded window: the input of one
+	// image and group already is the im2col matrix.
+	direct bool
+	// gather[(c*kN+q)*oN+o]: for each (channel, kernel position) pair of
+	// one group and output position, the input offset or -1. Built only
+	// when plane is nil.
 	gather []int32
+	// cols is the reusable im2col buffer.
+	cols scratch[T]
+}
+
+// plane2d is a 2-d window (a 1-d one has height 1). For kernel column kw,
+// the output columns [lo[kw], hi[kw]) read the input (the others read
+// padding), output column ow reading input column ow*sw+off[kw].
+type plane2d struct {
+	h, w, oh, ow, kh, kw int
+	sh, dh, ph, sw       int
+	lo, hi, off          []int
+}
+
+func newPlane2d(win *window) *plane2d {
+	if len(win.in) > 2 {
+		return nil
+	}
+	p := &plane2d{h: 1, oh: 1, kh: 1, sh: 1, dh: 1}
+	if len(win.in) == 2 {
+		p.h, p.oh, p.kh = win.in[0], win.out[0], win.kernel[0]
+		p.sh, p.dh, p.ph = win.strides[0], win.dilations[0], win.padsBegin[0]
+	}
+	d := len(win.in) - 1
+	p.w, p.ow, p.kw, p.sw = win.in[d], win.out[d], win.kernel[d], win.strides[d]
+	p.lo, p.hi, p.off = make([]int, p.kw), make([]int, p.kw), make([]int, p.kw)
+	for kw := 0; kw < p.kw; kw++ {
+		off := kw*win.dilations[d] - win.padsBegin[d]
+		lo, hi := 0, p.ow
+		for lo < p.ow && lo*p.sw+off < 0 {
+			lo++
+		}
+		for hi > lo && (hi-1)*p.sw+off >= p.w {
+			hi--
+		}
+		p.lo[kw], p.hi[kw], p.off[kw] = lo, hi, off
+	}
+	return p
+}
+
+// row returns, for im2col row r's output row oh, the input row (offset into
+// the group's input) or -1, and the kernel column.
+func (p *plane2d) row(r, oh int) (src, kw int) {
+	kN := p.kh * p.kw
+	c, q := r/kN, r%kN
+	kh, kw := q/p.kw, q%p.kw
+	ih := oh*p.sh - p.ph + kh*p.dh
+	if ih < 0 || ih >= p.h {
+		return -1, kw
+	}
+	return (c*p.h + ih) * p.w, kw
+}
+
+// im2col fills rows [r0, r1) of cols [cg*kN, oN] from x (one group of one
+// image).
+func planeIm2col[T Float](p *plane2d, x, cols []T, r0, r1 int) {
+	oN := p.oh * p.ow
+	for r := r0; r < r1; r++ {
+		for oh := 0; oh < p.oh; oh++ {
+			dst := cols[r*oN+oh*p.ow : r*oN+(oh+1)*p.ow]
+			src, kw := p.row(r, oh)
+			if src < 0 {
+				clear(dst)
+				continue
+			}
+			lo, hi, off := p.lo[kw], p.hi[kw], p.off[kw]
+			clear(dst[:lo])
+			clear(dst[hi:])
+			if lo >= hi {
+				continue
+			}
+			if p.sw == 1 {
+				copy(dst[lo:hi], x[src+lo+off:src+hi+off])
+				continue
+			}
+			s := x[src : src+p.w]
+			for o := lo; o < hi; o++ {
+				dst[o] = s[o*p.sw+off]
+			}
+		}
+	}
+}
+
+// col2im adds rows [r0, r1) of cols back into dx, in row order.
+func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1 int) {
+	oN := p.oh * p.ow
+	for r := r0; r < r1; r++ {
+		for oh := 0; oh < p.oh; oh++ {
+			src, kw := p.row(r, oh)
+			if src < 0 {
+				continue
+			}
+			lo, hi, off := p.lo[kw], p.hi[kw], p.off[kw]
+			if lo >= hi {
+				continue
+			}
+			col := cols[r*oN+oh*p.ow+lo : r*oN+oh*p.ow+hi]
+			if p.sw == 1 {
+				d := dx[src+lo+off : src+hi+off]
+				d = d[:len(col)]
+				for i, v := range col {
+					d[i] += v
+				}
+				continue
+			}
+			d := dx[src : src+p.w]
+			for i, v := range col {
+				d[(lo+i)*p.sw+off] += v
+			}
+		}
+	}
 }
 
 func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
@@ -167,7 +284,16 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 	k := &conv[T]{n: x[0], c: x[1], m: w[0], group: group, win: win}
 	k.out = append([]int{x[0], w[0]}, win.out...)
 	k.hasBias = len(in) > 2 && in[2] != nil
-	k.buildGather()
+	k.direct = true
+	for d := range win.in {
+		if win.kernel[d] != 1 || win.strides[d] != 1 || win.padsBegin[d] != 0 || win.out[d] != win.in[d] {
+			k.direct = false
+		}
+	}
+	k.plane = newPlane2d(win)
+	if k.plane == nil && !k.direct {
+		k.buildGather()
+	}
 	args := []*val[T]{in[0], in[1]}
 	if k.hasBias {
 		if len(in[2].shape) != 1 || in[2].shape[0] != w[0] {
@@ -213,8 +339,14 @@ func (k *conv[T]) sizes() (cg, mg, kN, oN, iN int) {
 	return k.c / k.group, k.m / k.group, size(k.win.kernel), size(k.win.out), size(k.win.in)
 }
 
-// im2col fills cols [cg*kN, oN] from one image's group of channels.
+// im2col fills cols [cg*kN, oN] from one image's group of channels, every
+// element written.
 func (k *conv[T]) im2col(x []T, cols []T) {
+	if k.plane != nil {
+		rows := len(cols) / (k.plane.oh * k.plane.ow)
+		parallelFor(rows, len(cols), func(lo, hi int) { planeIm2col(k.plane, x, cols, lo, hi) })
+		return
+	}
 	for j, src := range k.gather {
 		if src >= 0 {
 			cols[j] = x[src]
@@ -224,17 +356,59 @@ func (k *conv[T]) im2col(x []T, cols []T) {
 	}
 }
 
+// col2im adds cols [cg*kN, oN] into dx, one image's group of channels, in
+// the order of the rows of cols.
+func (k *conv[T]) col2im(cols, dx []T) {
+	if k.plane != nil {
+		cg, _, kN, _, _ := k.sizes()
+		// Split by input channel: a channel's rows add only into it.
+		parallelFor(cg, len(cols), func(lo, hi int) { planeCol2im(k.plane, cols, dx, lo*kN, hi*kN) })
+		return
+	}
+	for j, src := range k.gather {
+		if src >= 0 {
+			dx[src] += cols[j]
+		}
+	}
+}
+
+// colsFor returns the im2col matrix of one image's group (offset xo into x),
+// lowering it into buf unless the window is direct.
+func (k *conv[T]) colsFor(x []T, xo int, buf []T) []T {
+	cg, _, kN, oN, _ := k.sizes()
+	if k.direct {
+		return x[xo : xo+cg*kN*oN]
+	}
+	k.im2col(x[xo:], buf)
+	return buf
+}
+
+func (k *conv[T]) takeCols() []T {
+	if k.direct {
+		return nil
+	}
+	cg, _, kN, oN, _ := k.sizes()
+	return k.cols.take(cg * kN * oN)
+}
+
+func (k *conv[T]) giveCols(b []T) {
+	if b != nil {
+		k.cols.give(b)
+	}
+}
+
 func (k *conv[T]) forward(in [][]T, out []T) error {
 	x, w := in[0], in[1]
 	cg, mg, kN, oN, iN := k.sizes()
-	cols := make([]T, cg*kN*oN)
+	buf := k.takeCols()
 	for img := 0; img < k.n; img++ {
 		for g := 0; g < k.group; g++ {
-			k.im2col(x[(img*k.c+g*cg)*iN:], cols)
+			cols := k.colsFor(x, (img*k.c+g*cg)*iN, buf)
 			// out[mg, oN] = w[mg, cg*kN] * cols[cg*kN, oN]
 			gemm(false, false, mg, oN, cg*kN, 1, w[g*mg*cg*kN:], cg*kN, cols, oN, 0, out[(img*k.m+g*mg)*oN:], oN)
 		}
 	}
+	k.giveCols(buf)
 	if k.hasBias {
 		b := in[2]
 		for img := 0; img < k.n; img++ {
@@ -254,26 +428,31 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 	cg, mg, kN, oN, iN := k.sizes()
 	switch which {
 	case 0: // dx: cols = w^T * gout, scattered back (col2im)
-		cols := make([]T, cg*kN*oN)
+		if k.direct { // gin starts zeroed and each block is written once
+			for img := 0; img < k.n; img++ {
+				for g := 0; g < k.group; g++ {
+					gemm(true, false, cg*kN, oN, mg, 1, w[g*mg*cg*kN:], cg*kN, gout[(img*k.m+g*mg)*oN:], oN, 0, gin[(img*k.c+g*cg)*iN:], oN)
+				}
+			}
+			return nil
+		}
+		cols := k.takeCols()
 		for img := 0; img < k.n; img++ {
 			for g := 0; g < k.group; g++ {
 				gemm(true, false, cg*kN, oN, mg, 1, w[g*mg*cg*kN:], cg*kN, gout[(img*k.m+g*mg)*oN:], oN, 0, cols, oN)
-				dst := gin[(img*k.c+g*cg)*iN:]
-				for j, src := range k.gather {
-					if src >= 0 {
-						dst[src] += cols[j]
-					}
-				}
+				k.col2im(cols, gin[(img*k.c+g*cg)*iN:])
 			}
 		}
+		k.giveCols(cols)
 	case 1: // dw += gout * cols^T
-		cols := make([]T, cg*kN*oN)
+		buf := k.takeCols()
 		for img := 0; img < k.n; img++ {
 			for g := 0; g < k.group; g++ {
-				k.im2col(x[(img*k.c+g*cg)*iN:], cols)
+				cols := k.colsFor(x, (img*k.c+g*cg)*iN, buf)
 				gemm(false, true, mg, cg*kN, oN, 1, gout[(img*k.m+g*mg)*oN:], oN, cols, oN, 1, gin[g*mg*cg*kN:], cg*kN)
 			}
 		}
+		k.giveCols(buf)
 	case 2: // db: sum of gout over images and positions
 		for img := 0; img < k.n; img++ {
 			for m := 0; m < k.m; m++ {

@@ -1,0 +1,67 @@
+package runtime
+
+import (
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// parallelMinWork is the smallest amount of work (roughly, elements touched)
+// worth spreading over goroutines.
+const parallelMinWork = 1 << 15
+
+// parallelFor calls fn over consecutive ranges [lo,hi) covering [0,n),
+// spread over up to GOMAXPROCS goroutines when work is large enough. The
+// ranges are disjoint, so fn may write whatever belongs to its range
+// without locking.
+func parallelFor(n, work int, fn func(lo, hi int)) {
+	p := goruntime.GOMAXPROCS(0)
+	if p <= 1 || n < 2 || work < parallelMinWork {
+		fn(0, n)
+		return
+	}
+	chunks := min(n, 2*p)
+	per := (n + chunks - 1) / chunks
+	chunks = (n + per - 1) / per
+	p = min(p, chunks)
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	run := func() {
+		defer wg.Done()
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= chunks {
+				return
+			}
+			lo := i * per
+			fn(lo, min(lo+per, n))
+		}
+	}
+	wg.Add(p)
+	for i := 1; i < p; i++ {
+		go run()
+	}
+	run()
+	wg.Wait()
+}
+
+// scratch is a reusable buffer owned by one kernel. take hands it out (or a
+// new one when it is in use or too small) and give returns it, so kernels
+// that are called concurrently stay correct: each caller works on its own
+// buffer, and the common sequential case allocates once.
+type scratch[T Float] struct {
+	p atomic.Pointer[[]T]
+}
+
+// take returns a buffer of n elements with unspecified contents.
+func (s *scratch[T]) take(n int) []T {
+	if b := s.p.Swap(nil); b != nil && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]T, n)
+}
+
+// give returns a buffer taken from s.
+func (s *scratch[T]) give(b []T) {
+	s.p.Store(&b)
+}
