@@ -12,6 +12,9 @@
 //     Initialize (typed per-op rules such as DCGAN()), InsertAfter (new nodes
 //     between a value and its readers), Normalize (input normalisation inside
 //     the model), Cut (a feature extractor) and From (the part after a value).
+//   - Compose chains two models into one computing second(first(x)), the
+//     second's names prefixed and opsets merged: a generator and its
+//     discriminator make a GAN that trains through one program.
 //   - Selectors pick parameters by role and place: Backbone, HeadParams,
 //     OpType, Prefix, Glob; Params lists them with the op and role that
 //     read each.
