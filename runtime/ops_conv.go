@@ -188,17 +188,13 @@ func newPlane2d(win *window) *plane2d {
 	return p
 }
 
-// row returns, for im2col row r's output row oh, the input row (offset into
-// the group's input) or -1, and the kernel column.
-func (p *plane2d) row(r, oh int) (src, kw int) {
+// rowOf splits im2col row r into the offset of its input channel (in the
+// group's input), its input row for output row 0, and its kernel column.
+func (p *plane2d) rowOf(r int) (base, ih0, kw int) {
 	kN := p.kh * p.kw
 	c, q := r/kN, r%kN
-	kh, kw := q/p.kw, q%p.kw
-	ih := oh*p.sh - p.ph + kh*p.dh
-	if ih < 0 || ih >= p.h {
-		return -1, kw
-	}
-	return (c*p.h + ih) * p.w, kw
+	kh := q / p.kw
+	return c * p.h * p.w, kh*p.dh - p.ph, q % p.kw
 }
 
 // im2col fills rows [r0, r1) of cols [cg*kN, oN] from x (one group of one
@@ -206,19 +202,17 @@ func (p *plane2d) row(r, oh int) (src, kw int) {
 func planeIm2col[T Float](p *plane2d, x, cols []T, r0, r1 int) {
 	oN := p.oh * p.ow
 	for r := r0; r < r1; r++ {
-		for oh := 0; oh < p.oh; oh++ {
+		base, ih, kw := p.rowOf(r)
+		lo, hi, off := p.lo[kw], p.hi[kw], p.off[kw]
+		for oh := 0; oh < p.oh; oh, ih = oh+1, ih+p.sh {
 			dst := cols[r*oN+oh*p.ow : r*oN+(oh+1)*p.ow]
-			src, kw := p.row(r, oh)
-			if src < 0 {
+			if ih < 0 || ih >= p.h || lo >= hi {
 				clear(dst)
 				continue
 			}
-			lo, hi, off := p.lo[kw], p.hi[kw], p.off[kw]
+			src := base + ih*p.w
 			clear(dst[:lo])
 			clear(dst[hi:])
-			if lo >= hi {
-				continue
-			}
 			if p.sw == 1 {
 				copy(dst[lo:hi], x[src+lo+off:src+hi+off])
 				continue
@@ -235,15 +229,16 @@ func planeIm2col[T Float](p *plane2d, x, cols []T, r0, r1 int) {
 func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1 int) {
 	oN := p.oh * p.ow
 	for r := r0; r < r1; r++ {
-		for oh := 0; oh < p.oh; oh++ {
-			src, kw := p.row(r, oh)
-			if src < 0 {
+		base, ih, kw := p.rowOf(r)
+		lo, hi, off := p.lo[kw], p.hi[kw], p.off[kw]
+		if lo >= hi {
+			continue
+		}
+		for oh := 0; oh < p.oh; oh, ih = oh+1, ih+p.sh {
+			if ih < 0 || ih >= p.h {
 				continue
 			}
-			lo, hi, off := p.lo[kw], p.hi[kw], p.off[kw]
-			if lo >= hi {
-				continue
-			}
+			src := base + ih*p.w
 			col := cols[r*oN+oh*p.ow+lo : r*oN+oh*p.ow+hi]
 			if p.sw == 1 {
 				d := dx[src+lo+off : src+hi+off]

@@ -115,16 +115,36 @@ func (k *unary[T]) outShape() []int        { return k.shape }
 func (k *unary[T]) differentiable() []bool { return []bool{true} }
 
 func (k *unary[T]) forward(in [][]T, out []T) error {
-	for i, x := range in[0] {
-		out[i] = k.f(x)
-	}
+	x := in[0]
+	parallelFor(len(out), len(out), func(lo, hi int) {
+		x, out := x[lo:hi], out[lo:hi]
+		if k.name == "Relu" {
+			for i, v := range x {
+				out[i] = max(v, 0)
+			}
+			return
+		}
+		for i, v := range x {
+			out[i] = k.f(v)
+		}
+	})
 	return nil
 }
 
 func (k *unary[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
-	for i, x := range in[0] {
-		gin[i] = gout[i] * k.df(x, out[i])
-	}
+	x := in[0]
+	parallelFor(len(gin), len(gin), func(lo, hi int) {
+		x, out, gout, gin := x[lo:hi], out[lo:hi], gout[lo:hi], gin[lo:hi]
+		if k.name == "Relu" {
+			for i, v := range x {
+				gin[i] = gout[i] * step(v)
+			}
+			return
+		}
+		for i, v := range x {
+			gin[i] = gout[i] * k.df(v, out[i])
+		}
+	})
 	return nil
 }
 
@@ -317,15 +337,18 @@ func at(idx []int32, i int) int {
 
 func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 	a, b := in[0], in[1]
-	if k.ia == nil && k.ib == nil {
-		for i := range out {
-			out[i] = k.f(a[i], b[i])
+	parallelFor(len(out), len(out), func(lo, hi int) {
+		if k.ia == nil && k.ib == nil {
+			a, b, out := a[lo:hi], b[lo:hi], out[lo:hi]
+			for i := range out {
+				out[i] = k.f(a[i], b[i])
+			}
+			return
 		}
-		return nil
-	}
-	for i := range out {
-		out[i] = k.f(a[at(k.ia, i)], b[at(k.ib, i)])
-	}
+		for i := lo; i < hi; i++ {
+			out[i] = k.f(a[at(k.ia, i)], b[at(k.ib, i)])
+		}
+	})
 	return nil
 }
 
@@ -335,9 +358,16 @@ func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 	if which == 1 {
 		d, idx = k.db, k.ib
 	}
-	for i := range out {
-		gin[at(idx, i)] += gout[i] * d(a[at(k.ia, i)], b[at(k.ib, i)], out[i])
+	body := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			gin[at(idx, i)] += gout[i] * d(a[at(k.ia, i)], b[at(k.ib, i)], out[i])
+		}
 	}
+	if idx != nil { // several outputs may add into one element: keep the order
+		body(0, len(out))
+		return nil
+	}
+	parallelFor(len(out), len(out), body)
 	return nil
 }
 

@@ -191,16 +191,18 @@ func (k *batchNorm[T]) norm(in [][]T) (mean, variance, istd []float64) {
 func (k *batchNorm[T]) forward(in [][]T, out []T) error {
 	x, scale, bias := in[0], in[1], in[2]
 	mean, variance, istd := k.norm(in)
-	for ch := 0; ch < k.c; ch++ {
-		a := T(float64(scale[ch]) * istd[ch])
-		c := T(float64(bias[ch]) - mean[ch]*float64(scale[ch])*istd[ch])
-		for i := 0; i < k.n; i++ {
-			y := k.block(out, i, ch)
-			for j, v := range k.block(x, i, ch) {
-				y[j] = v*a + c
+	parallelFor(k.c, len(out), func(c0, c1 int) {
+		for ch := c0; ch < c1; ch++ {
+			a := T(float64(scale[ch]) * istd[ch])
+			c := T(float64(bias[ch]) - mean[ch]*float64(scale[ch])*istd[ch])
+			for i := 0; i < k.n; i++ {
+				y := k.block(out, i, ch)
+				for j, v := range k.block(x, i, ch) {
+					y[j] = v*a + c
+				}
 			}
 		}
-	}
+	})
 	if !k.train {
 		return nil
 	}

@@ -161,27 +161,29 @@ func argmax[T Float](x []T, taps []int32, y T) int32 {
 func (k *pool[T]) forward(in [][]T, out []T) error {
 	x := in[0]
 	negInf := T(math.Inf(-1))
-	for p := 0; p < k.planes; p++ {
-		xp := x[p*k.iN : (p+1)*k.iN]
-		op := out[p*k.oN : (p+1)*k.oN]
-		if k.isMax {
-			for o := range op {
-				m := negInf // padding counts as -inf
-				for _, i := range k.taps[k.start[o]:k.start[o+1]] {
-					m = max(m, xp[i]) // NaN if any is
+	parallelFor(k.planes, k.planes*len(k.taps), func(p0, p1 int) {
+		for p := p0; p < p1; p++ {
+			xp := x[p*k.iN : (p+1)*k.iN]
+			op := out[p*k.oN : (p+1)*k.oN]
+			if k.isMax {
+				for o := range op {
+					m := negInf // padding counts as -inf
+					for _, i := range k.taps[k.start[o]:k.start[o+1]] {
+						m = max(m, xp[i]) // NaN if any is
+					}
+					op[o] = m
 				}
-				op[o] = m
+				continue
 			}
-			continue
-		}
-		for o := range op {
-			var s T
-			for _, i := range k.taps[k.start[o]:k.start[o+1]] {
-				s += xp[i]
+			for o := range op {
+				var s T
+				for _, i := range k.taps[k.start[o]:k.start[o+1]] {
+					s += xp[i]
+				}
+				op[o] = s / k.div[o]
 			}
-			op[o] = s / k.div[o]
 		}
-	}
+	})
 	return nil
 }
 
@@ -190,25 +192,28 @@ func (k *pool[T]) forward(in [][]T, out []T) error {
 // spreads it evenly over the window's input elements (average).
 func (k *pool[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
 	x := in[0]
-	for p := 0; p < k.planes; p++ {
-		xp := x[p*k.iN : (p+1)*k.iN]
-		gp := gin[p*k.iN : (p+1)*k.iN]
-		g := gout[p*k.oN : (p+1)*k.oN]
-		if k.isMax {
-			y := out[p*k.oN : (p+1)*k.oN]
+	// Each plane adds only into its own part of gin.
+	parallelFor(k.planes, k.planes*len(k.taps), func(p0, p1 int) {
+		for p := p0; p < p1; p++ {
+			xp := x[p*k.iN : (p+1)*k.iN]
+			gp := gin[p*k.iN : (p+1)*k.iN]
+			g := gout[p*k.oN : (p+1)*k.oN]
+			if k.isMax {
+				y := out[p*k.oN : (p+1)*k.oN]
+				for o, v := range g {
+					if i := argmax(xp, k.taps[k.start[o]:k.start[o+1]], y[o]); i >= 0 {
+						gp[i] += v
+					}
+				}
+				continue
+			}
 			for o, v := range g {
-				if i := argmax(xp, k.taps[k.start[o]:k.start[o+1]], y[o]); i >= 0 {
+				v /= k.div[o]
+				for _, i := range k.taps[k.start[o]:k.start[o+1]] {
 					gp[i] += v
 				}
 			}
-			continue
 		}
-		for o, v := range g {
-			v /= k.div[o]
-			for _, i := range k.taps[k.start[o]:k.start[o+1]] {
-				gp[i] += v
-			}
-		}
-	}
+	})
 	return nil
 }
