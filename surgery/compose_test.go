@@ -128,6 +128,15 @@ func TestCompose(t *testing.T) {
 		t.Error("the second model does not read the first's output")
 	}
 
+	// The result is a model like any other: it encodes and decodes.
+	again, err := onnx.Decode(encode(t, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
 	// Numerically: disc(gen(z)).
 	rng := rand.New(rand.NewSource(3))
 	z := make([]float32, 5*4)
@@ -177,6 +186,12 @@ func TestComposeErrors(t *testing.T) {
 	b.Opsets = append(b.Opsets, onnx.Opset{Domain: "com.example", Version: 2})
 	if _, err := Compose(a, b, "D/"); err == nil || !strings.Contains(err.Error(), "incompatible opsets") {
 		t.Errorf("opsets: %v", err)
+	}
+	// One output cannot feed two inputs.
+	twoIn := tinyDisc(t, 13)
+	twoIn.Graph.AddInput("extra", onnx.TensorType(onnx.Float, 1))
+	if _, err := Compose(gen, twoIn, "D/"); err == nil || !strings.Contains(err.Error(), "2 inputs") {
+		t.Errorf("two inputs: %v", err)
 	}
 	// Two outputs cannot feed one input.
 	two := tinyGen(t)
