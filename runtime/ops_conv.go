@@ -241,11 +241,7 @@ func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1 int) {
 			src := base + ih*p.w
 			col := cols[r*oN+oh*p.ow+lo : r*oN+oh*p.ow+hi]
 			if p.sw == 1 {
-				d := dx[src+lo+off : src+hi+off]
-				d = d[:len(col)]
-				for i, v := range col {
-					d[i] += v
-				}
+				addInto(dx[src+lo+off:src+hi+off], col)
 				continue
 			}
 			d := dx[src : src+p.w]
@@ -253,6 +249,19 @@ func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1 int) {
 				d[(lo+i)*p.sw+off] += v
 			}
 		}
+	}
+}
+
+// addInto adds s to d[:len(s)] elementwise (vectorised for float32: adding
+// 1*s with fused multiply-adds rounds exactly as d[i] + s[i]).
+func addInto[T Float](d, s []T) {
+	if sf, ok := any(s).([]float32); ok && len(s) >= 16 {
+		sgemmKern.axpy(1, sf, any(d).([]float32))
+		return
+	}
+	d = d[:len(s)]
+	for i, v := range s {
+		d[i] += v
 	}
 }
 

@@ -359,6 +359,17 @@ func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 		d, idx = k.db, k.ib
 	}
 	body := func(lo, hi int) {
+		if idx == nil && k.ia == nil && k.ib == nil {
+			a, b, out, gout, gin := a[lo:hi], b[lo:hi], out[lo:hi], gout[lo:hi], gin[lo:hi]
+			if k.name == "Add" {
+				addInto(gin, gout) // d = 1
+				return
+			}
+			for i := range gin {
+				gin[i] += gout[i] * d(a[i], b[i], out[i])
+			}
+			return
+		}
 		for i := lo; i < hi; i++ {
 			gin[at(idx, i)] += gout[i] * d(a[at(k.ia, i)], b[at(k.ib, i)], out[i])
 		}
