@@ -256,10 +256,7 @@ func (g *Graph) topoOrder() (order, cycle []*Node) {
 // inputs are kept: they are the model's interface.
 func (g *Graph) Cleanup() {
 	live := map[*Value]bool{}
-	var stack []*Value
-	for _, v := range g.Outputs {
-		stack = append(stack, v)
-	}
+	stack := append([]*Value(nil), g.Outputs...)
 	liveNode := map[*Node]bool{}
 	for len(stack) > 0 {
 		v := stack[len(stack)-1]

@@ -26,13 +26,6 @@ func optInt32(orig *int32, v int32) *int32 {
 	return &v
 }
 
-func optFloat32(orig *float32, v float32) *float32 {
-	if orig == nil && v == 0 {
-		return nil
-	}
-	return &v
-}
-
 func optBytes(orig []byte, v []byte) []byte {
 	if orig == nil && len(v) == 0 {
 		return nil

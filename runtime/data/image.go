@@ -106,8 +106,10 @@ func Decode(r io.Reader, name string) (*Image, error) {
 	}
 	var m image.Image
 	if format == "jpeg" {
-		im, err := decodeJPEG(b, MaxPixels)
-		if err == nil {
+		var im *Image
+		// Assign, not declare: the fallback's error below must reach the
+		// check after this block.
+		if im, err = decodeJPEG(b, MaxPixels); err == nil {
 			return im, nil
 		}
 		if !errors.Is(err, errUnsupportedJPEG) {
