@@ -149,8 +149,8 @@ type conv[T Float] struct {
 	// one group and output position, the input offset or -1. Built only
 	// when plane is nil.
 	gather []int32
-	// cols is the reusable im2col buffer.
-	cols scratch[T]
+	// cols is the reusable im2col buffer, wt the weight's transpose.
+	cols, wt scratch[T]
 }
 
 // plane2d is a 2-d window (a 1-d one has height 1). For kernel column kw,
@@ -247,6 +247,21 @@ func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1 int) {
 			d := dx[src : src+p.w]
 			for i, v := range col {
 				d[(lo+i)*p.sw+off] += v
+			}
+		}
+	}
+}
+
+// transpose writes the transpose of the r x c row-major a into t (c x r).
+func transpose[T Float](a, t []T, r, c int) {
+	const b = 32
+	for i0 := 0; i0 < r; i0 += b {
+		for j0 := 0; j0 < c; j0 += b {
+			for i := i0; i < min(i0+b, r); i++ {
+				row := a[i*c : (i+1)*c]
+				for j := j0; j < min(j0+b, c); j++ {
+					t[j*r+i] = row[j]
+				}
 			}
 		}
 	}
@@ -432,10 +447,17 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 	cg, mg, kN, oN, iN := k.sizes()
 	switch which {
 	case 0: // dx: cols = w^T * gout, scattered back (col2im)
+		// w^T once per call, so the GEMMs read it in place instead of
+		// packing the transpose for every image.
+		wt := k.wt.take(len(w))
+		for g := 0; g < k.group; g++ {
+			transpose(w[g*mg*cg*kN:(g+1)*mg*cg*kN], wt[g*mg*cg*kN:], mg, cg*kN)
+		}
+		defer k.wt.give(wt)
 		if k.direct { // gin starts zeroed and each block is written once
 			for img := 0; img < k.n; img++ {
 				for g := 0; g < k.group; g++ {
-					gemm(true, false, cg*kN, oN, mg, 1, w[g*mg*cg*kN:], cg*kN, gout[(img*k.m+g*mg)*oN:], oN, 0, gin[(img*k.c+g*cg)*iN:], oN)
+					gemm(false, false, cg*kN, oN, mg, 1, wt[g*mg*cg*kN:], mg, gout[(img*k.m+g*mg)*oN:], oN, 0, gin[(img*k.c+g*cg)*iN:], oN)
 				}
 			}
 			return nil
@@ -443,7 +465,7 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 		cols := k.takeCols()
 		for img := 0; img < k.n; img++ {
 			for g := 0; g < k.group; g++ {
-				gemm(true, false, cg*kN, oN, mg, 1, w[g*mg*cg*kN:], cg*kN, gout[(img*k.m+g*mg)*oN:], oN, 0, cols, oN)
+				gemm(false, false, cg*kN, oN, mg, 1, wt[g*mg*cg*kN:], mg, gout[(img*k.m+g*mg)*oN:], oN, 0, cols, oN)
 				k.col2im(cols, gin[(img*k.c+g*cg)*iN:])
 			}
 		}
