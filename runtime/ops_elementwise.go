@@ -120,7 +120,10 @@ func (k *unary[T]) forward(in [][]T, out []T) error {
 		x, out := x[lo:hi], out[lo:hi]
 		if k.name == "Relu" {
 			for i, v := range x {
-				out[i] = max(v, 0)
+				if v <= 0 { // max(v, 0): +0 for -0, NaN kept
+					v = 0
+				}
+				out[i] = v
 			}
 			return
 		}
