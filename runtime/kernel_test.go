@@ -261,6 +261,7 @@ func TestConvGradients(t *testing.T) {
 		{op: "Conv", shapes: [][]int{{2, 2, 7}, {3, 2, 3}}, attrs: []*onnx.Attribute{aInts("strides", 2)}},
 		{op: "Conv", shapes: [][]int{{1, 2, 4, 3, 5}, {2, 2, 2, 2, 3}, {2}}},
 		{op: "Conv", shapes: [][]int{{2, 4, 3, 5}, {6, 2, 1, 1}, {6}}, attrs: []*onnx.Attribute{aInt("group", 2)}},
+		{op: "Conv", shapes: [][]int{{2, 4, 6, 5}, {6, 2, 3, 2}, {6}}, attrs: []*onnx.Attribute{aInt("group", 2), aInts("pads", 0, 1, 2, 1)}},
 		{op: "Conv", shapes: [][]int{{2, 3, 5, 6}, {4, 3, 1, 1}}, attrs: []*onnx.Attribute{aInts("strides", 2, 2)}},
 		{op: "Conv", shapes: [][]int{{1, 2, 4, 5}, {3, 2, 2, 3}}, attrs: []*onnx.Attribute{aInts("strides", 1, 3), aInts("dilations", 2, 2), aInts("pads", 3, 4, 2, 5)}},
 	}

@@ -426,19 +426,19 @@ func (k *conv[T]) forward(in [][]T, out []T) error {
 			// out[mg, oN] = w[mg, cg*kN] * cols[cg*kN, oN]
 			gemm(false, false, mg, oN, cg*kN, 1, w[g*mg*cg*kN:], cg*kN, cols, oN, 0, out[(img*k.m+g*mg)*oN:], oN)
 		}
-	}
-	k.giveCols(buf)
-	if k.hasBias {
-		b := in[2]
-		for img := 0; img < k.n; img++ {
-			for m := 0; m < k.m; m++ {
-				o := out[(img*k.m+m)*oN : (img*k.m+m+1)*oN]
-				for i := range o {
-					o[i] += b[m]
+		if k.hasBias { // while the image's output is still in cache
+			b, o := in[2], out[img*k.m*oN:(img+1)*k.m*oN]
+			parallelFor(k.m, len(o), func(lo, hi int) {
+				for m := lo; m < hi; m++ {
+					bm, row := b[m], o[m*oN:(m+1)*oN]
+					for i := range row {
+						row[i] += bm
+					}
 				}
-			}
+			})
 		}
 	}
+	k.giveCols(buf)
 	return nil
 }
 
