@@ -234,9 +234,19 @@ func (k *batchNorm[T]) forward(in [][]T, out []T) error {
 // keeping them from the forward pass (a kernel's inputs are all it can
 // trust), folding them into the passes the gradient makes anyway.
 func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
-	x, scale := in[0], in[1]
+	x := in[0]
 	m := float64(k.n * k.hw)
-	for ch := 0; ch < k.c; ch++ {
+	if which < 0 || which > 2 {
+		return fmt.Errorf("input %d has no gradient", which)
+	}
+	// Channels are independent: each writes only its own part of gin.
+	parallelFor(k.c, len(x), func(c0, c1 int) { k.backwardChannels(which, in, gout, gin, m, c0, c1) })
+	return nil
+}
+
+func (k *batchNorm[T]) backwardChannels(which int, in [][]T, gout, gin []T, m float64, ch0, ch1 int) {
+	x, scale := in[0], in[1]
+	for ch := ch0; ch < ch1; ch++ {
 		switch which {
 		case 2: // dB = sum dy
 			var s float64
@@ -245,9 +255,6 @@ func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 			}
 			gin[ch] = T(s)
 			continue
-		case 0, 1:
-		default:
-			return fmt.Errorf("input %d has no gradient", which)
 		}
 		if !k.train && which == 0 {
 			// dx = dy * scale / sqrt(running_var + eps): the running
@@ -298,7 +305,6 @@ func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 			}
 		}
 	}
-	return nil
 }
 
 // bnStat outputs one of the statistics a training batchNorm computed in its
