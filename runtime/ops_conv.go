@@ -225,8 +225,11 @@ func planeIm2col[T Float](p *plane2d, x, cols []T, r0, r1 int) {
 	}
 }
 
-// col2im adds rows [r0, r1) of cols back into dx, in row order.
-func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1 int) {
+// col2im adds rows [r0, r1) of cols back into the input rows [h0, h1) of
+// dx: each element receives its terms in the order of the rows of cols, so
+// disjoint input row ranges (or channels) can be done concurrently with the
+// same result.
+func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1, h0, h1 int) {
 	oN := p.oh * p.ow
 	for r := r0; r < r1; r++ {
 		base, ih, kw := p.rowOf(r)
@@ -235,7 +238,7 @@ func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1 int) {
 			continue
 		}
 		for oh := 0; oh < p.oh; oh, ih = oh+1, ih+p.sh {
-			if ih < 0 || ih >= p.h {
+			if ih < h0 || ih >= h1 {
 				continue
 			}
 			src := base + ih*p.w
@@ -379,9 +382,14 @@ func (k *conv[T]) im2col(x []T, cols []T) {
 // the order of the rows of cols.
 func (k *conv[T]) col2im(cols, dx []T) {
 	if k.plane != nil {
+		p, rows := k.plane, len(cols)/(k.plane.oh*k.plane.ow)
+		if p.h >= 8 { // by input row, balanced whatever the channel count
+			parallelFor(p.h, len(cols), func(lo, hi int) { planeCol2im(p, cols, dx, 0, rows, lo, hi) })
+			return
+		}
+		// By input channel: a channel's rows add only into it.
 		cg, _, kN, _, _ := k.sizes()
-		// Split by input channel: a channel's rows add only into it.
-		parallelFor(cg, len(cols), func(lo, hi int) { planeCol2im(k.plane, cols, dx, lo*kN, hi*kN) })
+		parallelFor(cg, len(cols), func(lo, hi int) { planeCol2im(p, cols, dx, lo*kN, hi*kN, 0, p.h) })
 		return
 	}
 	for j, src := range k.gather {
