@@ -257,17 +257,21 @@ func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1, h0, h1 int) {
 
 // transpose writes the transpose of the r x c row-major a into t (c x r).
 func transpose[T Float](a, t []T, r, c int) {
-	const b = 32
-	for i0 := 0; i0 < r; i0 += b {
-		for j0 := 0; j0 < c; j0 += b {
-			for i := i0; i < min(i0+b, r); i++ {
-				row := a[i*c : (i+1)*c]
-				for j := j0; j < min(j0+b, c); j++ {
-					t[j*r+i] = row[j]
+	const b = 8 // small blocks: power-of-two row strides alias in L1
+	// Blocks of columns of a (rows of t) are independent.
+	parallelFor((c+b-1)/b, r*c, func(lo, hi int) {
+		for j0 := lo * b; j0 < min(hi*b, c); j0 += b {
+			j1 := min(j0+b, c)
+			for i0 := 0; i0 < r; i0 += b {
+				for i := i0; i < min(i0+b, r); i++ {
+					row := a[i*c+j0 : i*c+j1]
+					for j, v := range row {
+						t[(j0+j)*r+i] = v
+					}
 				}
 			}
 		}
-	}
+	})
 }
 
 // addInto adds s to d[:len(s)] elementwise (vectorised for float32: adding
