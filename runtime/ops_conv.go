@@ -8,6 +8,7 @@ import (
 
 func registerConv[T Float](r registry[T]) {
 	r["Conv"] = buildConv[T]
+	r["ConvTranspose"] = buildConvTranspose[T]
 }
 
 // window describes a sliding window over the spatial axes of an N-d input
