@@ -76,7 +76,13 @@ func naiveConvTranspose(k *convTranspose[float64], x, w, b []float64) []float64 
 }
 
 func TestConvTransposeForwardMatchesNaive(t *testing.T) {
-	for _, c := range convTransposeCases {
+	// Beyond the small cases, outputs tall enough for col2im to split over
+	// output rows across goroutines.
+	large := []opCase{
+		{op: "ConvTranspose", shapes: [][]int{{2, 6, 9, 11}, {6, 4, 3, 3}, {8}}, attrs: []*onnx.Attribute{aInt("group", 2), aInts("strides", 2, 2), aInts("pads", 1, 1, 1, 1), aInts("output_padding", 1, 1)}},
+		{op: "ConvTranspose", shapes: [][]int{{1, 3, 40}, {3, 2, 5}}, attrs: []*onnx.Attribute{aInts("strides", 3), aInts("dilations", 2)}},
+	}
+	for _, c := range append(append([]opCase{}, convTransposeCases...), large...) {
 		k := c.kernel(t).(*convTranspose[float64])
 		in := randomInputs(22, c.shapes)
 		var b []float64
