@@ -22,25 +22,29 @@ type window struct {
 	padsEnd   []int
 }
 
+// attrInts reads an ints attribute that must have count values, or count
+// copies of def when it is absent (strides, dilations, pads, ...).
+func attrInts(n *onnx.Node, name string, def, count int) ([]int, error) {
+	v := n.AttrInts(name, nil)
+	if v == nil {
+		out := make([]int, count)
+		for i := range out {
+			out[i] = def
+		}
+		return out, nil
+	}
+	if len(v) != count {
+		return nil, fmt.Errorf("attribute %s has %d values, want %d", name, len(v), count)
+	}
+	return ints(v), nil
+}
+
 // newWindow reads kernel_shape, strides, dilations, pads, auto_pad and
 // ceil_mode for input spatial sizes in.
 func newWindow(n *onnx.Node, in, kernel []int) (*window, error) {
 	r := len(in)
 	w := &window{in: in, kernel: kernel}
-	get := func(name string, def int, count int) ([]int, error) {
-		v := n.AttrInts(name, nil)
-		if v == nil {
-			out := make([]int, count)
-			for i := range out {
-				out[i] = def
-			}
-			return out, nil
-		}
-		if len(v) != count {
-			return nil, fmt.Errorf("attribute %s has %d values, want %d", name, len(v), count)
-		}
-		return ints(v), nil
-	}
+	get := func(name string, def, count int) ([]int, error) { return attrInts(n, name, def, count) }
 	var err error
 	if w.strides, err = get("strides", 1, r); err != nil {
 		return nil, err

@@ -48,20 +48,7 @@ func buildConvTranspose[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*
 	if ks := n.AttrInts("kernel_shape", nil); ks != nil && fmt.Sprint(ints(ks)) != fmt.Sprint(kernel) {
 		return nil, fmt.Errorf("kernel_shape %v does not match weight %v", ks, w)
 	}
-	get := func(name string, def, count int) ([]int, error) {
-		v := n.AttrInts(name, nil)
-		if v == nil {
-			out := make([]int, count)
-			for i := range out {
-				out[i] = def
-			}
-			return out, nil
-		}
-		if len(v) != count {
-			return nil, fmt.Errorf("attribute %s has %d values, want %d", name, len(v), count)
-		}
-		return ints(v), nil
-	}
+	get := func(name string, def, count int) ([]int, error) { return attrInts(n, name, def, count) }
 	strides, err := get("strides", 1, r)
 	if err != nil {
 		return nil, err
