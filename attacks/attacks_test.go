@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
@@ -270,7 +271,7 @@ func TestSweep(t *testing.T) {
 	labels[5] = 2 // class 3 keeps examples; all classes seen
 	var done []int
 	cfg := Config{Attack: FGSM{}, Eps: []float64{0, 0.1, 0.3}, Limit: 20, Samples: 3, Progress: func(n int) { done = append(done, n) }}
-	r, err := Sweep(m, Batches(x, labels, 8), cfg)
+	r, err := Sweep(m, mustMemory(x, labels, 8), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +315,7 @@ func TestSweep(t *testing.T) {
 	for i := range labels {
 		labels[i] %= 3
 	}
-	r, err = Sweep(m, Batches(x, labels, 0), Config{Attack: BIM{Steps: 2}})
+	r, err = Sweep(m, mustMemory(x, labels, 0), Config{Attack: BIM{Steps: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,27 +339,23 @@ func TestSweepErrors(t *testing.T) {
 	m := newLinear(6, 4)
 	x, labels := toyBatch(4, 4)
 	fail := errors.New("disk on fire")
-	broken := func(yield func(Batch, error) bool) {
-		if yield(Batch{X: x, Labels: labels}, nil) {
-			yield(Batch{}, fail)
-		}
-	}
+	broken := batchList{batches: []dataset.Batch{{X: x, Labels: labels}}, err: fail}
 	if _, err := Sweep(m, broken, Config{Attack: FGSM{}}); !errors.Is(err, fail) {
 		t.Errorf("data error: %v", err)
 	}
 	bad := append([]int(nil), labels...)
 	bad[2] = 9
 	for _, c := range []struct {
-		data iter.Seq2[Batch, error]
+		data dataset.Source
 		cfg  Config
 		want string
 	}{
-		{Batches(x, labels, 2), Config{}, "no attack"},
-		{Batches(x, labels, 2), Config{Attack: FGSM{}, Eps: []float64{}}, "no eps"},
-		{Batches(x, labels[:3], 2), Config{Attack: FGSM{}}, "3 labels for 4 examples"},
-		{Batches(x, bad, 2), Config{Attack: FGSM{}}, "label 9 of example 2"},
-		{func(func(Batch, error) bool) {}, Config{Attack: FGSM{}}, "no examples"},
-		{Batches(x, labels, 2), Config{Attack: FGSM{}, Targets: func(l []int) []int { return l[:1] }}, "1 targets for 2 labels"},
+		{mustMemory(x, labels, 2), Config{}, "no attack"},
+		{mustMemory(x, labels, 2), Config{Attack: FGSM{}, Eps: []float64{}}, "no eps"},
+		{batchList{batches: []dataset.Batch{{X: x, Labels: labels[:3]}}}, Config{Attack: FGSM{}}, "a batch of 4 examples with 3 labels"},
+		{mustMemory(x, bad, 2), Config{Attack: FGSM{}}, "label 9 of example 2"},
+		{batchList{}, Config{Attack: FGSM{}}, "no examples"},
+		{mustMemory(x, labels, 2), Config{Attack: FGSM{}, Targets: func(l []int) []int { return l[:1] }}, "1 targets for 2 labels"},
 	} {
 		if _, err := Sweep(m, c.data, c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v, want %q", err, c.want)
@@ -376,7 +373,7 @@ func TestWriteDir(t *testing.T) {
 		}
 		return out
 	}
-	r, err := Sweep(m, Batches(x, labels, 4), Config{Attack: &PGD{Steps: 3, Seed: 9}, Eps: []float64{0.1, 0.2}, Targets: next})
+	r, err := Sweep(m, mustMemory(x, labels, 4), Config{Attack: &PGD{Steps: 3, Seed: 9}, Eps: []float64{0.1, 0.2}, Targets: next})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,5 +421,39 @@ func TestWriteDir(t *testing.T) {
 	// The clean row is added when eps 0 is not swept.
 	if len(r.Points) != 2 || r.Grid == nil || len(r.Grid.Pred) != 2 {
 		t.Errorf("points %d", len(r.Points))
+	}
+}
+
+// mustMemory serves x and labels in batches of n (all at once for 0).
+func mustMemory(x *tensor.Dense, labels []int, n int) dataset.Source {
+	if n == 0 {
+		n = len(labels)
+	}
+	m, err := dataset.NewMemory(x, labels, n, false, 0)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// batchList serves the given batches, which need not agree with each other,
+// then err if it is not nil.
+type batchList struct {
+	batches []dataset.Batch
+	err     error
+}
+
+func (l batchList) Len() int { return len(l.batches) }
+
+func (l batchList) Batches(int) iter.Seq2[dataset.Batch, error] {
+	return func(yield func(dataset.Batch, error) bool) {
+		for _, b := range l.batches {
+			if !yield(b, nil) {
+				return
+			}
+		}
+		if l.err != nil {
+			yield(dataset.Batch{}, l.err)
+		}
 	}
 }

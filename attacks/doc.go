@@ -48,8 +48,8 @@
 //
 // # Sweeps and reports
 //
-// Sweep runs an attack over a dataset, served as an iter.Seq2[Batch, error]
-// (Batches slices an in-memory tensor), at each eps (DefaultEps are the
+// Sweep runs an attack over a data set, served as a dataset.Source (a
+// dataset.Loader over image files, or dataset.NewMemory over a tensor), at each eps (DefaultEps are the
 // PyTorch FGSM tutorial's 0 to 0.3), and reports per eps: accuracy (at eps
 // 0 exactly the clean accuracy), attack success rate over the initially
 // correct examples, mean confidence (softmax probability of the predicted

@@ -8,6 +8,7 @@ import (
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/data"
+	"github.com/graft-dev/graft/runtime/dataset"
 )
 
 // Sweep FGSM over 500 held-out MNIST digits with the LeNet of PyTorch's
@@ -31,7 +32,11 @@ func ExampleSweep() {
 		log.Fatal(err)
 	}
 	x := images.Tensor(0, 500) // [500, 1, 28, 28], pixels in [0, 1]
-	r, err := attacks.Sweep(c, attacks.Batches(x, labels[:500], 100), attacks.Config{
+	src, err := dataset.NewMemory(x, labels[:500], 100, false, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	r, err := attacks.Sweep(c, src, attacks.Config{
 		Attack: attacks.FGSM{},
 		Eps:    []float64{0, 0.1, 0.2, 0.3},
 	})

@@ -77,7 +77,7 @@ func TestMNISTSweepMatchesPyTorch(t *testing.T) {
 		eps[i] = p.Eps
 	}
 	// One batch, as the reference: the gradient of the batch-mean loss.
-	r, err := Sweep(c, Batches(im.Tensor(0, im.Count), labels, 0), Config{Attack: FGSM{}, Eps: eps})
+	r, err := Sweep(c, mustMemory(im.Tensor(0, im.Count), labels, 0), Config{Attack: FGSM{}, Eps: eps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestLeNetFGSMAndCleanAccuracy(t *testing.T) {
 		}
 	}
 	for _, bs := range []int{300, 64, 7} {
-		r, err := Sweep(c, Batches(x, labels, bs), Config{Attack: &PGD{Steps: 1}, Eps: []float64{0.2, 0}})
+		r, err := Sweep(c, mustMemory(x, labels, bs), Config{Attack: &PGD{Steps: 1}, Eps: []float64{0.2, 0}})
 		if err != nil {
 			t.Fatal(err)
 		}

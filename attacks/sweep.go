@@ -4,43 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"math"
 	"time"
 
+	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
 // DefaultEps are the radii of a sweep when none are given: those of
 // PyTorch's FGSM tutorial.
 var DefaultEps = []float64{0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3}
-
-// A Batch is a batch of inputs [N, ...] (pixels in [0, 1]) with their labels.
-type Batch struct {
-	X      *tensor.Dense
-	Labels []int
-}
-
-// Batches serves x [N, ...] and its labels in batches of size n (the last
-// may be smaller), sharing no memory with x.
-func Batches(x *tensor.Dense, labels []int, n int) iter.Seq2[Batch, error] {
-	return func(yield func(Batch, error) bool) {
-		total := x.Shape()[0]
-		if len(labels) != total {
-			yield(Batch{}, fmt.Errorf("attacks: %d labels for %d examples", len(labels), total))
-			return
-		}
-		if n <= 0 {
-			n = total
-		}
-		for i := 0; i < total; i += n {
-			j := min(i+n, total)
-			if !yield(Batch{X: rows(x, i, j), Labels: labels[i:j]}, nil) {
-				return
-			}
-		}
-	}
-}
 
 // rows copies examples [i, j) of x into a new tensor.
 func rows(x *tensor.Dense, i, j int) *tensor.Dense {
@@ -173,15 +146,10 @@ type Grid struct {
 // (surgery.Normalize), so eps is in pixel units. Accuracy at eps 0 is the
 // clean accuracy exactly: it is the prediction on the unperturbed input.
 //
-// data yields batches or an error, which ends the sweep; a runtime/train
-// Source adapts as
-//
-//	func(yield func(attacks.Batch, error) bool) {
-//		for b, err := range src.Batches(0) {
-//			if !yield(attacks.Batch{X: b.X, Labels: b.Labels}, err) { return }
-//		}
-//	}
-func Sweep(m Model, data iter.Seq2[Batch, error], cfg Config) (*Report, error) {
+// data serves the examples: its first epoch's batches, in order (a
+// dataset.Loader over an image folder or IDX files, or dataset.NewMemory
+// over a tensor). An error of data ends the sweep.
+func Sweep(m Model, data dataset.Source, cfg Config) (*Report, error) {
 	if cfg.Attack == nil {
 		return nil, errors.New("attacks: no attack")
 	}
@@ -215,7 +183,10 @@ func Sweep(m Model, data iter.Seq2[Batch, error], cfg Config) (*Report, error) {
 	points := make([]Point, len(eps))
 	confSum := make([]float64, len(eps))
 	var classCorrect [][]int // [eps][class]
-	for b, err := range data {
+	if data == nil {
+		return nil, errors.New("attacks: no data")
+	}
+	for b, err := range data.Batches(0) {
 		if err != nil {
 			return nil, err
 		}

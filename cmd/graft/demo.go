@@ -13,7 +13,7 @@ import (
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime/data"
-	"github.com/graft-dev/graft/runtime/train"
+	"github.com/graft-dev/graft/runtime/dataset"
 )
 
 // The embedded default: a small ResNet trained by testdata/gen/fashion_pretrain.py
@@ -101,7 +101,7 @@ func demoJob(out string, epochs int, seed int64, progress io.Writer) (*finetuneJ
 }
 
 // demoSource reads one embedded IDX split into memory.
-func demoSource(split string, batch int, shuffle bool, seed int64) (train.Source, error) {
+func demoSource(split string, batch int, shuffle bool, seed int64) (dataset.Source, error) {
 	read := func(name string) (*data.IDXArray, error) {
 		b, err := demoFS.ReadFile("demo/" + name)
 		if err != nil {
@@ -129,7 +129,7 @@ func demoSource(split string, batch int, shuffle bool, seed int64) (train.Source
 	for i, b := range lb.Data {
 		labels[i] = int(b)
 	}
-	return train.NewMemory(images.Tensor(0, images.Count), labels, batch, shuffle, seed)
+	return dataset.NewMemory(images.Tensor(0, images.Count), labels, batch, shuffle, seed)
 }
 
 func writeDemoReport(j *finetuneJob, res *finetuneResult, stdout io.Writer) error {

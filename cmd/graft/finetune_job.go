@@ -12,6 +12,7 @@ import (
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"github.com/graft-dev/graft/runtime/train"
 	"github.com/graft-dev/graft/surgery"
 )
@@ -21,8 +22,8 @@ import (
 type finetuneJob struct {
 	model   *onnx.Model
 	classes []string
-	train   train.Source
-	val     train.Source // may be nil
+	train   dataset.Source
+	val     dataset.Source // may be nil
 	// augmented says the training data is randomly augmented, which rules
 	// out computing the frozen backbone's features once.
 	augmented bool

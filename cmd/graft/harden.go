@@ -7,7 +7,7 @@ import (
 
 	"github.com/graft-dev/graft/attacks"
 	"github.com/graft-dev/graft/runtime"
-	"github.com/graft-dev/graft/runtime/train"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
@@ -50,10 +50,10 @@ func (h hardening) check() error {
 // perturb returns the train.Config.Perturb function for p, the program
 // being trained. Inputs must be pixels in [0, 1] (normalisation inside the
 // model); perturbed inputs are clamped back to [0, 1].
-func (h hardening) perturb(p *runtime.Program, loss runtime.Loss, seed int64) func(int, train.Batch) (train.Batch, error) {
+func (h hardening) perturb(p *runtime.Program, loss runtime.Loss, seed int64) func(int, dataset.Batch) (dataset.Batch, error) {
 	rng := rand.New(rand.NewSource(seed ^ 0x5eed))
 	clf := &attacks.Classifier{Program: p, Loss: loss}
-	return func(epoch int, b train.Batch) (train.Batch, error) {
+	return func(epoch int, b dataset.Batch) (dataset.Batch, error) {
 		x := b.X.Clone().(*tensor.Dense)
 		data, ok := x.Data().([]float32)
 		if !ok {
@@ -78,6 +78,6 @@ func (h hardening) perturb(p *runtime.Program, loss runtime.Loss, seed int64) fu
 				data[i] = float32(min(1, max(0, float64(v)+h.noiseStd*rng.NormFloat64())))
 			}
 		}
-		return train.Batch{X: x, Labels: b.Labels}, nil
+		return dataset.Batch{X: x, Labels: b.Labels}, nil
 	}
 }

@@ -24,7 +24,7 @@ func robustAccuracy(t *testing.T, model string, ds *dataset.Dataset, eps float64
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := dataset.ForInput(1, 28, 28).Config(ds, ds.Len(), false, 0)
+	cfg, err := dataset.ForInput(1, 28, 28).Config(ds, 250, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,14 +32,7 @@ func robustAccuracy(t *testing.T, model string, ds *dataset.Dataset, eps float64
 	if err != nil {
 		t.Fatal(err)
 	}
-	var x *attacks.Batch
-	for b, err := range l.Batches(0) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		x = &attacks.Batch{X: b.X, Labels: b.Labels}
-	}
-	r, err := attacks.Sweep(clf, attacks.Batches(x.X, x.Labels, 250), attacks.Config{Attack: attacks.FGSM{}, Eps: []float64{0, eps}, Samples: -1})
+	r, err := attacks.Sweep(clf, l, attacks.Config{Attack: attacks.FGSM{}, Eps: []float64{0, eps}, Samples: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

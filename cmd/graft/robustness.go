@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"iter"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -174,7 +173,7 @@ func runRobustness(args []string, stdout io.Writer) error {
 		}
 	}
 	batch := f.batch
-	var batches iter.Seq2[attacks.Batch, error]
+	var batches dataset.Source
 	var desc string
 	if folder {
 		if batches, n, desc, err = robustFolder(m, f.data, f.limit, batch); err != nil {
@@ -184,7 +183,9 @@ func runRobustness(args []string, stdout io.Writer) error {
 		if err := robustCheckInput(m, in, images, &batch); err != nil {
 			return fmt.Errorf("%s: %w", f.model, err)
 		}
-		batches = robustBatches(images, labels, n, batch)
+		if batches, err = robustBatches(images, labels, n, batch); err != nil {
+			return err
+		}
 		desc = fmt.Sprintf("%s: %d of %d images %dx%d, labels %s", f.data, n, images.Count, images.Rows, images.Cols, labelsPath)
 	}
 	clf, err := attacks.NewClassifier(m, runtime.Options{})
@@ -313,7 +314,7 @@ func robustTargets(s string, m *onnx.Model) (func([]int) []int, error) {
 
 // robustFolder serves an image folder (a sub-folder per class) as [0, 1]
 // pixels at the model's input size: any normalisation is inside the model.
-func robustFolder(m *onnx.Model, dir string, limit, batch int) (iter.Seq2[attacks.Batch, error], int, string, error) {
+func robustFolder(m *onnx.Model, dir string, limit, batch int) (dataset.Source, int, string, error) {
 	pre, err := preprocessingFor(m, "", "")
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("%s: %w", dir, err)
@@ -345,27 +346,13 @@ func robustFolder(m *onnx.Model, dir string, limit, batch int) (iter.Seq2[attack
 	if err != nil {
 		return nil, 0, "", err
 	}
-	seq := func(yield func(attacks.Batch, error) bool) {
-		for b, err := range l.Batches(0) {
-			if !yield(attacks.Batch{X: b.X, Labels: b.Labels}, err) || err != nil {
-				return
-			}
-		}
-	}
 	desc := fmt.Sprintf("%s: %d images of %d classes (%s), resized to %d and center-cropped to %dx%d",
 		dir, n, len(ds.Classes()), strings.Join(ds.Classes(), ", "), pre.Resize, pre.Width, pre.Height)
-	return seq, n, desc, nil
+	return l, n, desc, nil
 }
 
-func robustBatches(im *data.IDXImages, labels []int, n, batch int) iter.Seq2[attacks.Batch, error] {
-	return func(yield func(attacks.Batch, error) bool) {
-		for i := 0; i < n; i += batch {
-			j := min(i+batch, n)
-			if !yield(attacks.Batch{X: im.Tensor(i, j), Labels: labels[i:j]}, nil) {
-				return
-			}
-		}
-	}
+func robustBatches(im *data.IDXImages, labels []int, n, batch int) (dataset.Source, error) {
+	return dataset.NewMemory(im.Tensor(0, n), labels[:n], batch, false, 0)
 }
 
 // robustProgress returns a progress callback, an updating line on a

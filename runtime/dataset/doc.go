@@ -15,7 +15,9 @@
 // parallel, and leaves out (and counts) those that fail; otherwise a
 // corrupt image is an error naming its file when its batch loads.
 //
-// A Loader is a train.Source (and train.Ordered) over a data set: shuffled
+// Batches reach training, evaluation and attacks through one interface,
+// Source: a Loader over a data set, or Memory over examples already in a
+// tensor. A Loader is an Ordered Source over a data set: shuffled
 // per epoch from a seed, images decoded and preprocessed by GOMAXPROCS
 // workers a few batches ahead of training, random augmentation drawn per
 // example from (seed, epoch, example) so batches do not depend on

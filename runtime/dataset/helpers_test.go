@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/graft-dev/graft/runtime/data"
-	"github.com/graft-dev/graft/runtime/train"
 )
 
 // writeImage writes a w×h test image (a pattern drawn from seed) as PNG or
@@ -96,9 +95,9 @@ func smallFolder(t testing.TB, n int) string {
 }
 
 // collect runs one epoch and returns its batches, failing on an error.
-func collect(t testing.TB, src train.Source, epoch int) []train.Batch {
+func collect(t testing.TB, src Source, epoch int) []Batch {
 	t.Helper()
-	var out []train.Batch
+	var out []Batch
 	for b, err := range src.Batches(epoch) {
 		if err != nil {
 			t.Fatalf("epoch %d, batch %d: %v", epoch, len(out), err)
@@ -108,7 +107,7 @@ func collect(t testing.TB, src train.Source, epoch int) []train.Batch {
 	return out
 }
 
-func sameBatches(t testing.TB, what string, a, b []train.Batch) {
+func sameBatches(t testing.TB, what string, a, b []Batch) {
 	t.Helper()
 	if len(a) != len(b) {
 		t.Fatalf("%s: %d and %d batches", what, len(a), len(b))
@@ -127,7 +126,7 @@ func sameBatches(t testing.TB, what string, a, b []train.Batch) {
 }
 
 // tensorOf is one example's values in a batch.
-func tensorOf(b train.Batch, k int) []float32 {
+func tensorOf(b Batch, k int) []float32 {
 	x := b.X.Data().([]float32)
 	row := len(x) / b.X.Shape()[0]
 	return x[k*row : (k+1)*row]

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/graft-dev/graft/runtime/data"
-	"github.com/graft-dev/graft/runtime/train"
 	"gorgonia.org/tensor"
 )
 
@@ -36,8 +35,7 @@ type Config struct {
 	Prefetch int // batches prepared ahead; 0 means DefaultPrefetch
 }
 
-// A Loader is a training source (train.Source and train.Ordered) over a
-// data set. Images are decoded and preprocessed by a pool of workers while
+// A Loader is an Ordered Source over a data set. Images are decoded and preprocessed by a pool of workers while
 // the previous batch trains, at most Prefetch batches ahead; the workers
 // stop when the consumer stops iterating, and no goroutine outlives the
 // iteration. Every batch is a deterministic function of the data set, the
@@ -56,7 +54,7 @@ type Loader struct {
 	direct   bool // IDX fast path
 }
 
-var _ train.Ordered = (*Loader)(nil)
+var _ Ordered = (*Loader)(nil)
 
 // NewLoader returns a loader of ds with the configuration.
 func NewLoader(ds *Dataset, cfg Config) (*Loader, error) {
@@ -116,7 +114,7 @@ func (l *Loader) Len() int { return l.ds.Len() }
 func (l *Loader) BatchSize() int { return l.cfg.BatchSize }
 
 // Order returns the examples (indices into the data set) of each batch of
-// the epoch. With Shuffle it is the order train.NewMemory draws from the
+// the epoch. With Shuffle it is the order NewMemory draws from the
 // same seed.
 func (l *Loader) Order(epoch int) [][]int {
 	idx := epochOrder(l.ds.Len(), l.cfg.Shuffle, l.cfg.Seed, epoch)
@@ -131,8 +129,8 @@ func (l *Loader) Order(epoch int) [][]int {
 // their labels. An image that cannot be read or preprocessed ends the
 // epoch with an error (a *data.Error naming its file) when the first batch
 // holding it is due.
-func (l *Loader) Batches(epoch int) iter.Seq2[train.Batch, error] {
-	return func(yield func(train.Batch, error) bool) {
+func (l *Loader) Batches(epoch int) iter.Seq2[Batch, error] {
+	return func(yield func(Batch, error) bool) {
 		order := l.Order(epoch)
 		if l.direct {
 			for _, idx := range order {
@@ -149,7 +147,7 @@ func (l *Loader) Batches(epoch int) iter.Seq2[train.Batch, error] {
 
 // directBatch gathers in-memory examples into a batch: ToTensor's
 // pixel/255 and the pipeline's normalization, computed as data does.
-func (l *Loader) directBatch(idx []int) (train.Batch, error) {
+func (l *Loader) directBatch(idx []int) (Batch, error) {
 	m := l.ds.images
 	size := m.Rows * m.Cols
 	x := make([]float32, len(idx)*size)
@@ -166,10 +164,10 @@ func (l *Loader) directBatch(idx []int) (train.Batch, error) {
 		// One channel: the whole batch normalizes as one tall image.
 		t := &data.Tensor{C: 1, H: len(idx) * m.Rows, W: m.Cols, Data: x}
 		if err := t.Normalize(mean, std); err != nil {
-			return train.Batch{}, fmt.Errorf("%s: %w", l.ds.Name(idx[0]), err)
+			return Batch{}, fmt.Errorf("%s: %w", l.ds.Name(idx[0]), err)
 		}
 	}
-	return train.Batch{X: tensor.New(tensor.WithShape(len(idx), 1, m.Rows, m.Cols), tensor.WithBacking(x)), Labels: labels}, nil
+	return Batch{X: tensor.New(tensor.WithShape(len(idx), 1, m.Rows, m.Cols), tensor.WithBacking(x)), Labels: labels}, nil
 }
 
 // normalization returns the mean and std to apply, as Pipeline.Apply does.
@@ -224,7 +222,7 @@ type job struct {
 // waits for each batch in turn. When the consumer stops (or the epoch
 // ends), stop tells the dispatcher and workers to quit, and decode returns
 // only after they have.
-func (l *Loader) decode(epoch int, order [][]int, yield func(train.Batch, error) bool) {
+func (l *Loader) decode(epoch int, order [][]int, yield func(Batch, error) bool) {
 	stop := make(chan struct{})
 	slots := make(chan struct{}, l.prefetch)
 	ready := make(chan *pending, l.prefetch)
@@ -288,10 +286,10 @@ func (l *Loader) decode(epoch int, order [][]int, yield func(train.Batch, error)
 
 // assemble stacks a prepared batch, or returns the error of its first
 // failed example.
-func (l *Loader) assemble(b *pending, first **data.Tensor, firstName *string) (train.Batch, error) {
+func (l *Loader) assemble(b *pending, first **data.Tensor, firstName *string) (Batch, error) {
 	for _, err := range b.errs {
 		if err != nil {
-			return train.Batch{}, err
+			return Batch{}, err
 		}
 	}
 	if *first == nil {
@@ -300,18 +298,18 @@ func (l *Loader) assemble(b *pending, first **data.Tensor, firstName *string) (t
 	f := *first
 	for k, t := range b.ts {
 		if t.C != f.C || t.H != f.H || t.W != f.W {
-			return train.Batch{}, &data.Error{File: l.ds.Name(b.idx[k]), Err: fmt.Errorf(
+			return Batch{}, &data.Error{File: l.ds.Name(b.idx[k]), Err: fmt.Errorf(
 				"preprocessed to %dx%dx%d, unlike %s (%dx%dx%d): batches need one size (resize and crop to it)",
 				t.C, t.H, t.W, *firstName, f.C, f.H, f.W)}
 		}
 	}
 	x, err := data.Stack(b.ts)
 	if err != nil {
-		return train.Batch{}, err
+		return Batch{}, err
 	}
 	labels := make([]int, len(b.idx))
 	for k, i := range b.idx {
 		labels[k] = l.ds.labels[i]
 	}
-	return train.Batch{X: x, Labels: labels}, nil
+	return Batch{X: x, Labels: labels}, nil
 }

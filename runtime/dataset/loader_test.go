@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/graft-dev/graft/runtime/data"
-	"github.com/graft-dev/graft/runtime/train"
 )
 
 func augmentConfig(workers, prefetch int) Config {
@@ -49,7 +48,7 @@ func TestLoaderDeterministic(t *testing.T) {
 	aug0, aug1 := map[int][]float32{}, map[int][]float32{}
 	for _, c := range []struct {
 		order   [][]int
-		batches []train.Batch
+		batches []Batch
 		aug     map[int][]float32
 	}{{o0, e0, aug0}, {o1, e1, aug1}} {
 		if len(c.order) != 4 || len(c.batches) != 4 {
@@ -103,7 +102,7 @@ func TestAugmentRand(t *testing.T) {
 
 func TestLoaderIDXMatchesMemory(t *testing.T) {
 	ds := idxSet(t, []int{7, 9, 8})
-	// The fast path serves pixel/255 in train.NewMemory's shuffle order.
+	// The fast path serves pixel/255 in NewMemory's shuffle order.
 	l, err := NewLoader(ds, Config{BatchSize: 5, Shuffle: true, Seed: 9})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +110,7 @@ func TestLoaderIDXMatchesMemory(t *testing.T) {
 	if !l.direct {
 		t.Fatal("no fast path for IDX data without a transform")
 	}
-	mem, err := train.NewMemory(ds.images.Tensor(0, ds.Len()), ds.Labels(), 5, true, 9)
+	mem, err := NewMemory(ds.images.Tensor(0, ds.Len()), ds.Labels(), 5, true, 9)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func shuffle(idx []int, rng *randv2.PCG) {
 }
 
 // epochOrder returns 0..n-1, shuffled for the epoch when shuffled is set.
-// The shuffle is the one train.NewMemory draws from the same seed and
+// The shuffle is the one NewMemory draws from the same seed and
 // epoch, so an IDX data set visits its examples in the same order through
 // a Loader as through an in-memory source.
 func epochOrder(n int, shuffled bool, seed int64, epoch int) []int {

@@ -3,11 +3,11 @@ package train
 import (
 	"context"
 	"fmt"
-	"iter"
 	"slices"
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"github.com/graft-dev/graft/surgery"
 	"gorgonia.org/tensor"
 )
@@ -71,13 +71,13 @@ func SplitAtHead(m *onnx.Model, params []string) (extractor, head *onnx.Model, e
 
 // CacheFeatures runs extractor (in inference mode) over src's first-epoch
 // batches and returns a source over the features it computes, with the
-// same labels. If src is Ordered the cached source replays src's batches of
+// same labels. If src is dataset.Ordered the cached source replays its batches of
 // every epoch (its shuffles included) over the features; otherwise it
 // yields the first epoch's batches again in every epoch. progress, if not
 // nil, is called after each batch with the examples done and src.Len().
-func CacheFeatures(ctx context.Context, extractor *runtime.Program, src Source, progress func(done, total int)) (Ordered, error) {
+func CacheFeatures(ctx context.Context, extractor *runtime.Program, src dataset.Source, progress func(done, total int)) (dataset.Ordered, error) {
 	var order [][]int
-	ordered, isOrdered := src.(Ordered)
+	ordered, isOrdered := src.(dataset.Ordered)
 	if isOrdered {
 		order = ordered.Order(0)
 	}
@@ -148,39 +148,15 @@ func CacheFeatures(ctx context.Context, extractor *runtime.Program, src Source, 
 			scatterRows(d, f.Data().([]float64), row, chunks[c])
 		}
 	}
-	cs := &cachedSource{x: all, labels: labels, row: row}
 	if isOrdered {
-		cs.order = ordered.Order
-	} else {
-		cs.order = func(int) [][]int { return chunks }
+		return dataset.Replay(all, labels, ordered.Order)
 	}
-	return cs, nil
+	return dataset.Replay(all, labels, func(int) [][]int { return chunks })
 }
 
 func scatterRows[T any](dst, src []T, row int, idx []int) {
 	for i, j := range idx {
 		copy(dst[j*row:(j+1)*row], src[i*row:(i+1)*row])
-	}
-}
-
-// cachedSource replays an order of batches over cached examples.
-type cachedSource struct {
-	x      *tensor.Dense
-	labels []int
-	row    int
-	order  func(epoch int) [][]int
-}
-
-func (c *cachedSource) Len() int                { return len(c.labels) }
-func (c *cachedSource) Order(epoch int) [][]int { return c.order(epoch) }
-
-func (c *cachedSource) Batches(epoch int) iter.Seq2[Batch, error] {
-	return func(yield func(Batch, error) bool) {
-		for _, idx := range c.order(epoch) {
-			if !yield(gather(c.x, c.row, c.labels, idx), nil) {
-				return
-			}
-		}
 	}
 }
 
@@ -191,7 +167,7 @@ func (c *cachedSource) Batches(epoch int) iter.Seq2[Batch, error] {
 // every Checkpoint call and when training ends, however it ends. Optimizer
 // state is keyed by parameter name, so it carries over between this and
 // Fit on full.
-func FitHeadOnFeatures(ctx context.Context, full, head *runtime.Program, train, val Source, cfg Config) (*History, error) {
+func FitHeadOnFeatures(ctx context.Context, full, head *runtime.Program, train, val dataset.Source, cfg Config) (*History, error) {
 	var names []string
 	for _, hp := range head.Params() {
 		fp := full.Param(hp.Name)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
@@ -134,9 +135,9 @@ func TestFitHeadOnFeaturesEqualsFrozenBackbone(t *testing.T) {
 }
 
 // unordered hides a source's Order method.
-type unordered struct{ Source }
+type unordered struct{ dataset.Source }
 
-// A source that is not Ordered is cached in the order it yields, and
+// A source that is not dataset.Ordered is cached in the order it yields, and
 // replayed in that order every epoch.
 func TestCacheFeaturesUnordered(t *testing.T) {
 	x, labels := images(5, 4)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
@@ -77,7 +78,7 @@ type Config struct {
 	// Perturb, if set, replaces each training batch before its step:
 	// adversarial examples or noise for hardening a model. It sees the
 	// parameters as they are at that step.
-	Perturb func(epoch int, b Batch) (Batch, error)
+	Perturb func(epoch int, b dataset.Batch) (dataset.Batch, error)
 	// Prior holds the epochs of an earlier run being resumed: the returned
 	// History continues it, and "best" compares against its best epoch.
 	Prior *History
@@ -195,7 +196,7 @@ func classesOf(p *runtime.Program) (int, error) {
 // (checked between batches: the current step finishes, the epoch in
 // progress is not recorded), a *NonFiniteError when a loss is NaN or
 // infinite, or the error of a source, step or Checkpoint.
-func Fit(ctx context.Context, p *runtime.Program, train, val Source, cfg Config) (*History, error) {
+func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg Config) (*History, error) {
 	h := cfg.Prior.clone()
 	if cfg.Optimizer == nil {
 		return h, fmt.Errorf("fit: no optimizer")
@@ -342,7 +343,7 @@ func rate(n int, d time.Duration) float64 {
 // returns the mean loss (the loss LossFor picks), the accuracy, and each
 // class's accuracy (recall; NaN for classes without examples). classes 0
 // takes the count from the model's output shape.
-func Evaluate(p *runtime.Program, src Source, classes int) (loss, acc float64, perClass []float64, err error) {
+func Evaluate(p *runtime.Program, src dataset.Source, classes int) (loss, acc float64, perClass []float64, err error) {
 	if classes == 0 {
 		if classes, err = classesOf(p); err != nil {
 			return 0, 0, nil, fmt.Errorf("evaluate: %w", err)
@@ -351,7 +352,7 @@ func Evaluate(p *runtime.Program, src Source, classes int) (loss, acc float64, p
 	return evaluate(context.Background(), p, src, classes, LossFor(p.Model()))
 }
 
-func evaluate(ctx context.Context, p *runtime.Program, src Source, classes int, lossKind runtime.Loss) (loss, acc float64, perClass []float64, err error) {
+func evaluate(ctx context.Context, p *runtime.Program, src dataset.Source, classes int, lossKind runtime.Loss) (loss, acc float64, perClass []float64, err error) {
 	dt := dtypeOf(p)
 	hits := make([]int, classes)
 	counts := make([]int, classes)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
@@ -80,9 +81,9 @@ func compile(t *testing.T, m *onnx.Model) *runtime.Program {
 	return p
 }
 
-func memory(t *testing.T, x *tensor.Dense, labels []int, bs int, shuffle bool, seed int64) *Memory {
+func memory(t *testing.T, x *tensor.Dense, labels []int, bs int, shuffle bool, seed int64) *dataset.Memory {
 	t.Helper()
-	m, err := NewMemory(x, labels, bs, shuffle, seed)
+	m, err := dataset.NewMemory(x, labels, bs, shuffle, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +195,12 @@ func TestFitStopsWhenCancelled(t *testing.T) {
 
 // poisoned yields NaN inputs in one batch of one epoch.
 type poisoned struct {
-	Source
+	dataset.Source
 	epoch, batch int
 }
 
-func (s poisoned) Batches(epoch int) iter.Seq2[Batch, error] {
-	return func(yield func(Batch, error) bool) {
+func (s poisoned) Batches(epoch int) iter.Seq2[dataset.Batch, error] {
+	return func(yield func(dataset.Batch, error) bool) {
 		i := 0
 		for b, err := range s.Source.Batches(epoch) {
 			if epoch == s.epoch && i == s.batch {
@@ -261,8 +262,8 @@ func TestFitResume(t *testing.T) {
 		return Config{Epochs: 5, Optimizer: opt, Params: mlpParams, Schedule: CosineAnnealingLR{TMax: 5}}
 	}
 	newOpt := func() Optimizer { o, _ := NewAdamW(AdamOptions{LR: 0.05, WeightDecay: 0.01}); return o }
-	src := func() Source { return memory(t, x, labels, 8, true, 11) }
-	val := func() Source { return memory(t, vx, vlabels, 8, false, 0) }
+	src := func() dataset.Source { return memory(t, x, labels, 8, true, 11) }
+	val := func() dataset.Source { return memory(t, vx, vlabels, 8, false, 0) }
 
 	// Uninterrupted.
 	pa := compile(t, mlp(t, 3, false))

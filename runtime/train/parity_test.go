@@ -13,6 +13,7 @@ import (
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
@@ -77,7 +78,7 @@ func TestParityWithPyTorch(t *testing.T) {
 		labels[i] = int(l)
 	}
 	x := tensor.New(tensor.WithShape(int(xt.Dims[0]), 3, 64, 64), tensor.WithBacking(xs))
-	src, err := NewMemory(x, labels, refs.Batch, false, 0)
+	src, err := dataset.NewMemory(x, labels, refs.Batch, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,8 @@
-package train
+package dataset
 
 import (
 	"fmt"
 	"iter"
-	"math/rand/v2"
 
 	"gorgonia.org/tensor"
 )
@@ -40,7 +39,8 @@ type Memory struct {
 	batchSize int
 	shuffle   bool
 	seed      int64
-	row       int // values per example
+	row       int                     // values per example
+	order     func(epoch int) [][]int // Replay's order; nil: by shuffle and seed
 }
 
 // NewMemory returns a source over the examples x [N, ...] with their N
@@ -73,21 +73,32 @@ func NewMemory(x *tensor.Dense, labels []int, batchSize int, shuffle bool, seed 
 		row: x.Shape().TotalSize() / n}, nil
 }
 
+// Replay returns a source over the examples x [N, ...] with their N labels
+// that yields, in each epoch, the batches order(epoch) lists (example
+// indices): the cached features of a data set can so follow the batches the
+// data set's own source would give.
+func Replay(x *tensor.Dense, labels []int, order func(epoch int) [][]int) (*Memory, error) {
+	m, err := NewMemory(x, labels, 1, false, 0)
+	if err != nil {
+		return nil, err
+	}
+	m.order = order
+	return m, nil
+}
+
 // Len returns the number of examples.
 func (m *Memory) Len() int { return len(m.labels) }
 
-// BatchSize returns the batch size.
+// BatchSize returns the batch size (1 for a Replay source, whose batches
+// have the sizes its order gives).
 func (m *Memory) BatchSize() int { return m.batchSize }
 
 // Order returns the example indices of each batch of the epoch.
 func (m *Memory) Order(epoch int) [][]int {
-	idx := make([]int, len(m.labels))
-	for i := range idx {
-		idx[i] = i
+	if m.order != nil {
+		return m.order(epoch)
 	}
-	if m.shuffle {
-		permute(idx, m.seed, epoch)
-	}
+	idx := epochOrder(len(m.labels), m.shuffle, m.seed, epoch)
 	var out [][]int
 	for lo := 0; lo < len(idx); lo += m.batchSize {
 		out = append(out, idx[lo:min(lo+m.batchSize, len(idx))])
@@ -128,25 +139,4 @@ func gatherRows[T any](d []T, row int, idx []int) []T {
 		out = append(out, d[j*row:(j+1)*row]...)
 	}
 	return out
-}
-
-// permute shuffles idx (Fisher-Yates) with a generator seeded by seed and
-// epoch. The draws are spelled out here, not left to math/rand's Shuffle,
-// so the orders stay the same across Go releases.
-func permute(idx []int, seed int64, epoch int) {
-	rng := rand.NewPCG(uint64(seed), uint64(epoch))
-	for i := len(idx) - 1; i > 0; i-- {
-		j := int(below(rng, uint64(i+1)))
-		idx[i], idx[j] = idx[j], idx[i]
-	}
-}
-
-// below returns a uniform draw from [0, n) by rejection.
-func below(rng *rand.PCG, n uint64) uint64 {
-	limit := -n % n // 2^64 mod n: draws below it would bias the result
-	for {
-		if x := rng.Uint64(); x >= limit {
-			return x % n
-		}
-	}
 }

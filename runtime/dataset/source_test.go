@@ -1,4 +1,4 @@
-package train
+package dataset
 
 import (
 	"slices"
@@ -18,8 +18,8 @@ func rows(n int) (*tensor.Dense, []int) {
 	return tensor.New(tensor.WithShape(n, 2), tensor.WithBacking(d)), labels
 }
 
-// epochOrder lists the examples of an epoch's batches, from their rows.
-func epochOrder(t *testing.T, s Source, epoch int) (order []int, sizes []int) {
+// batchOrder lists the examples of an epoch's batches, from their rows.
+func batchOrder(t *testing.T, s Source, epoch int) (order []int, sizes []int) {
 	t.Helper()
 	for b, err := range s.Batches(epoch) {
 		if err != nil {
@@ -44,7 +44,7 @@ func TestMemorySource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	order, sizes := epochOrder(t, m, 3)
+	order, sizes := batchOrder(t, m, 3)
 	if !slices.Equal(order, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) || !slices.Equal(sizes, []int{4, 4, 2}) {
 		t.Errorf("unshuffled: order %v in batches %v", order, sizes)
 	}
@@ -55,10 +55,10 @@ func TestMemorySource(t *testing.T) {
 	s, _ := NewMemory(x, labels, 4, true, 42)
 	s2, _ := NewMemory(x, labels, 4, true, 42)
 	other, _ := NewMemory(x, labels, 4, true, 43)
-	e0, sizes := epochOrder(t, s, 0)
-	e1, _ := epochOrder(t, s, 1)
-	again, _ := epochOrder(t, s2, 1)
-	o0, _ := epochOrder(t, other, 0)
+	e0, sizes := batchOrder(t, s, 0)
+	e1, _ := batchOrder(t, s, 1)
+	again, _ := batchOrder(t, s2, 1)
+	o0, _ := batchOrder(t, other, 0)
 	if !slices.Equal(sizes, []int{4, 4, 2}) {
 		t.Errorf("shuffled batch sizes %v", sizes)
 	}
