@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/graft-dev/graft/onnx/contract"
 	"gorgonia.org/tensor"
 )
 
@@ -379,7 +380,7 @@ func classify(m Model, x *tensor.Dense, c Criterion) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	pred, conf, err := Predict(scores)
+	pred, conf, err := Predict(scores, scoreKind(m))
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -389,10 +390,10 @@ func classify(m Model, x *tensor.Dense, c Criterion) (Outcome, error) {
 	return Outcome{X: x, Scores: scores, Pred: pred, Confidence: conf, Success: c.Success(pred)}, nil
 }
 
-// Predict returns, for scores [N, K] (logits or log-probabilities), the
-// class with the highest score in each row (the first on ties, as
-// torch.argmax) and its softmax probability.
-func Predict(scores *tensor.Dense) (pred []int, conf []float64, err error) {
+// Predict returns, for scores [N, K], the class with the highest score in
+// each row (the first on ties, as torch.argmax) and its probability, by
+// what the scores are (contract.Output.Probabilities).
+func Predict(scores *tensor.Dense, out contract.Output) (pred []int, conf []float64, err error) {
 	s := scores.Shape()
 	if len(s) != 2 || s[1] == 0 {
 		return nil, nil, fmt.Errorf("attacks: scores of shape %v, want [batch, classes]", s)
@@ -413,17 +414,8 @@ func Predict(scores *tensor.Dense) (pred []int, conf []float64, err error) {
 	pred, conf = make([]int, n), make([]float64, n)
 	for i := 0; i < n; i++ {
 		row := v[i*k : (i+1)*k]
-		best := 0
-		for j, x := range row {
-			if x > row[best] || math.IsNaN(row[best]) && !math.IsNaN(x) {
-				best = j
-			}
-		}
-		var sum float64
-		for _, x := range row {
-			sum += math.Exp(x - row[best])
-		}
-		pred[i], conf[i] = best, 1/sum
+		pred[i] = contract.Argmax(row)
+		conf[i] = out.Probabilities(row)[pred[i]]
 	}
 	return pred, conf, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
@@ -253,7 +254,7 @@ func TestAttackErrors(t *testing.T) {
 
 func TestPredict(t *testing.T) {
 	s := tensor.New(tensor.WithShape(2, 3), tensor.WithBacking([]float32{1, 3, 3, float32(math.Log(0.7)), float32(math.Log(0.2)), float32(math.Log(0.1))}))
-	pred, conf, err := Predict(s)
+	pred, conf, err := Predict(s, contract.Output{Kind: contract.Logits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +282,7 @@ func TestSweep(t *testing.T) {
 	// Recount by hand from the outcomes of Run on the same examples.
 	first := rows(x, 0, 20)
 	clean, _ := m.Forward(first)
-	pred, conf, _ := Predict(clean)
+	pred, conf, _ := Predict(clean, contract.Output{Kind: contract.Logits})
 	correct, confSum := 0, 0.0
 	for i := range pred {
 		if pred[i] == labels[i] {

@@ -33,15 +33,17 @@
 // (TargetedMisclassification) step down the loss of the target class and
 // succeed when the model predicts it.
 //
-// The loss is the one the model was trained with: NLL for a model ending
-// in LogSoftmax (PyTorch's nll_loss on log_softmax), cross-entropy on
-// logits otherwise (LossFor); a final Softmax is left out so the attack
-// sees logits. It is the mean over the batch, which scales the gradient by
-// 1/N and leaves its sign unchanged, so results do not depend on the batch
-// size. The gradient is graft's own (package runtime); the step is computed
-// as PyTorch computes it, in the model's element type, so on the full-size
-// ResNet-18 graft's FGSM batch equals PyTorch's bit for bit wherever the
-// two gradients have the same sign.
+// The loss and the reading of the scores follow the model's contract
+// (package contract): cross-entropy on logits, NLL for a model ending in
+// LogSoftmax (PyTorch's nll_loss on log_softmax), and for a model ending in
+// Softmax or Sigmoid cross-entropy on that node's input, the logits
+// (runtime.LossFor); confidences are the class probabilities the contract's
+// kind gives. The loss is the mean over the batch, which scales the
+// gradient by 1/N and leaves its sign unchanged, so results do not depend
+// on the batch size. The gradient is graft's own (package runtime); the
+// step is computed as PyTorch computes it, in the model's element type, so
+// on the full-size ResNet-18 graft's FGSM batch equals PyTorch's bit for
+// bit wherever the two gradients have the same sign.
 //
 // Any type with Forward and Gradient methods is a Model; Classifier wraps a
 // compiled ONNX model.

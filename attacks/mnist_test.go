@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/data"
 )
@@ -164,7 +165,7 @@ func TestLeNetFGSMAndCleanAccuracy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pred, _, _ := Predict(out)
+	pred, _, _ := Predict(out, contract.Output{Kind: contract.Logits})
 	correct := 0
 	for i, p := range pred {
 		if p == labels[i] {
@@ -182,8 +183,9 @@ func TestLeNetFGSMAndCleanAccuracy(t *testing.T) {
 	}
 }
 
-// A model ending in Softmax is attacked through its logits: the classifier
-// leaves the Softmax out, on a copy, and predicts the same.
+// A model ending in Softmax is attacked through its logits: the loss reads
+// the Softmax's input, and predictions and confidences are those of the
+// same network ending in logits.
 func TestClassifierDropsFinalSoftmax(t *testing.T) {
 	logits, err := onnx.Load("../testdata/models/cnn/model.onnx")
 	if err != nil {
@@ -202,8 +204,8 @@ func TestClassifierDropsFinalSoftmax(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Outputs[0].Producer().OpType != "Softmax" || b.Loss != runtime.CrossEntropy {
-		t.Errorf("the caller's model lost its Softmax, or loss %v", b.Loss)
+	if g.Outputs[0].Producer().OpType != "Softmax" || b.Loss != runtime.CrossEntropy || b.LossOn != out.Name {
+		t.Errorf("the caller's model lost its Softmax, or loss %v on %q", b.Loss, b.LossOn)
 	}
 	im, labels := loadHeldOut(t)
 	x := im.Tensor(0, 20)
@@ -217,7 +219,7 @@ func TestClassifierDropsFinalSoftmax(t *testing.T) {
 	}
 	for k := range oa {
 		for i := range oa[k].Pred {
-			if oa[k].Pred[i] != ob[k].Pred[i] || oa[k].Confidence[i] != ob[k].Confidence[i] {
+			if oa[k].Pred[i] != ob[k].Pred[i] || math.Abs(oa[k].Confidence[i]-ob[k].Confidence[i]) > 1e-6 {
 				t.Fatalf("eps %g example %d: %d (%g) with Softmax, %d (%g) without", oa[k].Eps, i, ob[k].Pred[i], ob[k].Confidence[i], oa[k].Pred[i], oa[k].Confidence[i])
 			}
 		}

@@ -5,13 +5,14 @@ import (
 	"fmt"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
-	"github.com/graft-dev/graft/surgery"
 	"gorgonia.org/tensor"
 )
 
 // A Model is a classifier the attacks query. Inputs are batches [N, ...] of
-// pixels in [0, 1]; scores are [N, K] logits or log-probabilities.
+// pixels in [0, 1]; scores are [N, K]: logits, unless the model says
+// otherwise with a method ScoreKind() contract.Output, as Classifier does.
 type Model interface {
 	// Forward returns the scores for a batch.
 	Forward(x *tensor.Dense) (*tensor.Dense, error)
@@ -26,30 +27,27 @@ type Model interface {
 // output is the scores; it must have one graph input.
 type Classifier struct {
 	Program *runtime.Program
-	// Loss is runtime.NLL for a model ending in LogSoftmax (the negative
-	// log-likelihood, PyTorch's nll_loss) and runtime.CrossEntropy for one
-	// ending in logits.
+	// Output is the model's output contract: what its scores are (see
+	// contract.Derive); predictions and confidences follow it.
+	Output contract.Output
+	// Loss is the loss the attacks differentiate and LossOn the value it
+	// reads, by runtime.LossFor: cross-entropy on logits, NLL on
+	// log-probabilities, and for a model ending in Softmax or Sigmoid
+	// cross-entropy on that node's input, its logits.
 	Loss    runtime.Loss
+	LossOn  string
 	classes int // 0 until known
 }
 
-// NewClassifier compiles m for attacking. The loss follows the model's last
-// node: NLL after a LogSoftmax, cross-entropy on logits otherwise. A final
-// Softmax is left out (on a copy of m): the attacks then work on its input,
-// the logits, and predictions and confidences are unchanged.
+// NewClassifier compiles m for attacking, with the loss and the reading of
+// its scores its contract gives (contract.Derive, runtime.LossFor).
 func NewClassifier(m *onnx.Model, opts runtime.Options) (*Classifier, error) {
 	if m == nil || m.Graph == nil || len(m.Graph.Outputs) == 0 {
 		return nil, errors.New("attacks: the model has no outputs")
 	}
-	if n := m.Graph.Outputs[0].Producer(); n != nil && n.OpType == "Softmax" && len(n.Inputs) == 1 && n.Inputs[0] != nil {
-		c, err := m.Clone()
-		if err != nil {
-			return nil, err
-		}
-		if err := surgery.Apply(c, surgery.Cut(n.Inputs[0].Name)); err != nil {
-			return nil, err
-		}
-		m = c
+	c, err := contract.Derive(m)
+	if err != nil {
+		return nil, fmt.Errorf("attacks: %w", err)
 	}
 	p, err := runtime.Compile(m, opts)
 	if err != nil {
@@ -58,29 +56,20 @@ func NewClassifier(m *onnx.Model, opts runtime.Options) (*Classifier, error) {
 	if n := len(p.Inputs()); n != 1 {
 		return nil, fmt.Errorf("attacks: the model has %d inputs, want one image input", n)
 	}
-	c := &Classifier{Program: p, Loss: LossFor(m)}
-	if t := m.Graph.Outputs[0].Type; t != nil && len(t.Shape) == 2 && t.Shape[1].Known() {
-		c.classes = int(t.Shape[1].Value)
-	}
-	return c, nil
-}
-
-// LossFor returns runtime.NLL when m's first output is made by LogSoftmax,
-// runtime.CrossEntropy otherwise.
-func LossFor(m *onnx.Model) runtime.Loss {
-	if n := m.Graph.Outputs[0].Producer(); n != nil && n.OpType == "LogSoftmax" {
-		return runtime.NLL
-	}
-	return runtime.CrossEntropy
+	loss, on := runtime.LossFor(c.Output)
+	return &Classifier{Program: p, Output: c.Output, Loss: loss, LossOn: on, classes: c.Output.NumClasses}, nil
 }
 
 // LossName names the loss, for reports.
 func (c *Classifier) LossName() string {
-	if c.Loss == runtime.NLL {
-		return "nll (the model ends in LogSoftmax)"
+	if c.LossOn != "" {
+		return fmt.Sprintf("%s (%q, before the final %s)", c.Loss, c.LossOn, c.Output.Activation)
 	}
-	return "cross-entropy on logits"
+	return c.Loss.String()
 }
+
+// ScoreKind says what the scores are, for predictions and confidences.
+func (c *Classifier) ScoreKind() contract.Output { return c.Output }
 
 // Forward runs the model in inference mode.
 func (c *Classifier) Forward(x *tensor.Dense) (*tensor.Dense, error) {
@@ -107,9 +96,18 @@ func (c *Classifier) Gradient(x *tensor.Dense, classes []int) (scores, grad *ten
 	if err != nil {
 		return nil, nil, err
 	}
-	res, err := c.Program.Step(&runtime.Request{Inputs: []*tensor.Dense{x}, Targets: targets, Loss: c.Loss, InputGrads: true})
+	res, err := c.Program.Step(&runtime.Request{Inputs: []*tensor.Dense{x}, Targets: targets, Loss: c.Loss, LossOn: c.LossOn, InputGrads: true})
 	if err != nil {
 		return nil, nil, err
 	}
 	return res.Outputs[0], res.InputGrads[0], nil
+}
+
+// scoreKind returns what m's scores are: what it says (ScoreKind), logits
+// otherwise.
+func scoreKind(m Model) contract.Output {
+	if k, ok := m.(interface{ ScoreKind() contract.Output }); ok {
+		return k.ScoreKind()
+	}
+	return contract.Output{Kind: contract.Logits}
 }

@@ -243,11 +243,14 @@ func TestBroadcastForward(t *testing.T) {
 }
 
 func TestCrossEntropyGradient(t *testing.T) {
-	for _, logits := range []bool{true, false} {
-		k := &crossEntropy[float64]{n: 3, k: 4, logits: logits}
+	for _, scores := range []Loss{CrossEntropy, NLL, ProbabilityNLL} {
+		k := &crossEntropy[float64]{n: 3, k: 4, scores: scores}
 		in := randomInputs(9, [][]int{{3, 4}, {3, 4}})
 		for i := range in[1] {
 			in[1][i] = math.Abs(in[1][i])
+			if scores == ProbabilityNLL {
+				in[0][i] = 0.05 + math.Abs(in[0][i]) // probabilities, away from the clamp
+			}
 		}
 		checkGrad(t, k, in)
 	}

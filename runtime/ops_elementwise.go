@@ -386,23 +386,37 @@ func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 }
 
 // crossEntropy is the mean over the batch of -sum(target * log p), where
-// log p is log_softmax(x) for logits, or x itself for log-probabilities.
+// log p is log_softmax(x) for logits (CrossEntropy), x itself for
+// log-probabilities (NLL), or log(max(x, minProbability)) for
+// probabilities (ProbabilityNLL).
 type crossEntropy[T Float] struct {
 	n, k   int
-	logits bool
+	scores Loss
 }
 
-func (c *crossEntropy[T]) describe() string       { return fmt.Sprintf("CrossEntropy(logits=%v)", c.logits) }
+// minProbability bounds the probabilities ProbabilityNLL takes the log of,
+// so a probability that underflowed to 0 gives a large finite loss and no
+// gradient, rather than an infinite loss.
+const minProbability = 1e-30
+
+func (c *crossEntropy[T]) describe() string       { return fmt.Sprintf("CrossEntropy(%v)", c.scores) }
 func (c *crossEntropy[T]) outShape() []int        { return nil }
 func (c *crossEntropy[T]) differentiable() []bool { return []bool{true, false} }
 
 func (c *crossEntropy[T]) logp(x []T) []T {
-	if !c.logits {
-		return x
+	switch c.scores {
+	case CrossEntropy:
+		lp := make([]T, len(x))
+		logSoftmaxRows(x, lp, c.n, c.k)
+		return lp
+	case ProbabilityNLL:
+		lp := make([]T, len(x))
+		for i, p := range x {
+			lp[i] = T(math.Log(max(float64(p), minProbability)))
+		}
+		return lp
 	}
-	lp := make([]T, len(x))
-	logSoftmaxRows(x, lp, c.n, c.k)
-	return lp
+	return x
 }
 
 func (c *crossEntropy[T]) forward(in [][]T, out []T) error {
@@ -420,9 +434,18 @@ func (c *crossEntropy[T]) forward(in [][]T, out []T) error {
 func (c *crossEntropy[T]) backward(_ int, in [][]T, _, gout, gin []T) error {
 	t := in[1]
 	g := gout[0] / T(c.n)
-	if !c.logits {
+	switch c.scores {
+	case NLL:
 		for i := range gin {
 			gin[i] = -t[i] * g
+		}
+		return nil
+	case ProbabilityNLL:
+		for i, p := range in[0] {
+			gin[i] = 0
+			if float64(p) > minProbability {
+				gin[i] = -t[i] * g / p
+			}
 		}
 		return nil
 	}

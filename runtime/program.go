@@ -138,7 +138,27 @@ const (
 	// NLL treats the first output as log-probabilities (a model ending in
 	// LogSoftmax): the mean of -sum(target * output).
 	NLL
+	// ProbabilityNLL treats the first output as probabilities: the mean of
+	// -sum(target * log(output)), the log of probabilities below 1e-30
+	// taken at 1e-30. LossFor uses it only for probabilities whose logits
+	// it cannot reach (no final Softmax or Sigmoid to read before).
+	ProbabilityNLL
 )
+
+// String names the loss.
+func (l Loss) String() string {
+	switch l {
+	case NoLoss:
+		return "none"
+	case CrossEntropy:
+		return "cross-entropy on logits"
+	case NLL:
+		return "negative log-likelihood of log-probabilities"
+	case ProbabilityNLL:
+		return "negative log-likelihood of probabilities"
+	}
+	return fmt.Sprintf("Loss(%d)", int(l))
+}
 
 // A Request asks Step for one forward and backward pass.
 type Request struct {
@@ -148,6 +168,9 @@ type Request struct {
 	// for hard labels (see OneHot).
 	Targets *tensor.Dense
 	Loss    Loss
+	// LossOn names the value the loss reads, [batch, classes]: logits
+	// before a final Softmax (see LossFor). Empty means the first output.
+	LossOn string
 	// Train runs Dropout with random masks and BatchNormalization on batch
 	// statistics, updating its running statistics; otherwise both are in
 	// inference form. When Params names parameters, only the
@@ -207,7 +230,7 @@ func (p *Program) key(req *Request) string {
 	}
 	params := append([]string(nil), req.Params...)
 	sort.Strings(params)
-	fmt.Fprint(&b, req.Loss, req.Train, req.InputGrads, params)
+	fmt.Fprint(&b, req.Loss, ";", req.LossOn, ";", req.Train, req.InputGrads, params)
 	return b.String()
 }
 
@@ -327,13 +350,26 @@ func newSession[T Float](p *Program, req *Request) (session, error) {
 		s.outputs = append(s.outputs, x.node)
 	}
 	if req.Loss != NoLoss {
-		out := b.vals[p.model.Graph.Outputs[0]]
+		scores := p.model.Graph.Outputs[0]
+		if req.LossOn != "" {
+			if scores = p.model.Graph.Value(req.LossOn); scores == nil {
+				return nil, fmt.Errorf("the loss reads %q, which the graph does not have", req.LossOn)
+			}
+		}
+		out := b.vals[scores]
+		if out == nil || out.node == nil {
+			return nil, fmt.Errorf("the loss reads %q, which is not computed as floats", scores.Name)
+		}
 		tshape := req.Targets.Shape().Clone()
 		if len(out.shape) != 2 || out.shape[0] != tshape[0] || out.shape[1] != tshape[1] {
-			return nil, fmt.Errorf("targets have shape %v but output %q has shape %v", tshape, p.model.Graph.Outputs[0].Name, out.shape)
+			what := fmt.Sprintf("output %q", scores.Name)
+			if req.LossOn != "" {
+				what = fmt.Sprintf("%q, which the loss reads,", scores.Name)
+			}
+			return nil, fmt.Errorf("targets have shape %v but %s has shape %v", tshape, what, out.shape)
 		}
 		s.target = G.NewTensor(b.g, b.dtype(), 2, G.WithShape(tshape...), G.WithName("targets"))
-		lossVal, err := b.apply(&crossEntropy[T]{n: tshape[0], k: tshape[1], logits: req.Loss == CrossEntropy},
+		lossVal, err := b.apply(&crossEntropy[T]{n: tshape[0], k: tshape[1], scores: req.Loss},
 			out, &val[T]{node: s.target, shape: tshape})
 		if err != nil {
 			return nil, err

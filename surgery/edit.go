@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 )
 
 // Cut returns an edit that makes the named value the graph's only output,
@@ -99,7 +100,7 @@ func Normalize(input string, mean, std []float32) Edit {
 			}
 			shape[1] = int64(len(mean))
 		}
-		return InsertAfter(input, func(g *onnx.Graph, x *onnx.Value) (*onnx.Value, error) {
+		err := InsertAfter(input, func(g *onnx.Graph, x *onnx.Value) (*onnx.Value, error) {
 			mt, err := onnx.FromFloat32(input+"_mean", shape, mean)
 			if err != nil {
 				return nil, err
@@ -112,6 +113,15 @@ func Normalize(input string, mean, std []float32) Edit {
 			div := g.AddNode("Div", NormalizeNode, []*onnx.Value{sub.Outputs[0], g.AddInitializer(st)}, []string{input + "_normalized"})
 			return div.Outputs[0], nil
 		})(m)
+		if err != nil {
+			return err
+		}
+		if first := firstInput(m.Graph); first == nil || first.Name != input {
+			return nil // not the image input the contract describes
+		}
+		return restoreContract(m, false, func(c *contract.Contract) {
+			c.Input.Mean, c.Input.Std, c.Input.NormalizedInside = mean, std, true
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 )
 
 // HeadOptions configure ReplaceHead.
@@ -120,7 +121,9 @@ func ReplaceHead(k int, opts HeadOptions) Edit {
 			return fmt.Errorf("replace head: cannot replace a %s head", old.OpType)
 		}
 		retypeDownstream(m, out, h.OutFeatures, kk)
-		return nil
+		return restoreContract(m, true, func(c *contract.Contract) {
+			c.Output.NumClasses, c.Output.Classes = k, nil
+		})
 	}
 }
 

@@ -160,7 +160,7 @@ func (j *finetuneJob) run(ctx context.Context) (*finetuneResult, error) {
 		},
 	}
 	if j.harden.active() {
-		cfg.Perturb = j.harden.perturb(p, train.LossFor(j.model), j.seed)
+		cfg.Perturb = j.harden.perturb(p, j.seed)
 	}
 	// history is filled as epochs end; the checkpoint callback records it.
 	history = &train.History{BestEpoch: -1}

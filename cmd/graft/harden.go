@@ -6,6 +6,7 @@ import (
 	"math/rand"
 
 	"github.com/graft-dev/graft/attacks"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
@@ -50,9 +51,11 @@ func (h hardening) check() error {
 // perturb returns the train.Config.Perturb function for p, the program
 // being trained. Inputs must be pixels in [0, 1] (normalisation inside the
 // model); perturbed inputs are clamped back to [0, 1].
-func (h hardening) perturb(p *runtime.Program, loss runtime.Loss, seed int64) func(int, dataset.Batch) (dataset.Batch, error) {
+func (h hardening) perturb(p *runtime.Program, seed int64) func(int, dataset.Batch) (dataset.Batch, error) {
 	rng := rand.New(rand.NewSource(seed ^ 0x5eed))
-	clf := &attacks.Classifier{Program: p, Loss: loss}
+	c, _ := contract.Derive(p.Model())
+	loss, on := runtime.LossFor(c.Output)
+	clf := &attacks.Classifier{Program: p, Output: c.Output, Loss: loss, LossOn: on}
 	return func(epoch int, b dataset.Batch) (dataset.Batch, error) {
 		x := b.X.Clone().(*tensor.Dense)
 		data, ok := x.Data().([]float32)

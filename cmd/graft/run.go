@@ -14,9 +14,9 @@ import (
 	"strings"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/data"
-	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
 
@@ -363,15 +363,15 @@ func runPreprocessing(in *onnx.Value, f runFlags, mean, std []float32) (*RunPrep
 	p.Resize = f.resize
 	if p.Resize == 0 {
 		// The same rule fine-tuning uses, so a model is run as it was trained.
-		p.Resize = dataset.DefaultResize(p.CropH, p.CropW)
+		p.Resize = contract.DefaultResize(p.CropH, p.CropW)
 	}
 	p.Mean, p.Std = mean, std
 	if p.Channels == 3 {
 		if p.Mean == nil {
-			p.Mean = data.ImageNetMean
+			p.Mean = contract.ImageNetMean
 		}
 		if p.Std == nil {
-			p.Std = data.ImageNetStd
+			p.Std = contract.ImageNetStd
 		}
 	}
 	for _, v := range [][]float32{p.Mean, p.Std} {

@@ -294,14 +294,16 @@ func TestToTensorNormalize(t *testing.T) {
 
 func TestBatch(t *testing.T) {
 	paths := []string{"testdata/shapes_317x211.jpg", "testdata/rings_211x149_gray.png", "testdata/alpha_33x29.png"}
-	b, err := Eval(40, 32, 3).Batch(paths)
+	imagenet := &Pipeline{Channels: 3, Transform: Compose(Resize(40), CenterCrop(32)),
+		Mean: []float32{0.485, 0.456, 0.406}, Std: []float32{0.229, 0.224, 0.225}}
+	b, err := imagenet.Batch(paths)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s := b.Shape(); len(s) != 4 || s[0] != 3 || s[1] != 3 || s[2] != 32 || s[3] != 32 {
 		t.Errorf("batch shape %v", s)
 	}
-	b, err = Eval(40, 32, 1).Batch(paths[:2])
+	b, err = (&Pipeline{Channels: 1, Transform: Compose(Resize(40), CenterCrop(32))}).Batch(paths[:2])
 	if err != nil || b.Shape()[1] != 1 {
 		t.Errorf("gray batch: %v, %v", err, b)
 	}

@@ -23,11 +23,14 @@
 //
 // ToTensor scales to [0,1] in CHW order and Tensor.Normalize subtracts the
 // mean and divides by the standard deviation per channel, in float32 as
-// torch does. A Pipeline bundles the three steps; Eval gives the standard
-// evaluation preprocessing:
+// torch does. A Pipeline bundles the three steps:
 //
-//	p := data.Eval(256, 224, 3) // Resize(256), CenterCrop(224), ImageNet mean/std
+//	p := &data.Pipeline{Channels: 3, Transform: data.Compose(data.Resize(256), data.CenterCrop(224)),
+//		Mean: []float32{0.485, 0.456, 0.406}, Std: []float32{0.229, 0.224, 0.225}}
 //	batch, err := p.Batch(paths) // *tensor.Dense [len(paths), 3, 224, 224]
+//
+// Which preprocessing a model wants is its contract's business (package
+// onnx/contract); dataset.PreprocessingFor turns it into a Pipeline.
 //
 // Resize reproduces PIL's Image.resize(BILINEAR) bit for bit: separable
 // passes (horizontal first), a triangle filter whose support grows with the

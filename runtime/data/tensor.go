@@ -6,13 +6,6 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// ImageNet's per-channel mean and standard deviation, the usual Normalize
-// arguments for torchvision's pretrained models.
-var (
-	ImageNetMean = []float32{0.485, 0.456, 0.406}
-	ImageNetStd  = []float32{0.229, 0.224, 0.225}
-)
-
 // A Tensor is an image as float32 values in channel, row, column order.
 type Tensor struct {
 	C, H, W int
@@ -80,18 +73,6 @@ type Pipeline struct {
 	Channels  int
 	Transform Transform
 	Mean, Std []float32
-}
-
-// Eval returns torchvision's usual evaluation preprocessing for a model
-// with the given number of input channels: Resize(resize),
-// CenterCrop(crop), ToTensor, and for 3 channels Normalize with the ImageNet
-// mean and std (1-channel images are left in [0,1]).
-func Eval(resize, crop, channels int) *Pipeline {
-	p := &Pipeline{Channels: channels, Transform: Compose(Resize(resize), CenterCrop(crop))}
-	if channels == 3 {
-		p.Mean, p.Std = ImageNetMean, ImageNetStd
-	}
-	return p
 }
 
 // Apply preprocesses one decoded image.

@@ -64,7 +64,7 @@ func TestImageFolderLayout(t *testing.T) {
 
 	// Mixed sizes and channel counts load once preprocessed to one size,
 	// with the values data.Pipeline gives each file.
-	pipe := data.Eval(40, 32, 3)
+	pipe := evalPipeline(40, 32)
 	l, err := NewLoader(ds, Config{BatchSize: 4, Pipeline: pipe})
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +186,7 @@ func TestCorruptImageFailsItsBatch(t *testing.T) {
 	if ds.Len() != 6 {
 		t.Fatalf("%d examples", ds.Len())
 	}
-	l, err := NewLoader(ds, Config{BatchSize: 2, Pipeline: data.Eval(16, 16, 3)})
+	l, err := NewLoader(ds, Config{BatchSize: 2, Pipeline: evalPipeline(16, 16)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestSkipBad(t *testing.T) {
 		}
 	}
 	// The same examples every epoch, all loadable.
-	l, err := NewLoader(ds, Config{BatchSize: 3, Shuffle: true, Seed: 1, Pipeline: data.Eval(16, 16, 3)})
+	l, err := NewLoader(ds, Config{BatchSize: 3, Shuffle: true, Seed: 1, Pipeline: evalPipeline(16, 16)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,4 +250,12 @@ func TestSkipBad(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(root, "b")+" has no readable images") {
 		t.Errorf("error %v", err)
 	}
+}
+
+// evalPipeline is the default preprocessing of a 3-channel crop×crop model,
+// with another resize.
+func evalPipeline(resize, crop int) *data.Pipeline {
+	pp := ForInput(3, crop, crop)
+	pp.Resize = resize
+	return pp.Pipeline()
 }

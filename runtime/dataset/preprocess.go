@@ -2,16 +2,11 @@ package dataset
 
 import (
 	"fmt"
-	"math"
 	"math/rand"
 
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime/data"
 )
-
-// SmallInput is the input side below which a model counts as small
-// (MNIST's 28, CIFAR's 32): images are resized straight to its size
-// rather than resized larger and center-cropped.
-const SmallInput = 64
 
 // Preprocessing describes how images become a model's input, the way
 // torchvision's reference scripts do it:
@@ -19,7 +14,8 @@ const SmallInput = 64
 //	evaluation: Resize(Resize), CenterCrop(Height×Width), ToTensor, Normalize(Mean, Std)
 //	training with Augment: RandomResizedCrop(Height), RandomHorizontalFlip, ToTensor, Normalize
 //
-// after converting images to Channels channels.
+// after converting images to Channels channels. Mean and Std apply to
+// pixels in [0, 1].
 type Preprocessing struct {
 	Channels      int       // the model's input channels: 1 or 3
 	Height, Width int       // the model's input size
@@ -28,29 +24,28 @@ type Preprocessing struct {
 	Augment       bool      // random crops and flips (training); needs a square input
 }
 
-// ForInput returns the usual preprocessing for a model input of
-// channels×height×width: the crop is the input size; the resize is
-// round(side*256/224) like torchvision's ImageNet models (256 for 224),
-// except for small inputs (sides below SmallInput), which images are
-// resized to directly; ImageNet's mean and std for 3 channels, none for 1.
-// Augmentation is off.
-func ForInput(channels, height, width int) Preprocessing {
-	p := Preprocessing{Channels: channels, Height: height, Width: width, Resize: DefaultResize(height, width)}
-	if channels == 3 {
-		p.Mean, p.Std = data.ImageNetMean, data.ImageNetStd
+// PreprocessingFor returns the preprocessing a model's input contract
+// asks for (see contract.Derive): its channels, size and resize, and the
+// normalisation outside the model, scale included
+// (contract.Input.PixelNormalization). Augmentation is off.
+func PreprocessingFor(in contract.Input) (Preprocessing, error) {
+	if err := in.Check(); err != nil {
+		return Preprocessing{}, err
 	}
-	return p
+	mean, std := in.PixelNormalization()
+	return Preprocessing{Channels: in.Channels, Height: in.Height, Width: in.Width, Resize: in.Resize, Mean: mean, Std: std}, nil
 }
 
-// DefaultResize returns the resize ForInput picks for a height×width
-// input: round(min(height, width)*256/224), or min(height, width) itself
-// when that is below SmallInput.
-func DefaultResize(height, width int) int {
-	side := min(height, width)
-	if side < SmallInput {
-		return side
-	}
-	return int(math.Round(float64(side) * 256 / 224))
+// ForInput returns the preprocessing of the default contract for a
+// channels×height×width input (contract.ImageInput): the crop is the input
+// size, the resize round(side*256/224) like torchvision's ImageNet models
+// (256 for 224) except for small inputs, which images are resized to
+// directly; ImageNet's mean and std for 3 channels, none for 1.
+// Augmentation is off.
+func ForInput(channels, height, width int) Preprocessing {
+	in := contract.ImageInput(channels, height, width)
+	mean, std := in.PixelNormalization()
+	return Preprocessing{Channels: channels, Height: height, Width: width, Resize: in.Resize, Mean: mean, Std: std}
 }
 
 // Check reports a preprocessing that cannot work.

@@ -188,7 +188,11 @@ func FitHeadOnFeatures(ctx context.Context, full, head *runtime.Program, train, 
 		cfg.Classes = k
 	}
 	if cfg.Loss == runtime.NoLoss {
-		cfg.Loss = LossFor(full.Model())
+		// The head ends as the whole model does: its contract gives the loss.
+		var err error
+		if cfg.Loss, cfg.LossOn, err = lossFor(head); err != nil {
+			return cfg.Prior.clone(), fmt.Errorf("fit head: %w", err)
+		}
 	}
 	copyParams(head, full, names)
 	defer copyParams(full, head, names)

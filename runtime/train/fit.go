@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
@@ -58,10 +59,11 @@ type Config struct {
 	Schedule Schedule
 	// Params names the trainable parameters.
 	Params []string
-	// Loss is runtime.CrossEntropy (the model outputs logits) or
-	// runtime.NLL (log-probabilities); runtime.NoLoss picks by the model,
-	// see LossFor.
-	Loss runtime.Loss
+	// Loss is the loss to minimise and LossOn the value it reads (empty:
+	// the first output); runtime.NoLoss picks both by the model's contract
+	// (contract.Derive, runtime.LossFor).
+	Loss   runtime.Loss
+	LossOn string
 	// Classes is the number of classes; 0 takes it from the model's output
 	// shape.
 	Classes int
@@ -157,26 +159,15 @@ func (h *History) clone() *History {
 	return c
 }
 
-// LossFor returns the loss for training m: NLL if its first output comes
-// from LogSoftmax (through Identity, Flatten, Reshape or Squeeze), else
-// CrossEntropy on logits.
-func LossFor(m *onnx.Model) runtime.Loss {
-	if m == nil || m.Graph == nil || len(m.Graph.Outputs) == 0 {
-		return runtime.CrossEntropy
+// lossFor returns the loss for training p's model and the value it reads,
+// by the model's contract (runtime.LossFor).
+func lossFor(p *runtime.Program) (runtime.Loss, string, error) {
+	c, err := contract.Derive(p.Model())
+	if err != nil {
+		return runtime.NoLoss, "", err
 	}
-	for n := m.Graph.Outputs[0].Producer(); n != nil; {
-		switch n.OpType {
-		case "LogSoftmax":
-			return runtime.NLL
-		case "Identity", "Flatten", "Reshape", "Squeeze":
-			if v := n.Input(0); v != nil {
-				n = v.Producer()
-				continue
-			}
-		}
-		break
-	}
-	return runtime.CrossEntropy
+	loss, on := runtime.LossFor(c.Output)
+	return loss, on, nil
 }
 
 // classesOf returns the model's class count from its first output's shape.
@@ -231,7 +222,10 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 		cfg.Classes = k
 	}
 	if cfg.Loss == runtime.NoLoss {
-		cfg.Loss = LossFor(p.Model())
+		var err error
+		if cfg.Loss, cfg.LossOn, err = lossFor(p); err != nil {
+			return h, fmt.Errorf("fit: %w", err)
+		}
 	}
 	sched := cfg.Schedule
 	if sched == nil {
@@ -263,6 +257,7 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 				Inputs:  []*tensor.Dense{convert(b.X, dt)},
 				Targets: targets,
 				Loss:    cfg.Loss,
+				LossOn:  cfg.LossOn,
 				Train:   true,
 				Params:  cfg.Params,
 			})
@@ -300,7 +295,7 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 		}
 		score := stats.Accuracy
 		if val != nil {
-			loss, acc, _, err := evaluate(ctx, p, val, cfg.Classes, cfg.Loss)
+			loss, acc, _, err := evaluate(ctx, p, val, cfg.Classes, cfg.Loss, cfg.LossOn)
 			if errors.Is(err, ErrStopped) {
 				return h, fmt.Errorf("%w in the validation of epoch %d: %w", ErrStopped, epoch+1, context.Cause(ctx))
 			}
@@ -340,7 +335,8 @@ func rate(n int, d time.Duration) float64 {
 }
 
 // Evaluate runs p in inference mode over src's first-epoch batches and
-// returns the mean loss (the loss LossFor picks), the accuracy, and each
+// returns the mean loss (the loss of the model's contract, see
+// runtime.LossFor), the accuracy, and each
 // class's accuracy (recall; NaN for classes without examples). classes 0
 // takes the count from the model's output shape.
 func Evaluate(p *runtime.Program, src dataset.Source, classes int) (loss, acc float64, perClass []float64, err error) {
@@ -349,10 +345,14 @@ func Evaluate(p *runtime.Program, src dataset.Source, classes int) (loss, acc fl
 			return 0, 0, nil, fmt.Errorf("evaluate: %w", err)
 		}
 	}
-	return evaluate(context.Background(), p, src, classes, LossFor(p.Model()))
+	lossKind, on, err := lossFor(p)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("evaluate: %w", err)
+	}
+	return evaluate(context.Background(), p, src, classes, lossKind, on)
 }
 
-func evaluate(ctx context.Context, p *runtime.Program, src dataset.Source, classes int, lossKind runtime.Loss) (loss, acc float64, perClass []float64, err error) {
+func evaluate(ctx context.Context, p *runtime.Program, src dataset.Source, classes int, lossKind runtime.Loss, lossOn string) (loss, acc float64, perClass []float64, err error) {
 	dt := dtypeOf(p)
 	hits := make([]int, classes)
 	counts := make([]int, classes)
@@ -369,7 +369,7 @@ func evaluate(ctx context.Context, p *runtime.Program, src dataset.Source, class
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		res, err := p.Step(&runtime.Request{Inputs: []*tensor.Dense{convert(b.X, dt)}, Targets: targets, Loss: lossKind})
+		res, err := p.Step(&runtime.Request{Inputs: []*tensor.Dense{convert(b.X, dt)}, Targets: targets, Loss: lossKind, LossOn: lossOn})
 		if err != nil {
 			return 0, 0, nil, err
 		}
@@ -397,9 +397,9 @@ func countCorrect(out *tensor.Dense, labels []int, hits, counts []int) int {
 	var row func(i int) int
 	switch d := out.Data().(type) {
 	case []float32:
-		row = func(i int) int { return argmax(d[i*k : (i+1)*k]) }
+		row = func(i int) int { return contract.Argmax(d[i*k : (i+1)*k]) }
 	case []float64:
-		row = func(i int) int { return argmax(d[i*k : (i+1)*k]) }
+		row = func(i int) int { return contract.Argmax(d[i*k : (i+1)*k]) }
 	}
 	n := 0
 	for i, l := range labels {
@@ -415,16 +415,6 @@ func countCorrect(out *tensor.Dense, labels []int, hits, counts []int) int {
 		}
 	}
 	return n
-}
-
-func argmax[T float32 | float64](v []T) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] || (x != x && v[best] == v[best]) {
-			best = i
-		}
-	}
-	return best
 }
 
 // dtypeOf returns the element type p computes in.

@@ -93,10 +93,10 @@ func memory(t *testing.T, x *tensor.Dense, labels []int, bs int, shuffle bool, s
 func TestFitLearnsSeparableData(t *testing.T) {
 	for _, logSoftmax := range []bool{false, true} {
 		m := mlp(t, 1, logSoftmax)
-		if got, want := LossFor(m), map[bool]runtime.Loss{false: runtime.CrossEntropy, true: runtime.NLL}[logSoftmax]; got != want {
-			t.Errorf("LossFor: %v, want %v", got, want)
-		}
 		p := compile(t, m)
+		if got, _, err := lossFor(p); err != nil || got != map[bool]runtime.Loss{false: runtime.CrossEntropy, true: runtime.NLL}[logSoftmax] {
+			t.Errorf("lossFor: %v, %v", got, err)
+		}
 		x, labels := clusters(60, 2)
 		vx, vlabels := clusters(30, 3)
 		train, val := memory(t, x, labels, 10, true, 7), memory(t, vx, vlabels, 16, false, 0)
