@@ -32,11 +32,11 @@ func TestMain(m *testing.M) {
 // argument.
 var helpers = map[string]func(arg string){
 	// lock takes the lock of the folder arg, says "locked" and waits to be
-	// killed.
+	// killed; or prints why it could not.
 	"lock": func(dir string) {
 		l, err := LockDir(dir)
 		if err != nil {
-			println(err.Error())
+			os.Stdout.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
 		os.Stdout.WriteString("locked\n")

@@ -46,7 +46,7 @@ func LockDir(dir string) (*DirLock, error) {
 			who = fmt.Sprintf("another graft run (pid %d)", pid)
 		}
 		f.Close()
-		return nil, &refusal{fmt.Sprintf("%s is writing to %s", who, dir), ErrLocked}
+		return nil, &plainError{fmt.Sprintf("%s is writing to %s", who, dir), ErrLocked}
 	}
 	// The holder's pid, for the message a second run prints.
 	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")

@@ -129,7 +129,7 @@ func readCurrent(dir string) (string, error) {
 	path := filepath.Join(dir, currentName)
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("no committed set in %s: %w", dir, fs.ErrNotExist)
+		return "", &plainError{"no committed set in " + dir, fs.ErrNotExist}
 	}
 	if err != nil {
 		return "", fmt.Errorf("set in %s: %w", dir, unwrapPath(err))

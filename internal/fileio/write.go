@@ -29,15 +29,15 @@ var (
 	ErrNotRegular = errors.New("not a regular file")
 )
 
-// refusal is an error for an output the rule refuses: its text is the
-// sentence for the user, and it wraps ErrReadOnly or ErrNotRegular.
-type refusal struct {
+// plainError is an error whose text is a whole sentence for the user and
+// which wraps a sentinel error (ErrReadOnly, ErrNotRegular, ...).
+type plainError struct {
 	msg  string
 	kind error
 }
 
-func (r *refusal) Error() string { return r.msg }
-func (r *refusal) Unwrap() error { return r.kind }
+func (r *plainError) Error() string { return r.msg }
+func (r *plainError) Unwrap() error { return r.kind }
 
 // An Option adjusts the rule for one write.
 type Option func(*options)
@@ -105,7 +105,7 @@ func resolve(path, name string, force bool) (target, error) {
 		dest, _ := os.Readlink(path)
 		if real, err = filepath.EvalSymlinks(path); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return target{}, &refusal{fmt.Sprintf("%s is a symlink to %s, which does not exist; graft writes through a symlink only to an existing file", name, dest), ErrNotRegular}
+				return target{}, &plainError{fmt.Sprintf("%s is a symlink to %s, which does not exist; graft writes through a symlink only to an existing file", name, dest), ErrNotRegular}
 			}
 			return target{}, fmt.Errorf("%s: %w", name, unwrapPath(err))
 		}
@@ -115,10 +115,10 @@ func resolve(path, name string, force bool) (target, error) {
 		what = fmt.Sprintf("%s is a symlink to %s, which", name, dest)
 	}
 	if kind := kindOf(fi.Mode()); kind != "" {
-		return target{}, &refusal{fmt.Sprintf("%s is %s, not a regular file; graft writes only regular files", what, kind), ErrNotRegular}
+		return target{}, &plainError{fmt.Sprintf("%s is %s, not a regular file; graft writes only regular files", what, kind), ErrNotRegular}
 	}
 	if fi.Mode().Perm()&0o222 == 0 && !force {
-		return target{}, &refusal{fmt.Sprintf("%s is read-only (mode %04o); graft replaces a read-only file only when forced", what, fi.Mode().Perm()), ErrReadOnly}
+		return target{}, &plainError{fmt.Sprintf("%s is read-only (mode %04o); graft replaces a read-only file only when forced", what, fi.Mode().Perm()), ErrReadOnly}
 	}
 	return target{path: real, info: fi}, nil
 }
