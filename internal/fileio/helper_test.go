@@ -110,6 +110,13 @@ func startHelper(t *testing.T, name, arg string) (*exec.Cmd, *bufio.Reader) {
 	return cmd, bufio.NewReader(out)
 }
 
+// A specialCase is a file that is not regular, the error a write to it
+// gets, and its mode, which must stay (0 for a socket).
+type specialCase struct {
+	path, want string
+	mode       fs.FileMode
+}
+
 // names lists the entries of dir, sorted.
 func names(t *testing.T, dir string) []string {
 	t.Helper()

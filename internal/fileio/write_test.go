@@ -138,34 +138,12 @@ func TestWriteRefusesSpecialFiles(t *testing.T) {
 	if err := os.Mkdir(folder, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
-		path, want string
-		mode       fs.FileMode
-	}{
+	cases := []specialCase{
 		{fifo, "output " + fifo + " is a named pipe (FIFO), not a regular file; graft writes only regular files", fs.ModeNamedPipe | 0o644},
 		{sock, "output " + sock + " is a socket, not a regular file; graft writes only regular files", 0},
 		{folder, "output " + folder + " is a folder, not a regular file; graft writes only regular files", fs.ModeDir | 0o755},
 	}
-	if os.Geteuid() == 0 {
-		cdev := filepath.Join(dir, "null")
-		if err := unix.Mknod(cdev, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
-			t.Fatal(err)
-		}
-		os.Chmod(cdev, 0o666)
-		bdev := filepath.Join(dir, "loop")
-		if err := unix.Mknod(bdev, unix.S_IFBLK|0o600, int(unix.Mkdev(7, 200))); err != nil {
-			t.Fatal(err)
-		}
-		cases = append(cases,
-			struct {
-				path, want string
-				mode       fs.FileMode
-			}{cdev, "output " + cdev + " is a character device, not a regular file; graft writes only regular files", fs.ModeDevice | fs.ModeCharDevice | 0o666},
-			struct {
-				path, want string
-				mode       fs.FileMode
-			}{bdev, "output " + bdev + " is a block device, not a regular file; graft writes only regular files", fs.ModeDevice | 0o600})
-	}
+	cases = append(cases, deviceCases(t, dir)...)
 	before := names(t, dir)
 	for _, c := range cases {
 		done := make(chan error, 1)
@@ -282,45 +260,6 @@ func TestWriteBadFolder(t *testing.T) {
 	under := filepath.Join(file, "out.onnx")
 	wantErr(t, WriteFile(under, []byte("new")), "output "+under+": not a directory")
 	wantNames(t, dir, "file")
-}
-
-// mountTmpfs mounts a small tmpfs with the given options for the test, or
-// skips it where mounting is not allowed.
-func mountTmpfs(t *testing.T, opts string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, 0) })
-	return dir
-}
-
-// A write that fails half way (the disk is full) leaves the old file and no
-// temporary file.
-func TestWriteDiskFull(t *testing.T) {
-	dir := mountTmpfs(t, "size=256k")
-	path := filepath.Join(dir, "out.onnx")
-	writeFile(t, path, "old", 0o644)
-	err := WriteFile(path, make([]byte, 1<<20))
-	wantErr(t, err, "write "+path+": no space left on device")
-	if !errors.Is(err, syscall.ENOSPC) {
-		t.Errorf("%v is not ENOSPC", err)
-	}
-	wantContent(t, path, "old")
-	wantNames(t, dir, "out.onnx")
-}
-
-func TestWriteReadOnlyFileSystem(t *testing.T) {
-	dir := mountTmpfs(t, "size=64k")
-	path := filepath.Join(dir, "out.onnx")
-	writeFile(t, path, "old", 0o644)
-	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-		t.Skip(err)
-	}
-	wantErr(t, WriteFile(path, []byte("new")), "write "+path+": cannot create a file in folder "+dir+": read-only file system")
-	wantContent(t, path, "old")
-	wantNames(t, dir, "out.onnx")
 }
 
 // Temporary files of dead writers are removed by the next write in their
