@@ -52,8 +52,9 @@ type options struct {
 func Force() Option { return func(o *options) { o.force = true } }
 
 // ModeOf makes a new file take the permission bits (and, as root, the owner)
-// of the existing file at path, instead of 0644: a model's new data file
-// gets the model's. Ignored when nothing is at path or the file exists.
+// of the file at path instead of 0644, so that a private model's new data
+// file is private too. A file being replaced keeps its own; with nothing at
+// path, the default holds.
 func ModeOf(path string) Option { return func(o *options) { o.modeOf = path } }
 
 func collect(opts []Option) options {
@@ -231,6 +232,7 @@ func createTemp(dir, name string, perm fs.FileMode) (*os.File, error) {
 		// A cleaner took the file in the instant before we locked it, and
 		// removes it: try another name.
 		f.Close()
+		err = fmt.Errorf("%s: taken by another process", tmp)
 	}
 	return nil, err
 }
