@@ -202,8 +202,9 @@ func (t target) write(path string, data []byte, o options) error {
 // tempMarker is in every temporary file's name: .NAME.graft-tmp-RANDOM.
 const tempMarker = ".graft-tmp-"
 
-// isTemp reports whether name is one of our temporary files.
-func isTemp(name string) bool {
+// IsTemp reports whether the file name is one of graft's temporary files,
+// which a listing of a folder should ignore.
+func IsTemp(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.Contains(name, tempMarker)
 }
 
@@ -245,7 +246,7 @@ func removeDeadTemps(dir string) {
 		return
 	}
 	for _, e := range entries {
-		if isTemp(e.Name()) && e.Type().IsRegular() {
+		if IsTemp(e.Name()) && e.Type().IsRegular() {
 			removeIfDead(filepath.Join(dir, e.Name()))
 		}
 	}

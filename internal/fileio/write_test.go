@@ -178,7 +178,7 @@ func TestWriteDevNull(t *testing.T) {
 	wantErr(t, err, "output /dev/null is a character device, not a regular file; graft writes only regular files")
 	wantMode(t, "/dev/null", fs.ModeDevice|fs.ModeCharDevice|0o666)
 	for _, n := range names(t, "/dev") {
-		if isTemp(n) {
+		if IsTemp(n) {
 			t.Errorf("left /dev/%s (before: %d entries)", n, len(before))
 		}
 	}
@@ -316,7 +316,7 @@ func TestWriteKilled(t *testing.T) {
 			t.Fatalf("kill %d left a mixed or partial file of %d bytes", i, len(b))
 		}
 		for _, n := range names(t, dir) {
-			if isTemp(n) {
+			if IsTemp(n) {
 				midWrite++
 			}
 		}
