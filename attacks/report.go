@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/internal/fileio"
 )
 
 // Report files written by WriteDir.
@@ -65,7 +65,7 @@ func (r *Report) WriteDir(dir string) error {
 		if !ok {
 			continue
 		}
-		if err := onnx.WriteFileAtomic(filepath.Join(dir, name), b); err != nil {
+		if err := fileio.WriteFile(filepath.Join(dir, name), b); err != nil {
 			return err
 		}
 	}

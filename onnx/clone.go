@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/graft-dev/graft/onnx/internal/pb"
 	"google.golang.org/protobuf/proto"
@@ -45,5 +46,6 @@ func (m *Model) Clone() (*Model, error) {
 			i++
 		}
 	}
+	c.dataFiles = slices.Clone(m.dataFiles)
 	return c, nil
 }

@@ -2,6 +2,8 @@ package onnx
 
 import (
 	"bytes"
+	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -29,21 +31,29 @@ func TestCloneIsDeepAndFaithful(t *testing.T) {
 }
 
 func TestCloneKeepsExternalData(t *testing.T) {
-	m, err := Load("../testdata/models/cnn/model.onnx")
+	m := loadCNN(t)
+	if err := m.Graph.Initializers[0].Const.SetExternal(true); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "model.onnx")
+	if err := Save(m, path); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := m.Graph.Initializers[0].Const
-	if err := w.SetExternal("weights.bin"); err != nil {
-		t.Fatal(err)
-	}
 	c, err := m.Clone()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cw := c.Graph.Initializers[0].Const
-	if cw.External() == nil || cw.External().Location != "weights.bin" {
-		t.Fatalf("clone's tensor external = %+v, want weights.bin", cw.External())
+	if e, we := cw.External(), w.External(); e == nil || e.Location != we.Location || e.Offset != we.Offset || e.Length != we.Length {
+		t.Fatalf("clone's tensor external = %+v, want %+v", cw.External(), w.External())
+	}
+	if !slices.Equal(c.ExternalDataFiles(), m.ExternalDataFiles()) || len(c.ExternalDataFiles()) != 1 {
+		t.Errorf("clone's data files %q, want %q", c.ExternalDataFiles(), m.ExternalDataFiles())
 	}
 	if !bytes.Equal(cw.Raw(), w.Raw()) || &cw.Raw()[0] == &w.Raw()[0] {
 		t.Fatal("clone's external tensor data is not an equal, separate copy")

@@ -6,8 +6,11 @@
 // Nodes connected by Values. A Value is a graph input, a node output or a
 // constant (an initializer, its Tensor in Const); nodes hold their inputs
 // and outputs as *Value, so renaming a value renames it everywhere. Save
-// validates and writes a model atomically (a temporary file renamed into
-// place), external data files included; Encode returns the bytes.
+// validates and writes a model by graft's rule for outputs (atomically, never
+// over a device or a read-only file unless forced; see internal/fileio), its
+// external data in one file named after the output and its content, which
+// no other model can be reading; Encode returns the bytes.
+// ExternalDataFiles lists the data files a model was read from.
 //
 // An unedited model encodes to the bytes it was read from: the schema
 // behind the codec (internal/pb) is proto2 like ONNX's own, and every field

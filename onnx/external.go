@@ -44,12 +44,11 @@ func parseExternal(tensor string, entries []*pb.StringStringEntryProto) (*Extern
 	return e, nil
 }
 
-// SetExternal marks t to be stored in the file location, relative to the
-// model's folder, when the model is saved: Save writes the data there at an
-// offset it chooses, shared with the other tensors of the same location. An
-// empty location stores the data inside the model file again.
-func (t *Tensor) SetExternal(location string) error {
-	if location == "" {
+// SetExternal marks t to be stored outside the model file (external true),
+// in the data file Save writes beside it, or inside the model file again
+// (false). A tensor read from a data file keeps its place there until Save.
+func (t *Tensor) SetExternal(external bool) error {
+	if !external {
 		if t.storage == storeExternal {
 			t.storage, t.external = storeRaw, nil
 		}
@@ -58,14 +57,10 @@ func (t *Tensor) SetExternal(location string) error {
 	if t.DType == String {
 		return fmt.Errorf("tensor %q: string tensors cannot be stored externally", t.Name)
 	}
-	if err := checkLocation(location); err != nil {
-		return fmt.Errorf("tensor %q: %w: %q", t.Name, err, location)
+	if t.storage != storeExternal {
+		t.storage = storeExternal
+		t.external = &External{Offset: -1, Length: int64(len(t.raw))}
 	}
-	if t.storage == storeExternal && t.external.Location == location {
-		return nil
-	}
-	t.storage = storeExternal
-	t.external = &External{Location: location, Offset: -1, Length: int64(len(t.raw))}
 	return nil
 }
 

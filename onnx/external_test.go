@@ -34,13 +34,9 @@ func TestExternalSaveLoad(t *testing.T) {
 	orig := readFile(t, "../testdata/models/cnn/model.onnx")
 	m := loadCNN(t)
 	want := map[string][]byte{}
-	for i, v := range m.Graph.Initializers {
+	for _, v := range m.Graph.Initializers {
 		want[v.Name] = append([]byte(nil), v.Const.Raw()...)
-		loc := "weights.bin"
-		if i%3 == 2 {
-			loc = "more.bin"
-		}
-		if err := v.Const.SetExternal(loc); err != nil {
+		if err := v.Const.SetExternal(true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -55,9 +51,12 @@ func TestExternalSaveLoad(t *testing.T) {
 	if err := Save(m, path); err != nil {
 		t.Fatal(err)
 	}
-	if names := dirNames(t, dir); len(names) != 3 {
-		t.Errorf("Save wrote %q, want model.onnx, weights.bin and more.bin", names)
+	// One data file, named after the model file and its content.
+	names := dirNames(t, dir)
+	if len(names) != 2 || names[0] != "model.onnx" || !isDataFileOf(names[1], "model.onnx") {
+		t.Fatalf("Save wrote %q, want model.onnx and model.onnx.HASH.data", names)
 	}
+	dataName := names[1]
 	model := readFile(t, path)
 	if len(model) > 4096 {
 		t.Errorf("model with external weights is %d bytes", len(model))
@@ -67,14 +66,17 @@ func TestExternalSaveLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, v := range m2.Graph.Initializers {
+	if got := m2.ExternalDataFiles(); len(got) != 1 || got[0] != filepath.Join(dir, dataName) {
+		t.Errorf("ExternalDataFiles = %q, want [%s]", got, filepath.Join(dir, dataName))
+	}
+	for _, v := range m2.Graph.Initializers {
 		e := v.Const.External()
 		if e == nil {
 			t.Errorf("%s: not external after reload", v.Name)
 			continue
 		}
-		if wantLoc := map[bool]string{false: "weights.bin", true: "more.bin"}[i%3 == 2]; e.Location != wantLoc {
-			t.Errorf("%s: location %q, want %q", v.Name, e.Location, wantLoc)
+		if e.Location != dataName {
+			t.Errorf("%s: location %q, want %q", v.Name, e.Location, dataName)
 		}
 		if e.Offset%4096 != 0 || e.Length != int64(len(want[v.Name])) {
 			t.Errorf("%s: offset %d length %d", v.Name, e.Offset, e.Length)
@@ -84,38 +86,29 @@ func TestExternalSaveLoad(t *testing.T) {
 		}
 	}
 
-	// Save -> Load -> Save of an unedited model rewrites the same files.
+	// Save -> Load -> Save of an unedited model writes the same files.
 	dir2 := t.TempDir()
 	if err := Save(m2, filepath.Join(dir2, "model.onnx")); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"model.onnx", "weights.bin", "more.bin"} {
+	for _, name := range []string{"model.onnx", dataName} {
 		if !bytes.Equal(readFile(t, filepath.Join(dir, name)), readFile(t, filepath.Join(dir2, name))) {
 			t.Errorf("%s differs after Save -> Load -> Save", name)
 		}
 	}
-	// Saving over the files it was read from, too.
+	// Saving over the files it was read from, too; the data file, whose
+	// content is unchanged, is not even rewritten.
+	before, _ := os.Stat(filepath.Join(dir, dataName))
 	if err := Save(m2, path); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"model.onnx", "weights.bin", "more.bin"} {
+	for _, name := range []string{"model.onnx", dataName} {
 		if !bytes.Equal(readFile(t, filepath.Join(dir, name)), readFile(t, filepath.Join(dir2, name))) {
 			t.Errorf("%s differs after saving in place", name)
 		}
 	}
-
-	// Moving the data back inside gives the original model file.
-	for _, v := range m2.Graph.Initializers {
-		if err := v.Const.SetExternal(""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := Encode(m2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(b, orig) {
-		t.Errorf("model with data moved back inside differs from the original (%d vs %d bytes)", len(b), len(orig))
+	if after, _ := os.Stat(filepath.Join(dir, dataName)); !os.SameFile(before, after) {
+		t.Error("an unchanged data file was rewritten")
 	}
 
 	// Loading with an explicit folder.
@@ -127,21 +120,42 @@ func TestExternalSaveLoad(t *testing.T) {
 	if _, err := (DecodeOptions{Dir: dir}).Load(other); err != nil {
 		t.Errorf("DecodeOptions{Dir}.Load: %v", err)
 	}
-
 	// Decoding bytes gives no folder to read the data from.
 	_, err = Decode(model)
-	wantErr(t, err, "external data", "weights.bin", "not read from a file")
+	wantErr(t, err, "external data", dataName, "not read from a file")
+
+	// Moving the data back inside gives the original model file, and saving
+	// it removes the data file no model names any more.
+	for _, v := range m2.Graph.Initializers {
+		if err := v.Const.SetExternal(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := Encode(m2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, orig) {
+		t.Errorf("model with data moved back inside differs from the original (%d vs %d bytes)", len(b), len(orig))
+	}
+	if err := Save(m2, path); err != nil {
+		t.Fatal(err)
+	}
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Errorf("after saving the model with its data inside, the folder holds %q", names)
+	}
 }
 
 func TestExternalThroughLinkedFolder(t *testing.T) {
 	m := loadCNN(t)
 	for _, v := range m.Graph.Initializers {
-		v.Const.SetExternal("weights.bin")
+		v.Const.SetExternal(true)
 	}
 	real := t.TempDir()
 	if err := Save(m, filepath.Join(real, "model.onnx")); err != nil {
 		t.Fatal(err)
 	}
+	dataName := m.Graph.Initializers[0].Const.External().Location
 	link := filepath.Join(t.TempDir(), "link")
 	if err := os.Symlink(real, link); err != nil {
 		t.Skip(err)
@@ -150,10 +164,10 @@ func TestExternalThroughLinkedFolder(t *testing.T) {
 		t.Errorf("model in a linked folder: %v", err)
 	}
 	// A link inside the folder to a file inside it is fine.
-	if err := os.Rename(filepath.Join(real, "weights.bin"), filepath.Join(real, "w.real")); err != nil {
+	if err := os.Rename(filepath.Join(real, dataName), filepath.Join(real, "w.real")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("w.real", filepath.Join(real, "weights.bin")); err != nil {
+	if err := os.Symlink("w.real", filepath.Join(real, dataName)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Load(filepath.Join(real, "model.onnx")); err != nil {
@@ -324,30 +338,20 @@ func TestExternalStandaloneTensor(t *testing.T) {
 }
 
 func TestSetExternalRefused(t *testing.T) {
-	w, err := FromFloat32("W", []int64{2}, []float32{1, 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, loc := range []string{"/etc/passwd", "../x.bin", "a/../../x.bin", `..\x.bin`} {
-		err := w.SetExternal(loc)
-		wantErr(t, err, `tensor "W"`)
-		if !errors.Is(err, ErrUnsafeLocation) {
-			t.Errorf("SetExternal(%q): %v is not ErrUnsafeLocation", loc, err)
-		}
-	}
-	if w.External() != nil {
-		t.Errorf("refused SetExternal left External %+v", w.External())
-	}
 	s := &Tensor{Name: "S", DType: String, Dims: []int64{1}, strs: [][]byte{[]byte("x")}}
-	wantErr(t, s.SetExternal("s.bin"), `tensor "S"`, "string")
+	wantErr(t, s.SetExternal(true), `tensor "S"`, "string")
+	if s.External() != nil {
+		t.Errorf("refused SetExternal left External %+v", s.External())
+	}
 }
 
-// Save refuses to write outside the folder even if an edit put an unsafe
-// location on a tensor read from a file.
-func TestSaveUnsafeLocation(t *testing.T) {
+// Save writes the data file beside the model file only, whatever location
+// the tensors were read from or edited to (before, it wrote to the location
+// as read, refusing unsafe ones; now no location is ever written to).
+func TestSaveIgnoresLocation(t *testing.T) {
 	m := loadCNN(t)
 	w := m.Graph.Initializers[0].Const
-	if err := w.SetExternal("weights.bin"); err != nil {
+	if err := w.SetExternal(true); err != nil {
 		t.Fatal(err)
 	}
 	w.External().Location = "../evil.bin"
@@ -356,20 +360,23 @@ func TestSaveUnsafeLocation(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	err := Save(m, filepath.Join(dir, "model.onnx"))
-	wantErr(t, err, `"../evil.bin"`)
-	if !errors.Is(err, ErrUnsafeLocation) {
-		t.Errorf("%v is not ErrUnsafeLocation", err)
+	path := filepath.Join(dir, "model.onnx")
+	if err := Save(m, path); err != nil {
+		t.Fatal(err)
 	}
 	if names := dirNames(t, parent); len(names) != 1 {
+		t.Errorf("Save wrote %q beside the model's folder", names)
+	}
+	if names := dirNames(t, dir); len(names) != 2 || !isDataFileOf(names[1], "model.onnx") {
 		t.Errorf("Save wrote %q", names)
 	}
-	if names := dirNames(t, dir); len(names) != 0 {
-		t.Errorf("Save wrote %q", names)
+	if _, err := Load(path); err != nil {
+		t.Error(err)
 	}
 }
 
-// Tensors sharing a data file keep their offsets when one is edited.
+// Tensors read from one data file keep their offsets when saved, so the new
+// data file holds the same bytes.
 func TestExternalKeepsOffsets(t *testing.T) {
 	dir := t.TempDir()
 	data := make([]byte, 8192+8)
@@ -397,14 +404,19 @@ func TestExternalKeepsOffsets(t *testing.T) {
 	if err := Save(m, filepath.Join(out, "model.onnx")); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(readFile(t, filepath.Join(out, "model.onnx")), model) {
-		t.Error("model file changed")
-	}
-	if !bytes.Equal(readFile(t, filepath.Join(out, "w.bin")), data) {
-		t.Error("data file changed")
+	names := dirNames(t, out)
+	if len(names) != 2 || !bytes.Equal(readFile(t, filepath.Join(out, names[1])), data) {
+		t.Errorf("Save wrote %q, the data file differing from the one read", names)
 	}
 	if m.Graph.Initializers[1].Const.External().Offset != 8192 {
 		t.Errorf("W2 moved to %d", m.Graph.Initializers[1].Const.External().Offset)
+	}
+	// Only the location differs from the model read.
+	for _, v := range m.Graph.Initializers {
+		v.Const.External().Location = "w.bin"
+	}
+	if b, _ := Encode(m); !bytes.Equal(b, model) {
+		t.Error("the saved model differs from the one read by more than its data file's name")
 	}
 }
 
@@ -413,19 +425,24 @@ func TestExternalKeepsOffsets(t *testing.T) {
 func TestExternalSaveFailsCleanly(t *testing.T) {
 	m := loadCNN(t)
 	for _, v := range m.Graph.Initializers {
-		v.Const.SetExternal("weights.bin")
+		v.Const.SetExternal(true)
 	}
+	// Where the data file goes, learnt from a save elsewhere.
+	if err := Save(m, filepath.Join(t.TempDir(), "model.onnx")); err != nil {
+		t.Fatal(err)
+	}
+	dataName := m.Graph.Initializers[0].Const.External().Location
 	dir := t.TempDir()
 	// The model path is a folder: the model cannot be written.
 	path := filepath.Join(dir, "model.onnx")
 	if err := os.Mkdir(path, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, Save(m, path), path)
+	wantErr(t, Save(m, path), path, "is a folder")
 	if names := dirNames(t, dir); len(names) != 1 {
 		t.Errorf("failed Save left %q", names)
 	}
-	// An existing data file is kept as it was.
+	// Another model's data file is kept as it was.
 	writeFile(t, filepath.Join(dir, "weights.bin"), []byte("old"))
 	if Save(m, path) == nil {
 		t.Fatal("Save over a folder succeeded")
@@ -439,10 +456,10 @@ func TestExternalSaveFailsCleanly(t *testing.T) {
 	// The data file cannot be written: the model is not written either.
 	os.Remove(filepath.Join(dir, "weights.bin"))
 	os.Remove(path)
-	if err := os.Mkdir(filepath.Join(dir, "weights.bin"), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, dataName), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, Save(m, path), path, "weights.bin")
+	wantErr(t, Save(m, path), path, dataName)
 	if names := dirNames(t, dir); len(names) != 1 {
 		t.Errorf("failed Save left %q", names)
 	}

@@ -2,13 +2,18 @@ package onnx
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strings"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx/internal/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -126,12 +131,23 @@ func (m *Model) readExternal(dir string) error {
 		if err := r.read(t); err != nil {
 			return err
 		}
+		f := filepath.Join(dir, filepath.FromSlash(t.external.Location))
+		if !slices.Contains(m.dataFiles, f) {
+			m.dataFiles = append(m.dataFiles, f)
+		}
 	}
+	slices.Sort(m.dataFiles)
 	return nil
 }
 
+// ExternalDataFiles returns the paths of the external data files the model's
+// tensors were read from (the folder they were read relative to, joined with
+// each location), sorted, for a command to declare as inputs. It is nil for
+// a model read without external data or built in memory.
+func (m *Model) ExternalDataFiles() []string { return slices.Clone(m.dataFiles) }
+
 // Encode returns the model's protobuf bytes. Tensors stored externally are
-// referenced as they were read; Save writes their data files.
+// referenced as they were read (or last saved); Save writes their data file.
 func Encode(m *Model) ([]byte, error) {
 	var unplaced *Tensor
 	m.eachTensor(func(t *Tensor) {
@@ -140,7 +156,7 @@ func Encode(m *Model) ([]byte, error) {
 		}
 	})
 	if unplaced != nil {
-		return nil, fmt.Errorf("tensor %q is to be stored in %q but has no place there yet: use Save, which writes the data file", unplaced.Name, unplaced.external.Location)
+		return nil, fmt.Errorf("tensor %q is to be stored in a data file that does not exist yet: use Save, which writes it", unplaced.Name)
 	}
 	b, err := proto.Marshal(encodeModel(m))
 	if err != nil {
@@ -152,164 +168,205 @@ func Encode(m *Model) ([]byte, error) {
 	return b, nil
 }
 
-// Save validates m and writes it to path, and the data files of externally
-// stored tensors beside it. Every file is written to a temporary name and
-// renamed into place, so a failed save leaves no partial file behind.
-func Save(m *Model, path string) error {
+// SaveOptions control how a model is written.
+type SaveOptions struct {
+	// Force replaces a read-only file at the path (see internal/fileio).
+	Force bool
+}
+
+// Save validates m and writes it to path with SaveOptions{}.
+func Save(m *Model, path string) error { return SaveOptions{}.Save(m, path) }
+
+// Save validates m and writes it to path by graft's rule for outputs
+// (internal/fileio): atomically, keeping an existing file's mode, through a
+// symlink to the file it points to, and never over a device, pipe or folder.
+//
+// Tensors marked external (SetExternal) go to one data file beside the model
+// file, named after it and its own content: OUT.HASH.data, HASH being 16 hex
+// digits of the data's SHA-256. Since the name changes with the content,
+// Save never rewrites a data file that another model, such as the one the
+// tensors were read from, still reads; and since the data file is written
+// first and the model file, which names it, last, a kill at any instant
+// leaves the old model with its old data or the new model with its new
+// data. Then the data files of the same output that the new model no longer
+// names (OUT.*.data, in our naming only) are removed. Two Saves to one path
+// at once are not supported: commands lock their output folder
+// (fileio.LockDir).
+//
+// After Save, m's external tensors describe the data file written.
+func (o SaveOptions) Save(m *Model, path string) error {
 	if err := m.Validate(); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	dir := filepath.Dir(path)
-	files, err := m.layoutExternal()
-	if err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
+	var opts []fileio.Option
+	if o.Force {
+		opts = append(opts, fileio.Force())
 	}
+	// The model's own path first, so that a refused output leaves no data
+	// file behind.
+	real, err := fileio.Resolve(path, opts...)
+	if err != nil {
+		return err
+	}
+	dir, base := filepath.Dir(real), filepath.Base(real)
+	dataName, data, restore := m.placeExternal(base)
 	b, err := Encode(m)
 	if err != nil {
+		restore()
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	// Write every file to a temporary name first, and rename them into place
-	// (the model last) only once all are written and no target is a folder,
-	// so a failure leaves the existing files as they were.
-	type pending struct{ tmp, path string }
-	var written []pending
-	removeTemps := func() {
-		for _, p := range written {
-			os.Remove(p.tmp)
-		}
-	}
-	locs := make([]string, 0, len(files))
-	for loc := range files {
-		locs = append(locs, loc)
-	}
-	sort.Strings(locs)
-	for _, loc := range locs {
-		target := filepath.Join(dir, filepath.FromSlash(loc))
-		tmp, err := writeTemp(target, files[loc])
-		if err != nil {
-			removeTemps()
-			return fmt.Errorf("save %s: external data %q: %w", path, loc, err)
-		}
-		written = append(written, pending{tmp, target})
-	}
-	tmp, err := writeTemp(path, b)
-	if err != nil {
-		removeTemps()
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	written = append(written, pending{tmp, path})
-	for _, p := range written {
-		if st, err := os.Stat(p.path); err == nil && st.IsDir() {
-			removeTemps()
-			return fmt.Errorf("save %s: %s is a folder", path, p.path)
-		}
-	}
-	for i, p := range written {
-		if err := os.Rename(p.tmp, p.path); err != nil {
-			for _, q := range written[i:] {
-				os.Remove(q.tmp)
+	var created string // a data file this Save created, removed if the model cannot follow
+	if dataName != "" {
+		dataPath := filepath.Join(dir, dataName)
+		if !sameContent(dataPath, data) {
+			if _, err := os.Lstat(dataPath); errors.Is(err, fs.ErrNotExist) {
+				created = dataPath
 			}
-			return fmt.Errorf("save %s: %w", path, err)
+			if err := fileio.WriteFile(dataPath, data, append(opts, fileio.ModeOf(real))...); err != nil {
+				restore()
+				return fmt.Errorf("save %s: external data: %w", path, err)
+			}
 		}
 	}
+	if err := fileio.WriteFile(path, b, opts...); err != nil {
+		restore()
+		if created != "" {
+			os.Remove(created)
+		}
+		return err
+	}
+	removeStaleData(dir, base, dataName)
 	return nil
 }
 
-// layoutExternal builds the contents of each external data file. A tensor
-// keeps its offset when that range is free, so an unedited model's data file
-// is rewritten unchanged; others are appended at 4 KiB boundaries.
-func (m *Model) layoutExternal() (map[string][]byte, error) {
-	byLoc := map[string][]*Tensor{}
-	var locs []string
+// dataFileName returns the name of the data file of the model file base
+// holding data.
+func dataFileName(base string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return base + "." + hex.EncodeToString(sum[:8]) + ".data"
+}
+
+// isDataFileOf reports whether name is a data file Save would write for the
+// model file base.
+func isDataFileOf(name, base string) bool {
+	hash, ok := strings.CutPrefix(name, base+".")
+	if !ok {
+		return false
+	}
+	hash, ok = strings.CutSuffix(hash, ".data")
+	if !ok || len(hash) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(hash)
+	return err == nil && strings.ToLower(hash) == hash
+}
+
+// removeStaleData removes the data files of the model file base in dir
+// other than keep: the new model does not name them.
+func removeStaleData(dir, base, keep string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && e.Name() != keep && isDataFileOf(e.Name(), base) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// sameContent reports whether path is a regular file holding exactly data.
+func sameContent(path string, data []byte) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(len(data)) {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(b, data)
+}
+
+// placeExternal lays the external tensors out in one data file for the
+// model file base, points them at it, and returns its name and bytes (""
+// and nil with no external tensor) and a function that puts the tensors
+// back where they were. Tensors read from one data file keep their offsets
+// when those ranges are free and leave no more of the file unused than they
+// use plus a 4 KiB alignment gap each, so that an unedited model's data is
+// rewritten byte for byte; others are appended at 4 KiB boundaries.
+func (m *Model) placeExternal(base string) (string, []byte, func()) {
+	var ts []*Tensor
 	m.eachTensor(func(t *Tensor) {
 		if t.storage == storeExternal {
-			if byLoc[t.external.Location] == nil {
-				locs = append(locs, t.external.Location)
-			}
-			byLoc[t.external.Location] = append(byLoc[t.external.Location], t)
+			ts = append(ts, t)
 		}
 	})
-	files := map[string][]byte{}
-	for _, loc := range locs {
-		if err := checkLocation(loc); err != nil {
-			return nil, fmt.Errorf("%w: %q", err, loc)
-		}
-		type span struct{ lo, hi int64 }
-		var used []span
-		free := func(lo, hi int64) bool {
-			for _, s := range used {
-				if lo < s.hi && s.lo < hi {
-					return false
-				}
-			}
-			return true
-		}
-		var end int64
-		ts := byLoc[loc]
-		var moved []*Tensor
-		for _, t := range ts {
-			e := t.external
-			e.Length = int64(len(t.raw))
-			if e.Offset >= 0 && free(e.Offset, e.Offset+e.Length) {
-				used = append(used, span{e.Offset, e.Offset + e.Length})
-				end = max(end, e.Offset+e.Length)
-			} else {
-				moved = append(moved, t)
-			}
-		}
-		for _, t := range moved {
-			off := (end + 4095) &^ 4095
-			t.external.Offset = off
-			used = append(used, span{off, off + t.external.Length})
-			end = off + t.external.Length
-		}
-		sort.Slice(used, func(i, j int) bool { return used[i].lo < used[j].lo })
-		data := make([]byte, end)
-		for _, t := range ts {
-			copy(data[t.external.Offset:], t.raw)
-		}
-		files[loc] = data
+	if len(ts) == 0 {
+		return "", nil, func() {}
 	}
-	return files, nil
+	oneSource := true
+	var used int64
+	for _, t := range ts {
+		used += int64(len(t.raw))
+		if t.external.Offset >= 0 && t.external.Location != ts[0].external.Location {
+			oneSource = false
+		}
+	}
+	var places []External
+	var end int64
+	for _, keep := range []bool{oneSource, false} {
+		places, end = layout(ts, keep)
+		if end-used <= used+4096*int64(len(ts)) {
+			break
+		}
+	}
+	data := make([]byte, end)
+	for i, t := range ts {
+		copy(data[places[i].Offset:], t.raw)
+	}
+	name := dataFileName(base, data)
+	old := make([]*External, len(ts))
+	for i, t := range ts {
+		old[i] = t.external
+		places[i].Location = name
+		t.external = &places[i]
+	}
+	return name, data, func() {
+		for i, t := range ts {
+			t.external = old[i]
+		}
+	}
 }
 
-// WriteFileAtomic writes data to a temporary file in path's folder and renames
-// it to path, so readers never see a partial file.
-func WriteFileAtomic(path string, data []byte) error {
-	tmp, err := writeTemp(path, data)
-	if err != nil {
-		return err
+// layout places ts in one file, keeping their offsets where free if keep,
+// and returns each one's place and the file's size.
+func layout(ts []*Tensor, keep bool) ([]External, int64) {
+	type span struct{ lo, hi int64 }
+	var used []span
+	free := func(lo, hi int64) bool {
+		for _, s := range used {
+			if lo < s.hi && s.lo < hi {
+				return false
+			}
+		}
+		return true
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
+	places := make([]External, len(ts))
+	var end int64
+	for i, t := range ts {
+		e := External{Offset: -1, Length: int64(len(t.raw)), entries: t.external.entries}
+		if keep && t.external.Offset >= 0 && free(t.external.Offset, t.external.Offset+e.Length) {
+			e.Offset = t.external.Offset
+			used = append(used, span{e.Offset, e.Offset + e.Length})
+			end = max(end, e.Offset+e.Length)
+		}
+		places[i] = e
 	}
-	return nil
-}
-
-// writeTemp writes data to a new temporary file beside path and returns its
-// name; on failure it leaves no file.
-func writeTemp(path string, data []byte) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return "", err
+	for i := range places {
+		if places[i].Offset < 0 {
+			places[i].Offset = (end + 4095) &^ 4095
+			end = places[i].Offset + places[i].Length
+		}
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	return tmp, nil
+	return places, end
 }
 
 // eachTensor calls f on every tensor of the model: initializers and tensor
@@ -395,8 +452,5 @@ func SaveTensor(t *Tensor, path string) error {
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	if err := WriteFileAtomic(path, b); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	return nil
+	return fileio.WriteFile(path, b)
 }

@@ -16,7 +16,8 @@ type Model struct {
 	Metadata        []Property
 	Graph           *Graph
 
-	orig *pb.ModelProto // training_info, functions and unknown fields, kept for saving
+	orig      *pb.ModelProto // training_info, functions and unknown fields, kept for saving
+	dataFiles []string       // external data files read, see ExternalDataFiles
 }
 
 // An Opset names an operator set and the version the model uses. The default

@@ -533,8 +533,8 @@ func (p *Program) WriteBack() error {
 		if err != nil {
 			return fmt.Errorf("write back %q: %w", v.Name, err)
 		}
-		if ext := v.Const.External(); ext != nil {
-			if err := t.SetExternal(ext.Location); err != nil {
+		if v.Const.External() != nil {
+			if err := t.SetExternal(true); err != nil {
 				return fmt.Errorf("write back %q: %w", v.Name, err)
 			}
 		}

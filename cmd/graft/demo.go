@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime/data"
 	"github.com/graft-dev/graft/runtime/dataset"
@@ -160,7 +161,7 @@ func writeDemoReport(j *finetuneJob, res *finetuneResult, stdout io.Writer) erro
 	}
 	fmt.Fprintf(&b, "\nFiles: `model.onnx` (the best epoch's model), `metrics.json`, `training.png`.\n")
 	fmt.Fprintf(&b, "Look at the new model with `graft inspect %s`.\n", j.out)
-	if err := onnx.WriteFileAtomic(filepath.Join(j.metricsDir, "report.md"), []byte(b.String())); err != nil {
+	if err := fileio.WriteFile(filepath.Join(j.metricsDir, "report.md"), []byte(b.String())); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "best validation accuracy %.2f%% (epoch %d) in %.1f s; wrote %s, report.md, metrics.json, training.png in %s\n",

@@ -8,7 +8,7 @@ import (
 	"image/draw"
 	"image/png"
 
-	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/runtime/train"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -80,7 +80,7 @@ func writeTrainingPlot(path string, h *train.History) error {
 	if err := png.Encode(&buf, out); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
-	if err := onnx.WriteFileAtomic(path, buf.Bytes()); err != nil {
+	if err := fileio.WriteFile(path, buf.Bytes()); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return nil

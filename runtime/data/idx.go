@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"gorgonia.org/tensor"
 )
 
@@ -242,7 +243,8 @@ func (a *IDXArray) describe() string {
 }
 
 // WriteIDX writes a as an IDX file, gzipped when path ends in ".gz",
-// atomically (a temporary file renamed into place).
+// by graft's rule for outputs (internal/fileio): atomically, never over a
+// device, pipe or folder.
 func WriteIDX(path string, a *IDXArray) error {
 	elem := idxElemSize(a.Type)
 	if elem == 0 {
@@ -279,32 +281,8 @@ func WriteIDX(path string, a *IDXArray) error {
 			return idxError(path, err)
 		}
 	}
-	if err := writeIDXFile(path, buf.Bytes()); err != nil {
-		return idxError(path, err)
-	}
-	return nil
-}
-
-func writeIDXFile(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return idxUnwrapPath(err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return idxUnwrapPath(err)
-	}
-	return nil
+	// The error names path and says what refused it.
+	return fileio.WriteFile(path, buf.Bytes())
 }
 
 // WriteIDXImages writes images as an IDX file of unsigned bytes [count,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
@@ -134,7 +135,7 @@ func (h *History) Save(path string) error {
 	if err != nil {
 		return fmt.Errorf("save history: %w", err)
 	}
-	return onnx.WriteFileAtomic(path, append(b, '\n'))
+	return fileio.WriteFile(path, append(b, '\n'))
 }
 
 // LoadHistory reads a History written by Save.

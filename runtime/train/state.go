@@ -10,7 +10,7 @@ import (
 	"os"
 	"slices"
 
-	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/internal/fileio"
 )
 
 // stateMagic marks an optimizer state file; the number is its format.
@@ -67,7 +67,7 @@ func SaveState(path string, o Optimizer) error {
 	if err := gob.NewEncoder(&buf).Encode(&f); err != nil {
 		return fmt.Errorf("save optimizer state: %w", err)
 	}
-	if err := onnx.WriteFileAtomic(path, buf.Bytes()); err != nil {
+	if err := fileio.WriteFile(path, buf.Bytes()); err != nil {
 		return fmt.Errorf("save optimizer state: %w", err)
 	}
 	return nil

@@ -1,0 +1,60 @@
+package fileio
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// ErrLocked is wrapped by LockDir's error when another run holds the lock.
+var ErrLocked = errors.New("output folder is locked")
+
+// LockName is the lock file LockDir keeps in a folder. It stays after the
+// run: removing it would let a third run lock a new file while a second
+// still waits on the old one.
+const LockName = ".graft.lock"
+
+// A DirLock makes its run the only graft run writing into one folder.
+type DirLock struct {
+	f *os.File
+}
+
+// LockDir creates dir if needed and takes its lock, held until Unlock or
+// the end of the process, however it ends. If another run holds it, LockDir
+// fails at once: "another graft run (pid N) is writing to DIR".
+func LockDir(dir string) (*DirLock, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	f, err := openLockFile(filepath.Join(dir, LockName))
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, unwrapPath(err))
+	}
+	ok, err := tryLock(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if !ok {
+		who := "another graft run"
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
+		if pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:n]))); err == nil {
+			who = fmt.Sprintf("another graft run (pid %d)", pid)
+		}
+		f.Close()
+		return nil, &plainError{fmt.Sprintf("%s is writing to %s", who, dir), ErrLocked}
+	}
+	// The holder's pid, for the message a second run prints.
+	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt(pid, 0)
+	}
+	return &DirLock{f: f}, nil
+}
+
+// Unlock releases the lock.
+func (l *DirLock) Unlock() error { return l.f.Close() }
