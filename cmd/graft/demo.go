@@ -2,19 +2,16 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"embed"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
-	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime/data"
 	"github.com/graft-dev/graft/runtime/dataset"
+	"github.com/graft-dev/graft/runtime/finetune"
 )
 
 // The embedded default: a small ResNet trained by testdata/gen/fashion_pretrain.py
@@ -26,7 +23,7 @@ var demoFS embed.FS
 func init() {
 	register(&command{
 		name: "demo",
-		args: "[-o DIR] [--epochs N]",
+		args: "[-o DIR] [--epochs N] [--seed S]",
 		summary: "Fine-tune the embedded default: a small ResNet pretrained on Fashion-MNIST clothes (classes 0-4) " +
 			"gets a new head for shoes and bags (classes 5-9), with the backbone frozen; writes the model and a report.",
 		run: runDemo,
@@ -37,8 +34,9 @@ func runDemo(args []string, stdout io.Writer) error {
 	c := lookup("demo")
 	fs := newFlags(c, stdout)
 	out := fs.String("o", "graft-demo", "output `DIR`")
-	epochs := fs.Int("epochs", 15, "training `EPOCHS`")
-	seed := fs.Int64("seed", 0, "random `SEED`")
+	opts := finetune.DefaultOptions()
+	fs.IntVar(&opts.Epochs, "epochs", 15, "training `EPOCHS`")
+	fs.Int64Var(&opts.Seed, "seed", 0, "random `SEED`")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -46,125 +44,79 @@ func runDemo(args []string, stdout io.Writer) error {
 	if len(pos) != 0 {
 		return usage("demo takes no arguments")
 	}
-	if *epochs < 1 {
-		return usage("--epochs %d: want at least 1", *epochs)
+	opts.Out, opts.Dir = filepath.Join(*out, "model.onnx"), *out
+	opts.Freeze = []string{"backbone"}
+	opts.LR = 0.01
+	if err := opts.Validate(); err != nil {
+		return optionUsage(err, map[string]string{"Epochs": "--epochs", "Out": "-o"})
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return fmt.Errorf("output folder: %w", err)
-	}
-	if err := checkWritable(filepath.Join(*out, "model.onnx")); err != nil {
-		return err
-	}
-	job, err := demoJob(*out, *epochs, *seed, stdout)
+	m, trainData, valData, err := demoData()
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	opts.ReplaceHead = len(trainData.Classes())
+	p := newProgress(stdout, opts.Epochs)
+	opts.OnPhase, opts.OnBatch, opts.OnEpoch = p.phase, p.batch, p.epoch
+	ctx, stop := interruptible()
 	defer stop()
-	fmt.Fprintf(stdout, "graft demo: %d training and %d validation images of %s\n", job.train.Len(), job.val.Len(), strings.Join(job.classes, ", "))
-	res, err := job.run(ctx)
+	fmt.Fprintf(stdout, "graft demo: %d training and %d validation images of %s\n", trainData.Len(), valData.Len(), strings.Join(trainData.Classes(), ", "))
+	res, err := finetune.Run(ctx, m, trainData, valData, opts)
 	if err != nil {
 		return err
 	}
-	return writeDemoReport(job, res, stdout)
+	h := res.History
+	fmt.Fprintf(stdout, "best validation accuracy %.2f%% (epoch %d) in %.1f s; wrote model.onnx, report.md, metrics.json, training.png in %s\n",
+		100*h.BestAccuracy, h.BestEpoch+1, res.Seconds, *out)
+	fmt.Fprintf(stdout, "look at the new model with: graft inspect %s\n", opts.Out)
+	return nil
 }
 
-// demoJob builds the fine-tuning job on the embedded model and data.
-func demoJob(out string, epochs int, seed int64, progress io.Writer) (*finetuneJob, error) {
+// demoData returns the embedded model and its training and validation
+// data, named by classes.txt.
+func demoData() (m *onnx.Model, trainData, valData *dataset.Dataset, err error) {
 	raw, err := demoFS.ReadFile("demo/pretrained.onnx")
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	m, err := onnx.Decode(raw)
-	if err != nil {
-		return nil, fmt.Errorf("embedded model: %w", err)
+	if m, err = onnx.Decode(raw); err != nil {
+		return nil, nil, nil, fmt.Errorf("embedded model: %w", err)
 	}
 	names, err := demoFS.ReadFile("demo/classes.txt")
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	classes := strings.Fields(strings.ReplaceAll(string(names), " ", "_"))
-	trainSrc, err := demoSource("train", 32, true, seed)
-	if err != nil {
-		return nil, err
-	}
-	valSrc, err := demoSource("val", 256, false, seed)
-	if err != nil {
-		return nil, err
-	}
-	return &finetuneJob{
-		model: m, classes: classes, train: trainSrc, val: valSrc,
-		replaceHead: len(classes), freeze: []string{"backbone"},
-		epochs: epochs, optimizer: "sgd", lr: 0.01, momentum: 0.9, seed: seed,
-		out: filepath.Join(out, "model.onnx"), metricsDir: out,
-		progress: progress, terminal: progress == io.Writer(os.Stdout) && isTerminal(os.Stdout),
-	}, nil
-}
-
-// demoSource reads one embedded IDX split into memory.
-func demoSource(split string, batch int, shuffle bool, seed int64) (dataset.Source, error) {
-	read := func(name string) (*data.IDXArray, error) {
-		b, err := demoFS.ReadFile("demo/" + name)
+	classes := strings.Split(strings.TrimSpace(string(names)), "\n")
+	read := func(split string) (*dataset.Dataset, error) {
+		arrays := make([]*data.IDXArray, 2)
+		for i, kind := range []string{"images-idx3", "labels-idx1"} {
+			name := "demo/" + split + "-" + kind + "-ubyte.gz"
+			b, err := demoFS.ReadFile(name)
+			if err != nil {
+				return nil, err
+			}
+			if arrays[i], err = data.DecodeIDX(bytes.NewReader(b)); err != nil {
+				return nil, fmt.Errorf("embedded %s: %w", name, err)
+			}
+		}
+		im, lb := arrays[0], arrays[1]
+		if len(im.Dims) != 3 || len(lb.Dims) != 1 {
+			return nil, fmt.Errorf("embedded %s data: images %v, labels %v", split, im.Dims, lb.Dims)
+		}
+		labels := make([]int, len(lb.Data))
+		for i, b := range lb.Data {
+			labels[i] = int(b)
+		}
+		ds, err := dataset.FromIDX(&data.IDXImages{Count: im.Dims[0], Rows: im.Dims[1], Cols: im.Dims[2], Pixels: im.Data}, labels, "embedded "+split+" data")
 		if err != nil {
 			return nil, err
 		}
-		a, err := data.DecodeIDX(bytes.NewReader(b))
-		if err != nil {
-			return nil, fmt.Errorf("embedded %s: %w", name, err)
-		}
-		return a, nil
+		return ds.WithClassNames(classes...)
 	}
-	im, err := read(split + "-images-idx3-ubyte.gz")
-	if err != nil {
-		return nil, err
+	if trainData, err = read("train"); err != nil {
+		return nil, nil, nil, err
 	}
-	lb, err := read(split + "-labels-idx1-ubyte.gz")
-	if err != nil {
-		return nil, err
+	if valData, err = read("val"); err != nil {
+		return nil, nil, nil, err
 	}
-	if len(im.Dims) != 3 || len(lb.Dims) != 1 || im.Dims[0] != lb.Dims[0] {
-		return nil, fmt.Errorf("embedded %s data: images %v and labels %v do not match", split, im.Dims, lb.Dims)
-	}
-	images := &data.IDXImages{Count: im.Dims[0], Rows: im.Dims[1], Cols: im.Dims[2], Pixels: im.Data}
-	labels := make([]int, len(lb.Data))
-	for i, b := range lb.Data {
-		labels[i] = int(b)
-	}
-	return dataset.NewMemory(images.Tensor(0, images.Count), labels, batch, shuffle, seed)
-}
-
-func writeDemoReport(j *finetuneJob, res *finetuneResult, stdout io.Writer) error {
-	h := res.history
-	if h == nil || len(h.Epochs) == 0 {
-		return fmt.Errorf("no epoch finished")
-	}
-	best := h.Epochs[0]
-	for _, e := range h.Epochs {
-		if e.Epoch == h.BestEpoch {
-			best = e
-		}
-	}
-	last := h.Epochs[len(h.Epochs)-1]
-	var b strings.Builder
-	fmt.Fprintf(&b, "# graft demo\n\n")
-	fmt.Fprintf(&b, "A small ResNet pretrained on Fashion-MNIST classes 0-4 (clothes) was given a new head for classes 5-9 (%s),\n", strings.Join(j.classes, ", "))
-	fmt.Fprintf(&b, "with the backbone frozen (%d trainable parameter tensors: %s).\n\n", len(res.trainable), strings.Join(res.trainable, ", "))
-	fmt.Fprintf(&b, "| | |\n|---|---|\n")
-	fmt.Fprintf(&b, "| training / validation images | %d / %d |\n", j.train.Len(), j.val.Len())
-	fmt.Fprintf(&b, "| optimizer | SGD, lr %g, momentum %g, %d epochs |\n", j.lr, j.momentum, len(h.Epochs))
-	fmt.Fprintf(&b, "| backbone features | %s |\n", map[bool]string{true: "computed once and cached", false: "recomputed every epoch"}[res.cached])
-	fmt.Fprintf(&b, "| best validation accuracy | %.2f%% (epoch %d) |\n", 100*best.Val.Accuracy, best.Epoch+1)
-	fmt.Fprintf(&b, "| last validation accuracy | %.2f%% |\n", 100*last.Val.Accuracy)
-	fmt.Fprintf(&b, "| time | %.1f s |\n", res.seconds)
-	if res.stopped {
-		fmt.Fprintf(&b, "| stopped | interrupted; the best checkpoint is kept |\n")
-	}
-	fmt.Fprintf(&b, "\nFiles: `model.onnx` (the best epoch's model), `metrics.json`, `training.png`.\n")
-	fmt.Fprintf(&b, "Look at the new model with `graft inspect %s`.\n", j.out)
-	if err := fileio.WriteFile(filepath.Join(j.metricsDir, "report.md"), []byte(b.String())); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "best validation accuracy %.2f%% (epoch %d) in %.1f s; wrote %s, report.md, metrics.json, training.png in %s\n",
-		100*best.Val.Accuracy, best.Epoch+1, res.seconds, filepath.Base(j.out), j.metricsDir)
-	return nil
+	return m, trainData, valData, nil
 }

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/graft-dev/graft/onnx"
-	"github.com/graft-dev/graft/runtime/data"
 	"github.com/graft-dev/graft/runtime/dataset"
-	"github.com/graft-dev/graft/surgery"
+	"github.com/graft-dev/graft/runtime/finetune"
 )
 
 func init() {
@@ -22,52 +18,65 @@ func init() {
 		args: "--model M.onnx --data DIR|IDX [--val DIR|IDX] [--freeze backbone] --epochs N --lr X -o OUT.onnx",
 		summary: "Fine-tune a classifier on an image folder (a sub-folder per class) or IDX files: the head is replaced when the class count " +
 			"differs, frozen layers keep inference-mode BatchNorm, and with a frozen backbone and no augmentation its features are computed once. " +
-			"Writes OUT.onnx (the best validation epoch), metrics.json, training.png and a resumable checkpoint folder.",
+			"Images are fed as the model's contract says (see graft inspect); the written model records it, with the class names. " +
+			"Writes OUT.onnx (the best validation epoch), metrics.json, training.png, report.md and a resumable checkpoint folder.",
 		run: runFinetune,
 	})
+}
+
+// finetuneFlags names the flag of each finetune.Options field, for errors.
+var finetuneFlags = map[string]string{
+	"Out": "-o", "Epochs": "--epochs", "Batch": "--batch", "ReplaceHead": "--replace-head", "LR": "--lr",
+	"Momentum": "--momentum", "WeightDecay": "--weight-decay", "ValSplit": "--val-split", "Optimizer": "--optimizer",
+	"Schedule": "--schedule", "Freeze": "--freeze", "Unfreeze": "--unfreeze", "Adversarial.Eps": "--adv-eps",
+	"Adversarial.Ratio": "--adv-ratio", "NoiseStd": "--noise-std", "Overrides": "--mean/--std",
 }
 
 func runFinetune(args []string, stdout io.Writer) error {
 	c := lookup("finetune")
 	fs := newFlags(c, stdout)
+	opts := finetune.DefaultOptions()
 	modelPath := fs.String("model", "", "the pretrained `MODEL`.onnx (required)")
 	dataPath := fs.String("data", "", "training data: an image `DIR` with a sub-folder per class, or an IDX images file (required)")
 	valPath := fs.String("val", "", "validation data (`DIR` or IDX file); default: --val-split of --data")
-	valSplit := fs.Float64("val-split", 0.2, "`FRACTION` of --data held out for validation when --val is not given (stratified)")
-	labelsPath := fs.String("labels", "", "IDX labels `FILE` for an IDX --data (default: the standard name beside it)")
+	fs.Float64Var(&opts.ValSplit, "val-split", opts.ValSplit, "`FRACTION` of --data held out for validation when --val is not given (stratified)")
+	var open dataset.OpenOptions
+	fs.StringVar(&open.Labels, "labels", "", "IDX labels `FILE` for an IDX --data (default: the standard name beside it)")
 	classList := fs.String("classes", "", "IDX data only: keep these label values, relabelled 0..k-1 in this order (e.g. 5,6,7,8,9)")
-	perClass := fs.Int("per-class", 0, "IDX data only: keep the first `N` examples of each class (seeded order)")
-	var freeze, unfreeze listFlag
-	fs.Var(&freeze, "freeze", "freeze parameters matching `SEL` (backbone, head, op:TYPE, prefix:P, glob; repeatable)")
-	fs.Var(&unfreeze, "unfreeze", "unfreeze parameters matching `SEL` (repeatable)")
-	replace := fs.Int("replace-head", 0, "replace the head with Linear(in, `K`) even if it already has K outputs")
-	head := fs.String("head", "", "the head's node `NAME`, when it cannot be found automatically")
-	epochs := fs.Int("epochs", 10, "training `EPOCHS`")
-	lr := fs.Float64("lr", 0.001, "learning `RATE`")
-	momentum := fs.Float64("momentum", 0.9, "SGD `MOMENTUM`")
-	wd := fs.Float64("weight-decay", 0, "weight `DECAY` (L2)")
-	optimizer := fs.String("optimizer", "sgd", "`NAME`: sgd, adam or adamw")
-	schedule := fs.String("schedule", "none", "learning-rate `SCHEDULE`: none, cosine or step:SIZE,GAMMA")
-	batch := fs.Int("batch", 32, "`BATCH` size")
-	seed := fs.Int64("seed", 0, "random `SEED` (head initialisation, shuffles, augmentation, split)")
-	augment := fs.Bool("augment", false, "random resized crops and horizontal flips on the training images")
-	noCache := fs.Bool("no-cache", false, "recompute the frozen backbone's features every epoch")
-	skipBad := fs.Bool("skip-bad", false, "skip (and count) images that do not decode, instead of stopping")
-	resume := fs.Bool("resume", false, "continue an interrupted run from the checkpoint folder")
-	mean := fs.String("mean", "", "input normalisation `MEANS` (comma list; default ImageNet's for 3-channel models, none for 1)")
+	fs.IntVar(&open.PerClass, "per-class", 0, "keep at most `N` examples of each class of --data (chosen by --seed)")
+	fs.BoolVar(&open.SkipBad, "skip-bad", false, "image folders: skip (and count) images that do not decode, instead of stopping")
+	fs.Var((*listFlag)(&opts.Freeze), "freeze", "freeze parameters matching `SEL` (backbone, head, all, op:TYPE, prefix:P, glob; repeatable)")
+	fs.Var((*listFlag)(&opts.Unfreeze), "unfreeze", "unfreeze parameters matching `SEL` (repeatable)")
+	fs.IntVar(&opts.ReplaceHead, "replace-head", 0, "replace the head with Linear(in, `K`) even if it already has K outputs")
+	fs.StringVar(&opts.HeadNode, "head", "", "the head's node `NAME`, when it cannot be found automatically")
+	fs.IntVar(&opts.Epochs, "epochs", opts.Epochs, "training `EPOCHS`")
+	fs.Float64Var(&opts.LR, "lr", opts.LR, "learning `RATE`")
+	fs.Float64Var(&opts.Momentum, "momentum", opts.Momentum, "SGD `MOMENTUM`")
+	fs.Float64Var(&opts.WeightDecay, "weight-decay", 0, "weight `DECAY` (L2; decoupled for adamw)")
+	fs.StringVar(&opts.Optimizer, "optimizer", opts.Optimizer, "`NAME`: sgd, adam or adamw")
+	fs.StringVar(&opts.Schedule, "schedule", opts.Schedule, "learning-rate `SCHEDULE`: none, cosine or step:SIZE,GAMMA")
+	fs.IntVar(&opts.Batch, "batch", opts.Batch, "`BATCH` size")
+	fs.Int64Var(&opts.Seed, "seed", 0, "random `SEED` (head initialisation, split, shuffles, augmentation, noise)")
+	fs.BoolVar(&opts.Augment, "augment", false, "random resized crops and horizontal flips on the training images")
+	fs.BoolVar(&opts.NoCache, "no-cache", false, "recompute the frozen backbone's features every epoch")
+	fs.BoolVar(&opts.Resume, "resume", false, "continue an interrupted run from the checkpoint folder (same model, data and settings)")
+	mean := fs.String("mean", "", "input normalisation `MEANS` (comma list; default: the model's contract)")
 	std := fs.String("std", "", "input normalisation `STDS` (comma list)")
-	var hard hardening
-	fs.StringVar(&hard.adv, "adv", "", "adversarial training: `ATTACK` (fgsm) examples replace part of each batch")
-	fs.Float64Var(&hard.advEps, "adv-eps", 0.1, "adversarial step `EPS` in pixel units ([0,1] inputs)")
-	fs.Float64Var(&hard.advRatio, "adv-ratio", 0.5, "`SHARE` of each batch made adversarial")
-	fs.StringVar(&hard.noise, "noise", "", "noise injection: `KIND` (gaussian) added to every training input")
-	fs.Float64Var(&hard.noiseStd, "noise-std", 0.1, "noise standard `DEVIATION` in pixel units")
-	out := fs.String("o", "", "output model `PATH` (required)")
-	metricsDir := fs.String("metrics", "", "`DIR` for metrics.json, training.png and checkpoint/ (default: the output's folder)")
+	fs.IntVar(&opts.Overrides.Resize, "resize", 0, "resize images' shorter side to `N` before the center crop (default: the model's contract)")
+	adv := fs.String("adv", "", "adversarial training: `ATTACK` (fgsm) examples replace part of each batch")
+	advEps := fs.Float64("adv-eps", 0.1, "adversarial step `EPS` in pixel units ([0,1] inputs)")
+	fs.Float64Var(&opts.Adversarial.Ratio, "adv-ratio", opts.Adversarial.Ratio, "`SHARE` of each batch made adversarial")
+	noise := fs.String("noise", "", "noise injection: `KIND` (gaussian) added to every training input")
+	noiseStd := fs.Float64("noise-std", 0.1, "noise standard `DEVIATION` in pixel units")
+	fs.StringVar(&opts.Out, "o", "", "output model `PATH` (required)")
+	fs.StringVar(&opts.Dir, "metrics", "", "`DIR` for metrics.json, training.png, report.md and checkpoint/ (default: the output's folder)")
+	fs.BoolVar(&opts.Force, "force", false, "let -o replace a read-only file or the model itself")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
 	case len(pos) != 0:
 		return usage("unexpected arguments %v (the model is --model)", pos)
@@ -75,192 +84,115 @@ func runFinetune(args []string, stdout io.Writer) error {
 		return usage("--model is required")
 	case *dataPath == "":
 		return usage("--data is required")
-	case *out == "":
-		return usage("-o OUT.onnx is required")
-	case *epochs < 1:
-		return usage("--epochs %d: want at least 1", *epochs)
-	case *batch < 1:
-		return usage("--batch %d: want at least 1", *batch)
-	case *lr <= 0:
-		return usage("--lr %g: want a positive learning rate", *lr)
-	case *replace < 0:
-		return usage("--replace-head %d: want at least 1 class", *replace)
-	case *valPath == "" && (*valSplit <= 0 || *valSplit >= 1):
-		return usage("--val-split %g: want a fraction between 0 and 1", *valSplit)
+	case set["replace-head"] && opts.ReplaceHead < 1:
+		return usage("--replace-head %d: want at least 2 classes (leave it out to replace the head only when the class count differs)", opts.ReplaceHead)
+	case set["val-split"] && *valPath != "":
+		return usage("--val-split and --val both say what to validate on: give one")
 	}
-	if err := hard.check(); err != nil {
+	switch *adv {
+	case "":
+		if set["adv-eps"] || set["adv-ratio"] {
+			return usage("--adv-eps and --adv-ratio need --adv fgsm")
+		}
+	case "fgsm":
+		opts.Adversarial.Eps = *advEps
+		if *advEps == 0 {
+			return usage("--adv-eps 0: want a radius above 0")
+		}
+	default:
+		return usage("--adv %q: want fgsm", *adv)
+	}
+	switch *noise {
+	case "":
+		if set["noise-std"] {
+			return usage("--noise-std needs --noise gaussian")
+		}
+	case "gaussian":
+		opts.NoiseStd = *noiseStd
+		if *noiseStd == 0 {
+			return usage("--noise-std 0: want a standard deviation above 0")
+		}
+	default:
+		return usage("--noise %q: want gaussian", *noise)
+	}
+	if opts.Overrides.Mean, err = parseFloatList("--mean", *mean); err != nil {
 		return err
 	}
-	if hard.active() && (*mean != "" || *std != "") {
-		return usage("--adv and --noise perturb pixels in [0, 1]: put the normalisation inside the model (graft surgery --normalize) instead of --mean/--std")
-	}
-	if *metricsDir == "" {
-		*metricsDir = filepath.Dir(*out)
-	}
-	// Fail on an unwritable output before any work.
-	if err := checkWritable(*out); err != nil {
+	if opts.Overrides.Std, err = parseFloatList("--std", *std); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*metricsDir, 0o755); err != nil {
-		return fmt.Errorf("metrics folder: %w", err)
+	if *classList != "" {
+		if open.Classes, err = parseIntList("--classes", *classList); err != nil {
+			return err
+		}
+	}
+	if set["resize"] && opts.Overrides.Resize < 1 {
+		return usage("--resize %d: want a side of at least 1 pixel", opts.Overrides.Resize)
+	}
+	if err := opts.Validate(); err != nil {
+		return optionUsage(err, finetuneFlags)
+	}
+
+	open.Seed = opts.Seed
+	trainData, err := dataset.Open(*dataPath, open)
+	if err != nil {
+		return dataUsage(err)
+	}
+	if n := trainData.Skipped(); n > 0 {
+		fmt.Fprintf(stdout, "skipped %d images that do not decode (first: %v)\n", n, trainData.SkippedErrors()[0])
+	}
+	var valData *dataset.Dataset
+	if *valPath != "" {
+		valOpen := dataset.OpenOptions{Classes: open.Classes, SkipBad: open.SkipBad}
+		if valData, err = dataset.Open(*valPath, valOpen); err != nil {
+			return dataUsage(err)
+		}
 	}
 	m, err := onnx.Load(*modelPath)
 	if err != nil {
 		return err
 	}
-	pre, err := preprocessingFor(m, *mean, *std)
-	if err != nil {
-		return err
-	}
-	pre.Augment = *augment
-	if hard.active() && pre.Mean != nil {
-		return fmt.Errorf("--adv and --noise perturb pixels in [0, 1], but %s takes normalised inputs: put the normalisation inside it first (graft surgery --normalize MEAN/STD)", *modelPath)
-	}
-
-	open := func(path string) (*dataset.Dataset, error) {
-		if st, err := os.Stat(path); err == nil && st.IsDir() {
-			var opts []dataset.Option
-			if *skipBad {
-				opts = append(opts, dataset.SkipBad())
-			}
-			return dataset.ImageFolder(path, opts...)
-		}
-		labels := *labelsPath
-		if labels == "" || path != *dataPath {
-			l, err := data.IDXLabelsPath(path)
-			if err != nil {
-				return nil, err
-			}
-			labels = l
-		}
-		ds, err := dataset.IDX(path, labels)
-		if err != nil {
-			return nil, err
-		}
-		if *classList != "" {
-			var keep []int
-			for _, s := range strings.Split(*classList, ",") {
-				k, err := strconv.Atoi(strings.TrimSpace(s))
-				if err != nil {
-					return nil, usage("--classes: %q is not a label", s)
-				}
-				keep = append(keep, k)
-			}
-			if ds, err = ds.Select(keep...); err != nil {
-				return nil, err
-			}
-		}
-		if *perClass > 0 && path == *dataPath {
-			return ds.PerClass(*perClass, *seed)
-		}
-		return ds, nil
-	}
-	trainDS, err := open(*dataPath)
-	if err != nil {
-		return err
-	}
-	if n := trainDS.Skipped(); n > 0 {
-		fmt.Fprintf(stdout, "skipped %d images that do not decode (first: %v)\n", n, trainDS.SkippedErrors()[0])
-	}
-	var valDS *dataset.Dataset
-	if *valPath != "" {
-		if valDS, err = open(*valPath); err != nil {
-			return err
-		}
-		if err := dataset.SameClasses(trainDS, valDS); err != nil {
-			return err
-		}
-	} else if trainDS, valDS, err = dataset.Split(trainDS, *valSplit, *seed); err != nil {
-		return err
-	}
-	tcfg, err := pre.Config(trainDS, *batch, true, *seed)
-	if err != nil {
-		return err
-	}
-	trainSrc, err := dataset.NewLoader(trainDS, tcfg)
-	if err != nil {
-		return err
-	}
-	evalPre := pre
-	evalPre.Augment = false
-	vcfg, err := evalPre.Config(valDS, *batch, false, *seed)
-	if err != nil {
-		return err
-	}
-	valSrc, err := dataset.NewLoader(valDS, vcfg)
-	if err != nil {
-		return err
-	}
-	job := &finetuneJob{
-		model: m, classes: trainDS.Classes(), train: trainSrc, val: valSrc,
-		augmented: *augment, noCache: *noCache, harden: hard,
-		replaceHead: *replace, headNode: *head, freeze: freeze, unfreeze: unfreeze,
-		epochs: *epochs, optimizer: *optimizer, lr: *lr, momentum: *momentum, weightDecay: *wd,
-		schedule: *schedule, seed: *seed,
-		out: *out, metricsDir: *metricsDir, resume: *resume,
-		progress: stdout, terminal: stdout == io.Writer(os.Stdout) && isTerminal(os.Stdout),
-	}
-	fmt.Fprintf(stdout, "fine-tuning %s on %d training and %d validation images of %d classes (%s)\n",
-		*modelPath, trainDS.Len(), valDS.Len(), len(job.classes), strings.Join(job.classes, ", "))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	opts.ModelPath = *modelPath
+	p := newProgress(stdout, opts.Epochs)
+	opts.OnPhase, opts.OnBatch, opts.OnEpoch = p.phase, p.batch, p.epoch
+	ctx, stop := interruptible()
 	defer stop()
-	res, err := job.run(ctx)
+	fmt.Fprintf(stdout, "fine-tuning %s on %s (%s)\n", *modelPath, *dataPath, strings.Join(trainData.Classes(), ", "))
+	res, err := finetune.Run(ctx, m, trainData, valData, opts)
 	if err != nil {
-		return err
+		return optionUsage(err, finetuneFlags)
 	}
-	h := res.history
-	if h == nil || h.BestEpoch < 0 {
-		return fmt.Errorf("interrupted before the first epoch finished: nothing was written")
-	}
-	if res.stopped {
+	h := res.History
+	if res.Stopped {
 		fmt.Fprintf(stdout, "interrupted after %d epochs; ", len(h.Epochs))
 	}
-	fmt.Fprintf(stdout, "best validation accuracy %.2f%% (epoch %d) in %.1f s; wrote %s, metrics.json and training.png in %s\n",
-		100*h.BestAccuracy, h.BestEpoch+1, res.seconds, *out, *metricsDir)
+	dir := opts.Dir
+	if dir == "" {
+		dir = "the output's folder"
+	}
+	fmt.Fprintf(stdout, "best validation accuracy %.2f%% (epoch %d) in %.1f s; wrote %s, and metrics.json, training.png, report.md in %s\n",
+		100*h.BestAccuracy, h.BestEpoch+1, res.Seconds, opts.Out, dir)
 	return nil
 }
 
-// preprocessingFor reads the model's image input (channels, height,
-// width) and the usual preprocessing for it, with --mean/--std overrides.
-func preprocessingFor(m *onnx.Model, mean, std string) (dataset.Preprocessing, error) {
-	in := firstInputValue(m)
-	if in == nil || in.Type == nil || len(in.Type.Shape) != 4 {
-		return dataset.Preprocessing{}, fmt.Errorf("the model's input is not an image batch [N, C, H, W]")
-	}
-	dims := make([]int, 3)
-	for i, d := range in.Type.Shape[1:] {
-		if !d.Known() {
-			return dataset.Preprocessing{}, fmt.Errorf("input %q has shape %v: its channels and size must be fixed", in.Name, in.Type.Shape)
+// optionUsage turns a library's *OptionError into a usage error naming the
+// flag; other errors pass through.
+func optionUsage(err error, flags map[string]string) error {
+	var oe *finetune.OptionError
+	if errors.As(err, &oe) {
+		name := flags[oe.Option]
+		if name == "" {
+			name = oe.Option
 		}
-		dims[i] = int(d.Value)
+		return usage("%s %v: %s", name, oe.Value, oe.Reason)
 	}
-	pre := dataset.ForInput(dims[0], dims[1], dims[2])
-	if m.Graph.Node(surgery.NormalizeNode) != nil {
-		// graft surgery --normalize put the normalisation inside: feed pixels.
-		pre.Mean, pre.Std = nil, nil
-	}
-	var err error
-	if mean != "" {
-		if pre.Mean, err = parseFloats(mean); err != nil {
-			return pre, usage("--mean: %v", err)
-		}
-	}
-	if std != "" {
-		if pre.Std, err = parseFloats(std); err != nil {
-			return pre, usage("--std: %v", err)
-		}
-	}
-	if (pre.Mean == nil) != (pre.Std == nil) {
-		return pre, usage("give both --mean and --std")
-	}
-	return pre, pre.Check()
+	return err
 }
 
-func firstInputValue(m *onnx.Model) *onnx.Value {
-	for _, v := range m.Graph.Inputs {
-		if !v.IsConst() {
-			return v
-		}
+// dataUsage turns a data option that does not apply into a usage error.
+func dataUsage(err error) error {
+	if errors.Is(err, dataset.ErrNotApplicable) {
+		return usage("%s", strings.TrimPrefix(err.Error(), dataset.ErrNotApplicable.Error()+": "))
 	}
-	return nil
+	return err
 }

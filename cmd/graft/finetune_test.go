@@ -1,18 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"image"
-	"image/draw"
-	"image/jpeg"
 	"image/png"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/onnxtest"
+	"github.com/graft-dev/graft/runtime/dataset"
+	"github.com/graft-dev/graft/runtime/finetune"
 	"github.com/graft-dev/graft/runtime/train"
 )
 
@@ -49,7 +51,7 @@ func TestFinetuneFashionMNISTIDX(t *testing.T) {
 	if len(h.Epochs) != 4 || h.BestAccuracy < 0.7 {
 		t.Errorf("history: %d epochs, best %.3f", len(h.Epochs), h.BestAccuracy)
 	}
-	for _, f := range []string{"model.onnx", "training.png", "checkpoint/last.onnx", "checkpoint/optimizer.state"} {
+	for _, f := range []string{"model.onnx", "training.png", "report.md", "checkpoint/current"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("missing %s", f)
 		}
@@ -69,83 +71,6 @@ func TestFinetuneFashionMNISTIDX(t *testing.T) {
 	if len(h2.Epochs) != 6 || string(a) != string(b) {
 		t.Errorf("resumed history: %d epochs, the first 4 changed: %s", len(h2.Epochs), b)
 	}
-}
-
-// photoFolder writes an ImageFolder of random crops of real photos, one
-// class per photo, in PNG and JPEG and of mixed sizes.
-func photoFolder(t *testing.T, root string, perClass int) {
-	t.Helper()
-	photos := map[string]string{"cat": "chelsea.png", "coffee": "coffee.png", "rocket": "rocket.jpg", "astronaut": "astronaut.png"}
-	rng := rand.New(rand.NewSource(1))
-	for class, file := range photos {
-		fin, err := os.Open(filepath.Join("../../testdata/big/photos", file))
-		if err != nil {
-			onnxtest.Missing(t, "sample photos (bash testdata/gen/setup.sh): %v", err)
-		}
-		src, _, err := image.Decode(fin)
-		fin.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := src.Bounds()
-		if err := os.MkdirAll(filepath.Join(root, class), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < perClass; i++ {
-			side := b.Dy()/2 + rng.Intn(b.Dy()/3)
-			x0, y0 := rng.Intn(b.Dx()-side), rng.Intn(b.Dy()-side)
-			crop := image.NewRGBA(image.Rect(0, 0, side, side+rng.Intn(40)))
-			draw.Draw(crop, crop.Bounds(), src, image.Pt(x0, y0), draw.Src)
-			f, err := os.Create(filepath.Join(root, class, class+string(rune('a'+i))+[]string{".png", ".jpg"}[i%2]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i%2 == 0 {
-				err = png.Encode(f, crop)
-			} else {
-				err = jpeg.Encode(f, crop, &jpeg.Options{Quality: 90})
-			}
-			f.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-}
-
-// The full-size torchvision ResNet-18 fine-tunes end to end (every layer,
-// BatchNorm in training mode) on an image folder of real RGB photos.
-func TestFinetuneResNet18OnPhotos(t *testing.T) {
-	model := "../../testdata/big/resnet18_op13_bn/model.onnx"
-	if _, err := os.Stat(model); err != nil {
-		onnxtest.Missing(t, "full-size ResNet-18 (testdata/gen/export_models.py --big)")
-	}
-	dir := t.TempDir()
-	photoFolder(t, filepath.Join(dir, "photos"), 6)
-	out := filepath.Join(dir, "resnet18_photos.onnx")
-	code, stdout, errs := graft("finetune", "--model", model, "--data", filepath.Join(dir, "photos"), "--val-split", "0.34",
-		"--epochs", "3", "--lr", "0.01", "--batch", "8", "--augment", "-o", out)
-	if code != 0 {
-		t.Fatalf("graft finetune: %s\n%s", errs, stdout)
-	}
-	h := readHistory(t, filepath.Join(dir, "metrics.json"))
-	if len(h.Epochs) != 3 {
-		t.Fatalf("%d epochs", len(h.Epochs))
-	}
-	if h.Epochs[2].Loss >= h.Epochs[0].Loss {
-		t.Errorf("training loss did not fall: %g -> %g", h.Epochs[0].Loss, h.Epochs[2].Loss)
-	}
-	t.Logf("losses %.3f %.3f %.3f, best val accuracy %.2f", h.Epochs[0].Loss, h.Epochs[1].Loss, h.Epochs[2].Loss, h.BestAccuracy)
-	code, js, errs := graft("inspect", "--json", out)
-	if code != 0 {
-		t.Fatal(errs)
-	}
-	var r Report
-	json.Unmarshal([]byte(js), &r)
-	if r.Head == nil || r.Head.InFeatures != 512 || r.Head.OutFeatures != 4 {
-		t.Errorf("fine-tuned head %+v", r.Head)
-	}
-	onnxtest.CheckModel(t, out)
 }
 
 func TestFinetuneBadInput(t *testing.T) {
@@ -170,6 +95,7 @@ func TestFinetuneBadInput(t *testing.T) {
 	png.Encode(f, image.NewRGBA(image.Rect(0, 0, 8, 8)))
 	f.Close()
 	outp := filepath.Join(dir, "out.onnx")
+	os.WriteFile(filepath.Join(dir, "afile"), nil, 0o644)
 	base := []string{"finetune", "--model", model, "--epochs", "1", "-o", outp}
 	for _, c := range []struct {
 		args []string
@@ -180,9 +106,14 @@ func TestFinetuneBadInput(t *testing.T) {
 		{append(base, "--data", empty), 1, "empty/x has no images"},
 		{append(base, "--data", single), 1, "class"},
 		{append(base, "--data", filepath.Join(dir, "nope")), 1, "nope"},
-		{[]string{"finetune", "--model", model, "--data", folder, "-o", filepath.Join(dir, "no/such/out.onnx")}, 1, "cannot write output"},
+		{[]string{"finetune", "--model", model, "--data", folder, "-o", filepath.Join(dir, "afile", "out.onnx")}, 1, "afile"},
 		{[]string{"finetune", "--data", folder, "-o", outp}, 2, "--model is required"},
-		{append(base, "--data", folder, "--replace-head", "3"), 1, "--replace-head 3 but the data has 2 classes"},
+		{append(base, "--data", folder, "--replace-head", "3"), 2, "--replace-head 3: the data has 2 classes"},
+		{append(base, "--data", folder, "--replace-head", "0"), 2, "--replace-head 0"},
+		{append(base, "--data", folder, "--classes", "1,2"), 2, "choosing classes by label applies to IDX data"},
+		{append(base, "--data", folder, "--val", folder, "--val-split", "0.3"), 2, "--val-split and --val"},
+		{append(base, "--data", folder, "--lr", "NaN"), 2, "--lr NaN"},
+		{append(base, "--data", folder, "--weight-decay", "-1"), 2, "--weight-decay -1"},
 		{append(base, "--data", folder, "--freeze", "all"), 1, "no trainable parameters"},
 	} {
 		code, _, errs := graft(c.args...)
@@ -194,5 +125,48 @@ func TestFinetuneBadInput(t *testing.T) {
 	code, stdout, errs := graft(append(base, "--data", folder, "--skip-bad", "--val-split", "0.34")...)
 	if code != 0 || !strings.Contains(stdout, "skipped 1 images") {
 		t.Errorf("--skip-bad: code %d, %s %s", code, stdout, errs)
+	}
+}
+
+// The command and the Go API do the same job: the package example's
+// settings through both write the same model, byte for byte, and the same
+// metrics.
+func TestFinetuneCommandEqualsLibrary(t *testing.T) {
+	dir := t.TempDir()
+	cli := filepath.Join(dir, "cli", "model.onnx")
+	photos := "../../testdata/images/fashion"
+	if code, out, errs := graft("finetune", "--model", "demo/pretrained.onnx", "--data", photos, "--freeze", "backbone",
+		"--epochs", "10", "--lr", "0.01", "--batch", "8", "-o", cli); code != 0 {
+		t.Fatalf("graft finetune: %s\n%s", errs, out)
+	}
+	m, err := onnx.Load("demo/pretrained.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := dataset.ImageFolder(photos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := finetune.DefaultOptions()
+	opts.Freeze = []string{"backbone"}
+	opts.Epochs, opts.LR, opts.Batch = 10, 0.01, 8
+	opts.Out = filepath.Join(dir, "lib", "model.onnx")
+	if _, err := finetune.Run(context.Background(), m, data, nil, opts); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(cli)
+	b, _ := os.ReadFile(opts.Out)
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("the command wrote %d bytes, the library %d, not the same", len(a), len(b))
+	}
+	ha, hb := readHistory(t, filepath.Join(dir, "cli", "metrics.json")), readHistory(t, filepath.Join(dir, "lib", "metrics.json"))
+	if len(ha.Epochs) != 10 || len(hb.Epochs) != 10 || ha.BestEpoch != hb.BestEpoch {
+		t.Fatalf("epochs %d and %d, best %d and %d", len(ha.Epochs), len(hb.Epochs), ha.BestEpoch, hb.BestEpoch)
+	}
+	for i := range ha.Epochs {
+		x, y := ha.Epochs[i], hb.Epochs[i]
+		if x.Loss != y.Loss || x.Accuracy != y.Accuracy || *x.Val != *y.Val || x.LR != y.LR {
+			t.Errorf("epoch %d: command %+v, library %+v", i+1, x, y)
+		}
 	}
 }

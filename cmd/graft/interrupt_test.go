@@ -71,7 +71,7 @@ func TestInterruptKeepsBestCheckpoint(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if strings.Contains(e.Name(), ".tmp") {
+		if strings.Contains(e.Name(), "tmp") {
 			t.Errorf("partial file left: %s", e.Name())
 		}
 	}

@@ -3,13 +3,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // A command is one subcommand: its flags are parsed by run itself.
@@ -86,7 +90,10 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		fmt.Fprintf(stderr, "run 'graft %s --help' for usage\n", c.name)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "graft %s: %s\n", c.name, oneLine(err.Error()))
+		// Library errors name their package ("finetune: ..."); the command
+		// already says it.
+		msg := strings.TrimPrefix(oneLine(err.Error()), c.name+": ")
+		fmt.Fprintf(stderr, "graft %s: %s\n", c.name, msg)
 		return 1
 	}
 }
@@ -103,6 +110,45 @@ func printHelp(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun 'graft help <command>' or 'graft <command> --help' for a command's flags.")
 }
+
+// interruptible returns a context that the first SIGINT or SIGTERM
+// cancels: long work stops at its next check (between batches, phases and
+// files) and keeps what it finished. A second signal, or the first when the
+// work has not stopped within graceTime, ends the process at once with exit
+// code 130: every file graft writes is renamed into place whole, so none is
+// half-written, and the temporary files a stop leaves are removed by the
+// next write into their folder.
+func interruptible() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sig:
+			fmt.Fprintf(os.Stderr, "\ngraft: %v: stopping after the current step (again to stop at once)\n", s)
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-sig:
+		case <-time.After(graceTime):
+		case <-done:
+			return
+		}
+		fmt.Fprintln(os.Stderr, "graft: stopped at once")
+		os.Exit(130)
+	}()
+	return ctx, func() {
+		signal.Stop(sig)
+		close(done)
+		cancel()
+	}
+}
+
+// graceTime is how long a stop may take before graft exits at once.
+const graceTime = 10 * time.Second
 
 // newFlags returns a flag set whose --help prints the command's synopsis.
 func newFlags(c *command, stdout io.Writer) *flag.FlagSet {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/graft-dev/graft/attacks"
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/data"
 	"github.com/graft-dev/graft/runtime/dataset"
@@ -315,7 +316,11 @@ func robustTargets(s string, m *onnx.Model) (func([]int) []int, error) {
 // robustFolder serves an image folder (a sub-folder per class) as [0, 1]
 // pixels at the model's input size: any normalisation is inside the model.
 func robustFolder(m *onnx.Model, dir string, limit, batch int) (dataset.Source, int, string, error) {
-	pre, err := preprocessingFor(m, "", "")
+	c, err := contract.Derive(m)
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("%s: %w", dir, err)
+	}
+	pre, err := dataset.PreprocessingFor(c.Input)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("%s: %w", dir, err)
 	}

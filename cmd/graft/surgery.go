@@ -23,12 +23,6 @@ func init() {
 	})
 }
 
-// listFlag collects a repeatable flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
 func runSurgery(args []string, stdout io.Writer) error {
 	c := lookup("surgery")
 	fs := newFlags(c, stdout)

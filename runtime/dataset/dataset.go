@@ -17,6 +17,7 @@ import (
 // underlying images), and it is safe to use from several goroutines.
 type Dataset struct {
 	source  string   // the folder or IDX file the examples come from
+	inputs  []string // the files and folders read (Inputs)
 	classes []string // class names, by label
 	labels  []int
 	paths   []string // image files (ImageFolder)
@@ -53,6 +54,11 @@ func (d *Dataset) ClassCounts() []int {
 // Source returns the image folder or IDX images file the data set was read
 // from.
 func (d *Dataset) Source() string { return d.source }
+
+// Inputs returns the files and folders the data set was read from (an
+// image folder; an IDX images and labels file), none for data given in
+// memory: a command must not write into them.
+func (d *Dataset) Inputs() []string { return slices.Clone(d.inputs) }
 
 // Name returns a name for example i in messages: its file for an image
 // folder, FILE[n] (the n-th image of the file) for IDX data.
@@ -95,7 +101,7 @@ func (d *Dataset) image(i int) (*data.Image, error) {
 // derive returns a data set of the given examples of d (indices into d),
 // with d's classes.
 func (d *Dataset) derive(idx []int) *Dataset {
-	out := &Dataset{source: d.source, classes: d.classes, images: d.images,
+	out := &Dataset{source: d.source, inputs: d.inputs, classes: d.classes, images: d.images,
 		labels: make([]int, len(idx))}
 	if d.images != nil {
 		out.rows = make([]int, len(idx))

@@ -72,7 +72,7 @@ func ImageFolder(root string, opts ...Option) (*Dataset, error) {
 	if len(classes) == 0 {
 		return fail("no class folders: want one sub-folder of images per class (%s)", filepath.Join(root, "CLASS", "IMAGE.jpg"))
 	}
-	ds := &Dataset{source: root, classes: classes}
+	ds := &Dataset{source: root, inputs: []string{root}, classes: classes}
 	for label, c := range classes {
 		dir := filepath.Join(root, c)
 		files, err := listImages(dir)

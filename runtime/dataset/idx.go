@@ -26,11 +26,26 @@ func IDX(imagesPath, labelsPath string) (*Dataset, error) {
 	if len(labels) != images.Count {
 		return nil, fmt.Errorf("IDX data set: %s holds %d images, %s %d labels", imagesPath, images.Count, labelsPath, len(labels))
 	}
+	ds, err := FromIDX(images, labels, imagesPath)
+	if err != nil {
+		return nil, err
+	}
+	ds.inputs = []string{imagesPath, labelsPath}
+	return ds, nil
+}
+
+// FromIDX returns the data set of gray images already in memory (decoded
+// with data.DecodeIDX, say, from embedded files) and their labels, as IDX
+// makes it; source names them in messages.
+func FromIDX(images *data.IDXImages, labels []int, source string) (*Dataset, error) {
+	if images == nil || len(labels) != images.Count {
+		return nil, fmt.Errorf("IDX data set %s: %d labels for the images", source, len(labels))
+	}
 	k := 0
 	for _, l := range labels {
 		k = max(k, l+1)
 	}
-	ds := &Dataset{source: imagesPath, images: images, labels: labels,
+	ds := &Dataset{source: source, images: images, labels: labels,
 		classes: make([]string, k), rows: make([]int, len(labels))}
 	for c := range ds.classes {
 		ds.classes[c] = strconv.Itoa(c)

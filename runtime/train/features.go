@@ -172,10 +172,10 @@ func FitHeadOnFeatures(ctx context.Context, full, head *runtime.Program, train, 
 	for _, hp := range head.Params() {
 		fp := full.Param(hp.Name)
 		if fp == nil {
-			return cfg.Prior.clone(), fmt.Errorf("fit head: the whole model has no parameter %q", hp.Name)
+			return cfg.Prior.Clone(), fmt.Errorf("fit head: the whole model has no parameter %q", hp.Name)
 		}
 		if !slices.Equal(fp.Value.Shape(), hp.Value.Shape()) || fp.Value.Dtype() != hp.Value.Dtype() {
-			return cfg.Prior.clone(), fmt.Errorf("fit head: parameter %q is %v %v in the whole model, %v %v in the head",
+			return cfg.Prior.Clone(), fmt.Errorf("fit head: parameter %q is %v %v in the whole model, %v %v in the head",
 				hp.Name, fp.Value.Dtype(), fp.Value.Shape(), hp.Value.Dtype(), hp.Value.Shape())
 		}
 		names = append(names, hp.Name)
@@ -183,7 +183,7 @@ func FitHeadOnFeatures(ctx context.Context, full, head *runtime.Program, train, 
 	if cfg.Classes == 0 {
 		k, err := classesOf(full)
 		if err != nil {
-			return cfg.Prior.clone(), fmt.Errorf("fit head: %w", err)
+			return cfg.Prior.Clone(), fmt.Errorf("fit head: %w", err)
 		}
 		cfg.Classes = k
 	}
@@ -191,7 +191,7 @@ func FitHeadOnFeatures(ctx context.Context, full, head *runtime.Program, train, 
 		// The head ends as the whole model does: its contract gives the loss.
 		var err error
 		if cfg.Loss, cfg.LossOn, err = lossFor(head); err != nil {
-			return cfg.Prior.clone(), fmt.Errorf("fit head: %w", err)
+			return cfg.Prior.Clone(), fmt.Errorf("fit head: %w", err)
 		}
 	}
 	copyParams(head, full, names)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/graft-dev/graft/internal/fileio"
-	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
@@ -151,7 +150,8 @@ func LoadHistory(path string) (*History, error) {
 	return h, nil
 }
 
-func (h *History) clone() *History {
+// Clone returns a copy of h; for a nil h, an empty history (BestEpoch -1).
+func (h *History) Clone() *History {
 	c := &History{BestEpoch: -1}
 	if h != nil && len(h.Epochs) > 0 {
 		c.BestEpoch, c.BestAccuracy = h.BestEpoch, h.BestAccuracy
@@ -189,7 +189,7 @@ func classesOf(p *runtime.Program) (int, error) {
 // progress is not recorded), a *NonFiniteError when a loss is NaN or
 // infinite, or the error of a source, step or Checkpoint.
 func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg Config) (*History, error) {
-	h := cfg.Prior.clone()
+	h := cfg.Prior.Clone()
 	if cfg.Optimizer == nil {
 		return h, fmt.Errorf("fit: no optimizer")
 	}

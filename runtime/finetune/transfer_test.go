@@ -1,15 +1,13 @@
-package main
+package finetune
 
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
@@ -52,6 +50,9 @@ func flat(v any) []float64 {
 	return nil
 }
 
+// fashionMNIST is where Debian's dataset-fashion-mnist puts the files.
+const fashionMNIST = "/usr/share/datasets/fashion-mnist"
+
 func loadFashionRef(t *testing.T) *fashionRef {
 	t.Helper()
 	b, err := os.ReadFile("../../testdata/gen/fashion_finetune_ref.json")
@@ -71,7 +72,10 @@ func loadFashionRef(t *testing.T) *fashionRef {
 // all 5,000 test images of those classes. Three head seeds on each side;
 // the mean final accuracies must agree within 1 point.
 func TestTransferLearningMatchesPyTorch(t *testing.T) {
-	if _, err := os.Stat(fashionMNIST); err != nil {
+	if testing.Short() {
+		t.Skip("15 epochs, three times (-short)")
+	}
+	if _, err := os.Stat(filepath.Join(fashionMNIST, "train-images-idx3-ubyte.gz")); err != nil {
 		onnxtest.Missing(t, "Debian's dataset-fashion-mnist")
 	}
 	ref := loadFashionRef(t)
@@ -95,37 +99,18 @@ func TestTransferLearningMatchesPyTorch(t *testing.T) {
 	if trainDS.Len() != 5000 || valDS.Len() != 5000 {
 		t.Fatalf("split: %d train, %d val; PyTorch used 5000 and 5000", trainDS.Len(), valDS.Len())
 	}
-	pre := dataset.ForInput(1, 28, 28)
 	var final, best float64
 	seeds := []int64{0, 1, 2}
 	for _, seed := range seeds {
-		raw, err := demoFS.ReadFile("demo/pretrained.onnx")
+		o := DefaultOptions()
+		o.Out = filepath.Join(t.TempDir(), "model.onnx")
+		o.ReplaceHead, o.Freeze = 5, []string{"backbone"}
+		o.Epochs, o.LR, o.Momentum, o.Seed = 15, 0.01, 0.9, seed
+		res, err := Run(context.Background(), demoModel(t), trainDS, valDS, o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := onnx.Decode(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc, _ := pre.Config(trainDS, 32, true, seed)
-		vc, _ := pre.Config(valDS, 256, false, seed)
-		tl, err := dataset.NewLoader(trainDS, tc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vl, err := dataset.NewLoader(valDS, vc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		job := &finetuneJob{model: m, classes: trainDS.Classes(), train: tl, val: vl,
-			replaceHead: 5, freeze: []string{"backbone"}, epochs: 15, optimizer: "sgd", lr: 0.01, momentum: 0.9, seed: seed,
-			out: filepath.Join(dir, "model.onnx"), metricsDir: dir, progress: io.Discard}
-		res, err := job.run(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := res.history
+		h := res.History
 		final += h.Epochs[len(h.Epochs)-1].Val.Accuracy / float64(len(seeds))
 		best += h.BestAccuracy / float64(len(seeds))
 		t.Logf("seed %d: final %.4f, best %.4f", seed, h.Epochs[len(h.Epochs)-1].Val.Accuracy, h.BestAccuracy)
@@ -141,11 +126,7 @@ func TestTransferLearningMatchesPyTorch(t *testing.T) {
 // validation count.
 func TestFinetuneStepsMatchPyTorchExactly(t *testing.T) {
 	ref := loadFashionRef(t)
-	raw, _ := demoFS.ReadFile("demo/pretrained.onnx")
-	m, err := onnx.Decode(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := demoModel(t)
 	if err := surgery.Apply(m, surgery.ReplaceHead(5, surgery.HeadOptions{}), surgery.Freeze(surgery.Backbone())); err != nil {
 		t.Fatal(err)
 	}
@@ -163,14 +144,19 @@ func TestFinetuneStepsMatchPyTorchExactly(t *testing.T) {
 			dst[i] = float32(v[i])
 		}
 	}
-	trainSrc, err := demoSource("train", 32, false, 0)
-	if err != nil {
-		t.Fatal(err)
+	trainData, valData := demoData(t, 1000)
+	source := func(ds *dataset.Dataset, batch int) *dataset.Loader {
+		cfg, err := dataset.ForInput(1, 28, 28).Config(ds, batch, false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := dataset.NewLoader(ds, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
 	}
-	valSrc, err := demoSource("val", 500, false, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	trainSrc, valSrc := source(trainData, 32), source(valData, 500)
 	opt, _ := train.NewSGD(train.SGDOptions{LR: 0.01, Momentum: 0.9})
 	h, err := train.Fit(context.Background(), p, trainSrc, valSrc, train.Config{Epochs: 1, Optimizer: opt, Params: []string{"fc.weight", "fc.bias"}})
 	if err != nil {

@@ -1,14 +1,12 @@
-package main
+package finetune
 
 import (
 	"bytes"
-	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
 	"image/png"
 
-	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/runtime/train"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -17,9 +15,9 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// writeTrainingPlot draws loss and accuracy per epoch, for training and
+// trainingPlot draws loss and accuracy per epoch, for training and
 // validation, side by side, as a PNG.
-func writeTrainingPlot(path string, h *train.History) error {
+func trainingPlot(h *train.History) ([]byte, error) {
 	var trLoss, trAcc, vaLoss, vaAcc plotter.XYs
 	for _, e := range h.Epochs {
 		x := float64(e.Epoch + 1)
@@ -60,11 +58,11 @@ func writeTrainingPlot(path string, h *train.History) error {
 	}
 	lossPlot, err := panel("Loss", "cross-entropy", trLoss, vaLoss)
 	if err != nil {
-		return fmt.Errorf("plot %s: %w", path, err)
+		return nil, err
 	}
 	accPlot, err := panel("Accuracy", "accuracy (%)", trAcc, vaAcc)
 	if err != nil {
-		return fmt.Errorf("plot %s: %w", path, err)
+		return nil, err
 	}
 	const w, h2 = 5 * vg.Inch, 3.5 * vg.Inch
 	out := image.NewRGBA(image.Rect(0, 0, 2*int(w.Dots(96)), int(h2.Dots(96))))
@@ -78,10 +76,7 @@ func writeTrainingPlot(path string, h *train.History) error {
 	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, out); err != nil {
-		return fmt.Errorf("plot %s: %w", path, err)
+		return nil, err
 	}
-	if err := fileio.WriteFile(path, buf.Bytes()); err != nil {
-		return fmt.Errorf("plot %s: %w", path, err)
-	}
-	return nil
+	return buf.Bytes(), nil
 }

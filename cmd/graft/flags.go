@@ -1,0 +1,51 @@
+package main
+
+import (
+	"math"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// parseFloatList parses a flag's comma-separated numbers ("0.485,0.456");
+// empty means nil. NaN and infinities are refused.
+func parseFloatList(flag, s string) ([]float32, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []float32
+	for _, part := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(part), 32)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, usage("%s %q: %q is not a number", flag, s, strings.TrimSpace(part))
+		}
+		out = append(out, float32(v))
+	}
+	return out, nil
+}
+
+// parseIntList parses a flag's comma-separated integers ("5,6,7").
+func parseIntList(flag, s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil {
+			return nil, usage("%s %q: %q is not an integer", flag, s, strings.TrimSpace(part))
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// isTerminal reports whether f is a character device (a terminal), where
+// progress is drawn as an updating line; elsewhere graft prints plain lines.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,408 @@
+package finetune
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/graft-dev/graft/internal/fileio"
+	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
+	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/runtime/dataset"
+	"github.com/graft-dev/graft/runtime/train"
+	"github.com/graft-dev/graft/surgery"
+)
+
+// The files Run writes into Options.Dir, besides the model at Options.Out.
+const (
+	MetricsFile   = "metrics.json"
+	PlotFile      = "training.png"
+	ReportFile    = "report.md"
+	CheckpointDir = "checkpoint"
+)
+
+// ErrNothingSaved is returned (wrapped) when the run is stopped before its
+// first epoch ends: no model was written.
+var ErrNothingSaved = errors.New("stopped before the first epoch ended: nothing was written")
+
+// A Result is what a run produced.
+type Result struct {
+	// History holds the completed epochs, a resumed run's earlier ones
+	// included; BestEpoch is the epoch whose model Out holds.
+	History *train.History
+	// Contract is the contract stored in the model written: the
+	// preprocessing the data was fed with and the class names.
+	Contract *contract.Contract
+	// Head is the classifier head after any replacement.
+	Head *surgery.Head
+	// Trainable names the parameters trained.
+	Trainable []string
+	// Train and Val are the training and validation data sets used (after
+	// a split).
+	Train, Val *dataset.Dataset
+	// Cached says the frozen backbone's features were computed once.
+	Cached bool
+	// Stopped says the context was cancelled after at least one epoch:
+	// Out holds the best epoch so far and the checkpoint allows Resume.
+	Stopped bool
+	Seconds float64
+	// Files lists the files written.
+	Files []string
+}
+
+// Run fine-tunes the classifier m on trainData, validating on valData (or,
+// when valData is nil, on a stratified Options.ValSplit of trainData), and
+// writes the best epoch's model to Options.Out, with metrics.json,
+// training.png, report.md and a checkpoint folder in Options.Dir. m is
+// edited and trained in place.
+//
+// The steps, in order:
+//  1. Check the options, and that every output can be written without
+//     replacing an input (the model file, a data folder); lock Dir.
+//  2. Edit the model (surgery.Apply, all or nothing): a new head when the
+//     class count differs or ReplaceHead asks, then Freeze and Unfreeze.
+//  3. Derive the model's contract (contract.Derive) with the Overrides:
+//     the data is fed as the model expects; hardening works on pixels in
+//     [0, 1], so a model that normalises outside gets its normalisation put
+//     inside. The contract, with the data's class names, is stored in the
+//     model.
+//  4. Train: a head-only run on data that stays the same every epoch (no
+//     augmentation, no hardening) computes the frozen backbone's features
+//     once and trains the head on them (train.SplitAtHead, CacheFeatures,
+//     FitHeadOnFeatures), unless NoCache; everything else runs train.Fit
+//     on the whole model, with batch-statistics BatchNormalization where
+//     its parameters train.
+//  5. After every epoch, commit the checkpoint (model, optimizer state,
+//     history, settings) as one unit, rewrite metrics.json, and write Out
+//     when validation accuracy improved (strictly: ties keep the earlier
+//     epoch).
+//
+// Cancelling ctx stops at the next batch: the result has Stopped set and
+// the epochs done are kept (ErrNothingSaved if there were none).
+func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset, opts Options) (*Result, error) {
+	start := time.Now()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if m == nil || m.Graph == nil {
+		return nil, errors.New("finetune: no model")
+	}
+	if trainData == nil {
+		return nil, errors.New("finetune: no training data")
+	}
+	dir := opts.Dir
+	if dir == "" {
+		dir = filepath.Dir(opts.Out)
+	}
+	if err := checkOutputs(m, trainData, valData, dir, opts); err != nil {
+		return nil, err
+	}
+	lock, err := fileio.LockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+
+	source, err := onnx.Encode(m)
+	if err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+	modelSum := sha256.Sum256(source)
+
+	if valData == nil {
+		if trainData, valData, err = dataset.Split(trainData, opts.ValSplit, opts.Seed); err != nil {
+			return nil, err
+		}
+	} else if err := dataset.SameClasses(trainData, valData); err != nil {
+		return nil, err
+	}
+	classes := trainData.Classes()
+	if len(classes) < 2 {
+		return nil, fmt.Errorf("finetune: %s has %d class: fine-tuning a classifier needs at least 2", trainData.Source(), len(classes))
+	}
+
+	res := &Result{Train: trainData, Val: valData}
+	if res.Head, err = prepare(m, len(classes), opts); err != nil {
+		return nil, err
+	}
+	if res.Trainable, err = surgery.Trainable(m); err != nil {
+		return nil, err
+	}
+	if len(res.Trainable) == 0 {
+		return nil, errors.New("finetune: no trainable parameters: everything is frozen")
+	}
+	c, err := modelContract(m, classes, opts)
+	if err != nil {
+		return nil, err
+	}
+	res.Contract = c
+	pre, err := dataset.PreprocessingFor(c.Input)
+	if err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+
+	p, err := runtime.Compile(m, runtime.Options{Seed: opts.Seed})
+	if err != nil {
+		return nil, err
+	}
+	opt, err := opts.optimizer()
+	if err != nil {
+		return nil, err
+	}
+	sched, err := opts.schedule()
+	if err != nil {
+		return nil, err
+	}
+	ck := &checkpoint{dir: filepath.Join(dir, CheckpointDir), model: m, program: p, optimizer: opt,
+		run: runRecord{Model: hex.EncodeToString(modelSum[:]), Train: trainData.Fingerprint(), Val: valData.Fingerprint(),
+			Classes: classes, Settings: opts.settings()}}
+	var prior *train.History
+	startEpoch := 0
+	if opts.Resume {
+		if prior, err = ck.resume(); err != nil {
+			return nil, err
+		}
+		startEpoch = len(prior.Epochs)
+	}
+
+	w := &writer{opts: opts, dir: dir, model: m, program: p, checkpoint: ck, history: prior.Clone(), result: res}
+	cfg := train.Config{
+		Epochs: opts.Epochs, StartEpoch: startEpoch, Optimizer: opt, Schedule: sched,
+		Params: res.Trainable, Classes: len(classes), Prior: prior,
+		OnBatch: opts.OnBatch, OnEpoch: opts.OnEpoch, Checkpoint: w.epochDone,
+	}
+	if opts.hardened() {
+		cfg.Perturb = perturber(p, opts)
+	}
+	trainSrc, valSrc, err := loaders(trainData, valData, pre, opts)
+	if err != nil {
+		return nil, err
+	}
+
+	// The feature cache: a head-only run whose inputs are the same every
+	// epoch runs the frozen backbone once. Augmentation and hardening
+	// change the inputs, and NoCache asks for the plain loop.
+	headOnly := res.Head != nil && onlyHead(res.Trainable, res.Head)
+	if headOnly && !opts.Augment && !opts.hardened() && !opts.NoCache {
+		res.Cached = true
+		err = fitCached(ctx, m, p, trainSrc, valSrc, cfg, opts)
+	} else {
+		_, err = train.Fit(ctx, p, trainSrc, valSrc, cfg)
+	}
+	res.History = w.history
+	res.Seconds = time.Since(start).Seconds()
+	if errors.Is(err, train.ErrStopped) {
+		if len(w.history.Epochs) == 0 || w.history.BestEpoch < 0 {
+			return res, fmt.Errorf("finetune: %w", ErrNothingSaved)
+		}
+		res.Stopped = true
+		err = nil
+	}
+	if err != nil {
+		return res, err
+	}
+	return res, w.finish()
+}
+
+// checkOutputs refuses, before any work, outputs that cannot be written
+// or would replace an input.
+func checkOutputs(m *onnx.Model, trainData, valData *dataset.Dataset, dir string, opts Options) error {
+	var plan fileio.Plan
+	if opts.ModelPath != "" {
+		plan.Input(opts.ModelPath, "model")
+	}
+	for _, f := range m.ExternalDataFiles() {
+		plan.Input(f, "the model's external data")
+	}
+	for _, d := range []*dataset.Dataset{trainData, valData} {
+		if d != nil {
+			for _, in := range d.Inputs() {
+				plan.Input(in, "data")
+			}
+		}
+	}
+	var force []fileio.Option
+	if opts.Force {
+		force = append(force, fileio.Force())
+	}
+	plan.Output(opts.Out, "output model", force...)
+	plan.OutputDir(dir, "metrics folder")
+	for _, f := range []string{MetricsFile, PlotFile, ReportFile} {
+		plan.Output(filepath.Join(dir, f), "")
+	}
+	plan.OutputDir(filepath.Join(dir, CheckpointDir), "checkpoint folder")
+	if err := plan.Check(); err != nil {
+		return fmt.Errorf("finetune: %w", err)
+	}
+	return nil
+}
+
+// prepare edits m for k classes: a new head when its class count differs
+// (or opts.ReplaceHead asks), then the trainable set's selectors, in one
+// all-or-nothing surgery.Apply. It returns the head after the edits.
+func prepare(m *onnx.Model, k int, opts Options) (*surgery.Head, error) {
+	var h *surgery.Head
+	var err error
+	if opts.HeadNode != "" {
+		h, err = surgery.HeadAt(m.Graph, opts.HeadNode)
+	} else {
+		h, err = surgery.FindHead(m.Graph)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+	if opts.ReplaceHead > 0 && opts.ReplaceHead != k {
+		return nil, bad("ReplaceHead", opts.ReplaceHead, "the data has %d classes", k)
+	}
+	var edits []surgery.Edit
+	if opts.ReplaceHead > 0 || int(h.OutFeatures) != k {
+		edits = append(edits, surgery.ReplaceHead(k, surgery.HeadOptions{Node: opts.HeadNode, Seed: opts.Seed}))
+	}
+	for _, s := range opts.Freeze {
+		sel, _ := surgery.ParseSelector(s) // Validate parsed it
+		edits = append(edits, named("freeze "+s, surgery.Freeze(sel)))
+	}
+	for _, s := range opts.Unfreeze {
+		sel, _ := surgery.ParseSelector(s)
+		edits = append(edits, named("unfreeze "+s, surgery.Unfreeze(sel)))
+	}
+	if len(edits) > 0 {
+		if err := surgery.Apply(m, edits...); err != nil {
+			return nil, fmt.Errorf("finetune: %w", err)
+		}
+	}
+	if opts.HeadNode != "" {
+		return surgery.HeadAt(m.Graph, opts.HeadNode)
+	}
+	return surgery.FindHead(m.Graph)
+}
+
+// named prefixes an edit's error with what asked for it.
+func named(what string, e surgery.Edit) surgery.Edit {
+	return func(m *onnx.Model) error {
+		if err := e(m); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+}
+
+// modelContract derives m's contract with the overrides and the data's
+// class names, puts the normalisation inside the model when hardening
+// needs pixel inputs, and stores the contract in m.
+func modelContract(m *onnx.Model, classes []string, opts Options) (*contract.Contract, error) {
+	c, err := contract.Derive(m)
+	if err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+	if err := c.Override(opts.Overrides); err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+	if err := c.Input.Check(); err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+	if opts.hardened() {
+		// Adversarial steps and noise are in pixel units, clamped to [0, 1]:
+		// the model must take pixels.
+		if mean, std := c.Input.PixelNormalization(); mean != nil {
+			if err := surgery.Apply(m, surgery.Normalize(c.Input.Name, mean, std)); err != nil {
+				return nil, fmt.Errorf("finetune: put the normalisation inside the model for hardening: %w", err)
+			}
+			if opts.OnPhase != nil {
+				opts.OnPhase(fmt.Sprintf("hardening works on pixels in [0, 1]: the normalisation (mean %v, std %v) is now inside the model", mean, std))
+			}
+			scale := c.Input.PixelScale
+			c.Input.Mean, c.Input.Std, c.Input.NormalizedInside, c.Input.PixelScale = mean, std, true, 1
+			if scale != 1 {
+				c.Notes = append(c.Notes, fmt.Sprintf("the model took pixels scaled to %g; it now takes them in [0, 1] and scales them itself", scale))
+			}
+		}
+	}
+	if opts.Overrides.Classes == nil {
+		c.Output.Classes = classes
+	}
+	c.Output.NumClasses = len(classes)
+	if err := contract.Store(m, c); err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+	return c, nil
+}
+
+// loaders returns the training source (shuffled, augmented if asked) and
+// the validation source (in order, never augmented).
+func loaders(trainData, valData *dataset.Dataset, pre dataset.Preprocessing, opts Options) (trainSrc, valSrc *dataset.Loader, err error) {
+	tp := pre
+	tp.Augment = opts.Augment
+	tcfg, err := tp.Config(trainData, opts.Batch, true, opts.Seed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("finetune: %w", err)
+	}
+	if trainSrc, err = dataset.NewLoader(trainData, tcfg); err != nil {
+		return nil, nil, fmt.Errorf("finetune: %w", err)
+	}
+	vp := pre
+	vp.Augment = false
+	vcfg, err := vp.Config(valData, opts.Batch, false, opts.Seed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("finetune: %w", err)
+	}
+	if valSrc, err = dataset.NewLoader(valData, vcfg); err != nil {
+		return nil, nil, fmt.Errorf("finetune: %w", err)
+	}
+	return trainSrc, valSrc, nil
+}
+
+// fitCached trains the head of m (compiled as p) on the frozen backbone's
+// features, computed once.
+func fitCached(ctx context.Context, m *onnx.Model, p *runtime.Program, trainSrc, valSrc dataset.Source, cfg train.Config, opts Options) error {
+	extractor, headModel, err := train.SplitAtHead(m, cfg.Params)
+	if err != nil {
+		return fmt.Errorf("finetune: %w", err)
+	}
+	ep, err := runtime.Compile(extractor, runtime.Options{})
+	if err != nil {
+		return err
+	}
+	hp, err := runtime.Compile(headModel, runtime.Options{Seed: opts.Seed})
+	if err != nil {
+		return err
+	}
+	if opts.OnPhase != nil {
+		opts.OnPhase(fmt.Sprintf("computing the frozen backbone's features once (%d training, %d validation examples)", trainSrc.Len(), valSrc.Len()))
+	}
+	tf, err := train.CacheFeatures(ctx, ep, trainSrc, nil)
+	if err != nil {
+		return err
+	}
+	vf, err := train.CacheFeatures(ctx, ep, valSrc, nil)
+	if err != nil {
+		return err
+	}
+	_, err = train.FitHeadOnFeatures(ctx, p, hp, tf, vf, cfg)
+	return err
+}
+
+// onlyHead reports whether every trainable parameter belongs to the head.
+func onlyHead(trainable []string, h *surgery.Head) bool {
+	head := map[string]bool{h.Weight.Name: true}
+	for _, n := range []*onnx.Node{h.Node, h.BiasAdd} {
+		if n != nil {
+			for _, v := range n.Inputs {
+				if v != nil && v.IsConst() {
+					head[v.Name] = true
+				}
+			}
+		}
+	}
+	for _, t := range trainable {
+		if !head[t] {
+			return false
+		}
+	}
+	return true
+}
