@@ -64,6 +64,9 @@ func InsertAfter(value string, build func(g *onnx.Graph, v *onnx.Value) (*onnx.V
 // has it takes pixels in [0, 1].
 const NormalizeNode = "graft_normalize_div"
 
+// normalizeSubNode is the name of the Sub node before NormalizeNode.
+const normalizeSubNode = "graft_normalize_sub"
+
 // Normalize returns an edit that puts (x - mean) / std, per channel (axis 1),
 // after the named graph input, so callers feed pixels in [0, 1] and the
 // normalisation lives inside the model: attacks and robustness reports then
@@ -108,7 +111,7 @@ func Normalize(input string, mean, std []float32) Edit {
 			if err != nil {
 				return nil, err
 			}
-			sub := g.AddNode("Sub", "graft_normalize_sub", []*onnx.Value{x, g.AddInitializer(mt)}, []string{input + "_centered"})
+			sub := g.AddNode("Sub", normalizeSubNode, []*onnx.Value{x, g.AddInitializer(mt)}, []string{input + "_centered"})
 			div := g.AddNode("Div", NormalizeNode, []*onnx.Value{sub.Outputs[0], g.AddInitializer(st)}, []string{input + "_normalized"})
 			return div.Outputs[0], nil
 		})(m)
@@ -116,7 +119,8 @@ func Normalize(input string, mean, std []float32) Edit {
 }
 
 // A Query picks nodes: by name (a glob whose * matches any run of
-// characters, see Glob) and op type; empty fields match anything.
+// characters, see Glob; a malformed one matches nothing) and op type; empty
+// fields match anything.
 type Query struct {
 	Name string
 	Op   string
@@ -124,12 +128,13 @@ type Query struct {
 
 // Find returns the nodes matching q, in graph order.
 func Find(g *onnx.Graph, q Query) []*onnx.Node {
+	name := Glob(q.Name)
 	var out []*onnx.Node
 	for _, n := range g.Nodes {
 		if q.Op != "" && n.OpType != q.Op {
 			continue
 		}
-		if q.Name != "" && !globRegexp(q.Name).MatchString(n.Name) {
+		if q.Name != "" && !name(Param{Name: n.Name}) {
 			continue
 		}
 		out = append(out, n)
