@@ -2,6 +2,7 @@ package surgery
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/graft-dev/graft/onnx"
 )
@@ -70,7 +71,8 @@ const normalizeSubNode = "graft_normalize_sub"
 // Normalize returns an edit that puts (x - mean) / std, per channel (axis 1),
 // after the named graph input, so callers feed pixels in [0, 1] and the
 // normalisation lives inside the model: attacks and robustness reports then
-// work in pixel space. The input keeps its name and type.
+// work in pixel space. The input keeps its name and type. Means must be
+// finite, standard deviations finite and not 0.
 func Normalize(input string, mean, std []float32) Edit {
 	return func(m *onnx.Model) error {
 		var x *onnx.Value
@@ -88,9 +90,14 @@ func Normalize(input string, mean, std []float32) Edit {
 		if x.Type != nil && len(x.Type.Shape) > 1 && x.Type.Shape[1].Known() && x.Type.Shape[1].Value != int64(len(mean)) {
 			return fmt.Errorf("normalize: input %q has %d channels, got %d means", input, x.Type.Shape[1].Value, len(mean))
 		}
-		for i, s := range std {
-			if s == 0 {
-				return fmt.Errorf("normalize: std[%d] is 0", i)
+		for i, v := range mean {
+			if !finite(v) {
+				return fmt.Errorf("normalize: mean[%d] is %v, want a finite number", i, v)
+			}
+		}
+		for i, v := range std {
+			if !finite(v) || v == 0 {
+				return fmt.Errorf("normalize: std[%d] is %v, want a finite number other than 0", i, v)
 			}
 		}
 		// Per-channel constants shaped to broadcast over [N, C, ...].
@@ -117,6 +124,8 @@ func Normalize(input string, mean, std []float32) Edit {
 		})(m)
 	}
 }
+
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 
 // A Query picks nodes: by name (a glob whose * matches any run of
 // characters, see Glob; a malformed one matches nothing) and op type; empty
