@@ -36,11 +36,12 @@ type NonFiniteError struct {
 	// Updated is true when this run had updated the parameters before the
 	// loss went bad: only then can a lower learning rate help.
 	Updated bool
-	// BadExample is the first example of the batch whose input holds a NaN
-	// or infinity, -1 if none does; Perturbed says the batch was
-	// Config.Perturb's.
-	BadExample int
-	Perturbed  bool
+	// BadInput is true when the batch's input holds a NaN or infinity,
+	// first in example Example of the batch (counting from 0); Perturbed
+	// says the batch was Config.Perturb's.
+	BadInput  bool
+	Example   int
+	Perturbed bool
 }
 
 func (e *NonFiniteError) Error() string {
@@ -50,10 +51,10 @@ func (e *NonFiniteError) Error() string {
 	}
 	var why string
 	switch {
-	case e.BadExample >= 0 && e.Perturbed:
-		why = fmt.Sprintf("the perturbed input of example %d of the batch is not finite", e.BadExample+1)
-	case e.BadExample >= 0:
-		why = fmt.Sprintf("the input of example %d of the batch is not finite", e.BadExample+1)
+	case e.BadInput && e.Perturbed:
+		why = fmt.Sprintf("the perturbed input of example %d of the batch is not finite", e.Example+1)
+	case e.BadInput:
+		why = fmt.Sprintf("the input of example %d of the batch is not finite", e.Example+1)
 	case !e.Updated:
 		why = "before any update, so the model or its input is to blame, not the learning rate"
 	default:
@@ -293,8 +294,9 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
 			}
 			if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+				i := firstNonFinite(b.X)
 				return h, &NonFiniteError{Epoch: epoch, Batch: batch, Loss: res.Loss, Updated: updated,
-					BadExample: firstNonFinite(b.X), Perturbed: cfg.Perturb != nil}
+					BadInput: i >= 0, Example: i, Perturbed: cfg.Perturb != nil}
 			}
 			if err := cfg.Optimizer.Update(params, res.ParamGrads, lr); err != nil {
 				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
@@ -333,7 +335,7 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 				return h, fmt.Errorf("fit: validation after epoch %d: %w", epoch+1, err)
 			}
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return h, &NonFiniteError{Epoch: epoch, Batch: -1, Validation: true, Loss: loss, Updated: updated, BadExample: -1}
+				return h, &NonFiniteError{Epoch: epoch, Batch: -1, Validation: true, Loss: loss, Updated: updated}
 			}
 			stats.Val = &EvalStats{Loss: loss, Accuracy: acc}
 			score = acc

@@ -230,7 +230,8 @@ func TestFitStopsOnNaN(t *testing.T) {
 		Checkpoint: func(int, EpochStats, bool) error { checkpoints++; return nil },
 	})
 	var nf *NonFiniteError
-	if !errors.As(err, &nf) || !errors.Is(err, ErrNonFinite) || nf.Epoch != 1 || nf.Batch != 3 || !math.IsNaN(nf.Loss) {
+	if !errors.As(err, &nf) || !errors.Is(err, ErrNonFinite) || nf.Epoch != 1 || nf.Batch != 3 || !math.IsNaN(nf.Loss) ||
+		!nf.BadInput || nf.Example != 0 || nf.Perturbed || !nf.Updated {
 		t.Fatalf("error %v (%+v), want a NonFiniteError at epoch 1, batch 3", err, nf)
 	}
 	if want := "epoch 2, batch 4: the loss is NaN (the input of example 1 of the batch is not finite); training stopped, checkpoints already saved are kept"; err.Error() != want {
