@@ -244,12 +244,20 @@ func checkInput(x *tensor.Dense, c Criterion, eps []float64) error {
 	if dt := x.Dtype(); dt != tensor.Float32 && dt != tensor.Float64 {
 		return fmt.Errorf("attacks: inputs are %v, want float32 or float64", dt)
 	}
+	if err := checkEps(eps); err != nil {
+		return err
+	}
+	return c.check(x.Shape()[0])
+}
+
+// checkEps refuses radii outside [0, 1], NaN included.
+func checkEps(eps []float64) error {
 	for _, e := range eps {
 		if !(e >= 0 && e <= 1) {
 			return fmt.Errorf("attacks: eps %g is outside [0, 1]", e)
 		}
 	}
-	return c.check(x.Shape()[0])
+	return nil
 }
 
 // signStep sets adv = clamp(adv + step*sign(grad), 0, 1), first projecting

@@ -344,6 +344,10 @@ func TestSweepErrors(t *testing.T) {
 	if _, err := Sweep(m, broken, Config{Attack: FGSM{}}); !errors.Is(err, fail) {
 		t.Errorf("data error: %v", err)
 	}
+	// A NaN radius is refused before the data is read.
+	if _, err := Sweep(m, broken, Config{Attack: FGSM{}, Eps: []float64{0.1, math.NaN()}}); err == nil || err.Error() != "attacks: eps NaN is outside [0, 1]" {
+		t.Errorf("NaN eps: %v", err)
+	}
 	bad := append([]int(nil), labels...)
 	bad[2] = 9
 	for _, c := range []struct {

@@ -160,6 +160,9 @@ func Sweep(m Model, data dataset.Source, cfg Config) (*Report, error) {
 	if len(eps) == 0 {
 		return nil, errors.New("attacks: no eps")
 	}
+	if err := checkEps(eps); err != nil { // before any example is attacked
+		return nil, err
+	}
 	// Clean predictions come from eps 0; add it when missing.
 	runEps := eps
 	zeroAt := -1

@@ -2,6 +2,7 @@ package surgery
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
@@ -65,10 +66,14 @@ func InsertAfter(value string, build func(g *onnx.Graph, v *onnx.Value) (*onnx.V
 // has it takes pixels in [0, 1].
 const NormalizeNode = "graft_normalize_div"
 
+// normalizeSubNode is the name of the Sub node before NormalizeNode.
+const normalizeSubNode = "graft_normalize_sub"
+
 // Normalize returns an edit that puts (x - mean) / std, per channel (axis 1),
 // after the named graph input, so callers feed pixels in [0, 1] and the
 // normalisation lives inside the model: attacks and robustness reports then
-// work in pixel space. The input keeps its name and type.
+// work in pixel space. The input keeps its name and type. Means must be
+// finite, standard deviations finite and not 0.
 func Normalize(input string, mean, std []float32) Edit {
 	return func(m *onnx.Model) error {
 		var x *onnx.Value
@@ -86,9 +91,14 @@ func Normalize(input string, mean, std []float32) Edit {
 		if x.Type != nil && len(x.Type.Shape) > 1 && x.Type.Shape[1].Known() && x.Type.Shape[1].Value != int64(len(mean)) {
 			return fmt.Errorf("normalize: input %q has %d channels, got %d means", input, x.Type.Shape[1].Value, len(mean))
 		}
-		for i, s := range std {
-			if s == 0 {
-				return fmt.Errorf("normalize: std[%d] is 0", i)
+		for i, v := range mean {
+			if !finite(v) {
+				return fmt.Errorf("normalize: mean[%d] is %v, want a finite number", i, v)
+			}
+		}
+		for i, v := range std {
+			if !finite(v) || v == 0 {
+				return fmt.Errorf("normalize: std[%d] is %v, want a finite number other than 0", i, v)
 			}
 		}
 		// Per-channel constants shaped to broadcast over [N, C, ...].
@@ -109,7 +119,7 @@ func Normalize(input string, mean, std []float32) Edit {
 			if err != nil {
 				return nil, err
 			}
-			sub := g.AddNode("Sub", "graft_normalize_sub", []*onnx.Value{x, g.AddInitializer(mt)}, []string{input + "_centered"})
+			sub := g.AddNode("Sub", normalizeSubNode, []*onnx.Value{x, g.AddInitializer(mt)}, []string{input + "_centered"})
 			div := g.AddNode("Div", NormalizeNode, []*onnx.Value{sub.Outputs[0], g.AddInitializer(st)}, []string{input + "_normalized"})
 			return div.Outputs[0], nil
 		})(m)
@@ -125,8 +135,11 @@ func Normalize(input string, mean, std []float32) Edit {
 	}
 }
 
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
 // A Query picks nodes: by name (a glob whose * matches any run of
-// characters, see Glob) and op type; empty fields match anything.
+// characters, see Glob; a malformed one matches nothing) and op type; empty
+// fields match anything.
 type Query struct {
 	Name string
 	Op   string
@@ -134,12 +147,13 @@ type Query struct {
 
 // Find returns the nodes matching q, in graph order.
 func Find(g *onnx.Graph, q Query) []*onnx.Node {
+	name := Glob(q.Name)
 	var out []*onnx.Node
 	for _, n := range g.Nodes {
 		if q.Op != "" && n.OpType != q.Op {
 			continue
 		}
-		if q.Name != "" && !globRegexp(q.Name).MatchString(n.Name) {
+		if q.Name != "" && !name(Param{Name: n.Name}) {
 			continue
 		}
 		out = append(out, n)

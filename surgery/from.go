@@ -1,7 +1,6 @@
 package surgery
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/graft-dev/graft/onnx"
@@ -39,6 +38,10 @@ func From(value string) Edit {
 		}
 		ty := &onnx.Type{Elem: v.Type.Elem, Shape: shape, Denotation: v.Type.Denotation}
 		readBefore := readValues(g)
+		params := map[string]bool{}
+		for _, p := range Params(m) {
+			params[p.Name] = true
+		}
 		v.Name += "__upstream"
 		in := g.AddInput(value, ty)
 		g.ReplaceUses(v, in)
@@ -53,7 +56,7 @@ func From(value string) Edit {
 		}
 		g.Inputs = inputs
 		g.Cleanup()
-		return pruneTrainable(m)
+		return keepTrainable(m, params)
 	}
 }
 
@@ -80,30 +83,4 @@ func readValues(g *onnx.Graph) map[*onnx.Value]bool {
 	}
 	walk(g)
 	return read
-}
-
-// pruneTrainable drops the names of parameters the model no longer has from
-// its stored trainable set.
-func pruneTrainable(m *onnx.Model) error {
-	s, ok := m.MetadataValue(TrainableKey)
-	if !ok {
-		return nil
-	}
-	var names []string
-	if err := json.Unmarshal([]byte(s), &names); err != nil {
-		return fmt.Errorf("metadata %s is not a JSON list of names: %w", TrainableKey, err)
-	}
-	have := map[string]bool{}
-	for _, v := range m.Graph.Initializers {
-		have[v.Name] = true
-	}
-	kept := []string{}
-	for _, n := range names {
-		if have[n] {
-			kept = append(kept, n)
-		}
-	}
-	b, _ := json.Marshal(kept)
-	m.SetMetadata(TrainableKey, string(b))
-	return nil
 }

@@ -14,7 +14,9 @@ import (
 // a head whose composition computes what the whole model does.
 func TestFromSplitsAtHead(t *testing.T) {
 	whole := load(t, "../testdata/models/resnet_tiny_op13_bn/model.onnx")
-	SetTrainable(whole, []string{"fc.weight", "fc.bias", "conv1.weight"})
+	if err := SetTrainable(whole, []string{"fc.weight", "fc.bias", "conv1.weight"}); err != nil {
+		t.Fatal(err)
+	}
 	h, err := FindHead(whole.Graph)
 	if err != nil {
 		t.Fatal(err)

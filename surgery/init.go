@@ -1,6 +1,7 @@
 package surgery
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -146,7 +147,8 @@ func DCGAN() []Rule {
 
 // Initialize returns an edit that redraws the selected parameters by the
 // first rule matching each, in model order from one generator seeded with
-// seed, so the result is reproducible. It fails if no parameter matches.
+// seed, so the result is reproducible. It fails if no parameter matches,
+// or if a rule draws a NaN or infinite value.
 func Initialize(rules []Rule, sel Selector, seed int64) Edit {
 	return func(m *onnx.Model) error {
 		rng := rand.New(rand.NewSource(seed))
@@ -162,7 +164,13 @@ func Initialize(rules []Rule, sel Selector, seed int64) Edit {
 						return fmt.Errorf("initialise %q: only float32 parameters can be initialised, it is %s", p.Name, t.DType)
 					}
 					fi, fo := fans(p)
-					nt, err := onnx.FromFloat32(t.Name, t.Dims, r.Init.Draw(rng, int(t.NumElements()), fi, fo))
+					v := r.Init.Draw(rng, int(t.NumElements()), fi, fo)
+					for i, x := range v {
+						if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+							return fmt.Errorf("initialise %q: %v draws %v (element %d)", p.Name, r.Init, x, i)
+						}
+					}
+					nt, err := onnx.FromFloat32(t.Name, t.Dims, v)
 					if err != nil {
 						return fmt.Errorf("initialise %q: %w", p.Name, err)
 					}
@@ -216,14 +224,27 @@ func fans(p Param) (fanIn, fanOut int) {
 
 // ParseInit reads the command line's --init syntax: "dcgan", "pytorch",
 // "xavier", "kaiming", "normal:MEAN,STD", "uniform:LO,HI", "constant:V".
+// Numbers must be finite, a standard deviation not negative, and LO not
+// above HI.
 func ParseInit(s string) ([]Rule, error) {
 	name, args, _ := strings.Cut(s, ":")
+	params := map[string][]string{"normal": {"mean", "std"}, "uniform": {"low", "high"}, "constant": {"value"}}[name]
 	var nums []float64
 	if args != "" {
-		for _, a := range strings.Split(args, ",") {
+		for i, a := range strings.Split(args, ",") {
 			f, err := strconv.ParseFloat(strings.TrimSpace(a), 64)
+			if errors.Is(err, strconv.ErrRange) {
+				return nil, fmt.Errorf("--init %q: %q is out of range", s, a)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("--init %q: %q is not a number", s, a)
+			}
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				what := "a number"
+				if i < len(params) {
+					what = "the " + params[i]
+				}
+				return nil, fmt.Errorf("--init %q: %s is %v, want a finite number", s, what, f)
 			}
 			nums = append(nums, f)
 		}
@@ -244,18 +265,26 @@ func ParseInit(s string) ([]Rule, error) {
 	case "kaiming":
 		return []Rule{{Role: Weight, Init: KaimingNormal{Mode: FanOut}}, {Role: Bias, Init: Constant{0}}}, need(0)
 	case "normal":
-		return []Rule{{Init: Normal{nums0(nums, 0), nums0(nums, 1)}}}, need(2)
+		if err := need(2); err != nil {
+			return nil, err
+		}
+		if nums[1] < 0 {
+			return nil, fmt.Errorf("--init %q: the std is %v, want one of at least 0", s, nums[1])
+		}
+		return []Rule{{Init: Normal{nums[0], nums[1]}}}, nil
 	case "uniform":
-		return []Rule{{Init: Uniform{nums0(nums, 0), nums0(nums, 1)}}}, need(2)
+		if err := need(2); err != nil {
+			return nil, err
+		}
+		if nums[0] > nums[1] {
+			return nil, fmt.Errorf("--init %q: the low end %v is above the high end %v", s, nums[0], nums[1])
+		}
+		return []Rule{{Init: Uniform{nums[0], nums[1]}}}, nil
 	case "constant":
-		return []Rule{{Init: Constant{nums0(nums, 0)}}}, need(1)
+		if err := need(1); err != nil {
+			return nil, err
+		}
+		return []Rule{{Init: Constant{nums[0]}}}, nil
 	}
 	return nil, fmt.Errorf("--init %q: unknown rule (dcgan, pytorch, xavier, kaiming, normal:M,S, uniform:L,H, constant:V)", s)
-}
-
-func nums0(v []float64, i int) float64 {
-	if i < len(v) {
-		return v[i]
-	}
-	return 0
 }

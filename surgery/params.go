@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/graft-dev/graft/onnx"
@@ -20,7 +19,10 @@ const (
 	Scale       Role = "scale" // BatchNormalization's gamma
 	RunningMean Role = "running_mean"
 	RunningVar  Role = "running_var"
-	Other       Role = "other"
+	// Normalization is the mean or std Normalize puts in: a fixed part of
+	// the model's interface, never trained.
+	Normalization Role = "normalization"
+	Other         Role = "other"
 )
 
 // A Param is one float initializer with what reads it.
@@ -34,9 +36,12 @@ type Param struct {
 	InHead bool
 }
 
-// IsBuffer reports whether p is a statistic rather than a trainable
-// parameter: BatchNormalization's running mean and variance.
-func (p Param) IsBuffer() bool { return p.Role == RunningMean || p.Role == RunningVar }
+// IsBuffer reports whether p is a constant that never trains rather than a
+// trainable parameter: BatchNormalization's running mean and variance (a
+// statistic), or the mean and std Normalize puts in.
+func (p Param) IsBuffer() bool {
+	return p.Role == RunningMean || p.Role == RunningVar || p.Role == Normalization
+}
 
 // Params lists the model's float initializers in model order, with the op
 // and role that read each.
@@ -66,6 +71,9 @@ func Params(m *onnx.Model) []Param {
 }
 
 func roleOf(n *onnx.Node, v *onnx.Value) Role {
+	if n.Name == normalizeSubNode || n.Name == NormalizeNode {
+		return Normalization
+	}
 	idx := -1
 	for i, x := range n.Inputs {
 		if x == v {
@@ -105,32 +113,94 @@ func Backbone() Selector { return func(p Param) bool { return !p.InHead } }
 // HeadParams selects the classifier head's weight and bias.
 func HeadParams() Selector { return func(p Param) bool { return p.InHead } }
 
-// Glob selects parameters whose name matches pattern, where * matches any
-// run of characters (slashes and dots included) and ? any one character.
+// Glob selects parameters whose name matches pattern: * matches any run of
+// characters (slashes and dots included), ? any one character, [abc] one
+// of a set, [a-z] one of a range, [!abc] or [^abc] one not in the set, and
+// a backslash makes the next character literal. A malformed pattern (an
+// unclosed [) matches nothing; ParseSelector reports it.
 func Glob(pattern string) Selector {
-	re := globRegexp(pattern)
+	re, err := globRegexp(pattern)
+	if err != nil {
+		return func(Param) bool { return false }
+	}
 	return func(p Param) bool { return re.MatchString(p.Name) }
 }
 
 // globRegexp compiles a glob in which * crosses "/" and ".": node names
 // such as "/layer4/layer4.0/conv1/Conv" are paths, and "/layer4/*" should
 // match everything under it.
-func globRegexp(pattern string) *regexp.Regexp {
+func globRegexp(pattern string) (*regexp.Regexp, error) {
 	var b strings.Builder
 	b.WriteString("^")
-	for _, r := range pattern {
-		switch r {
+	rs := []rune(pattern)
+	for i := 0; i < len(rs); i++ {
+		switch r := rs[i]; r {
 		case '*':
 			b.WriteString(".*")
 		case '?':
 			b.WriteString(".")
+		case '\\':
+			if i+1 == len(rs) {
+				return nil, fmt.Errorf("it ends in a lone \\")
+			}
+			i++
+			b.WriteString(regexp.QuoteMeta(string(rs[i])))
+		case '[':
+			class, n, err := globClass(rs[i:])
+			if err != nil {
+				return nil, err
+			}
+			b.WriteString(class)
+			i += n - 1
 		default:
 			b.WriteString(regexp.QuoteMeta(string(r)))
 		}
 	}
 	b.WriteString("$")
-	return regexp.MustCompile(b.String())
+	return regexp.Compile(b.String())
 }
+
+// globClass translates the character class at the start of rs ("[...]")
+// into a regexp class, returning it and the number of runes it took.
+func globClass(rs []rune) (string, int, error) {
+	var b strings.Builder
+	b.WriteString("[")
+	i := 1
+	if i < len(rs) && (rs[i] == '!' || rs[i] == '^') {
+		b.WriteString("^")
+		i++
+	}
+	first := i
+	for ; i < len(rs) && (rs[i] != ']' || i == first); i++ {
+		lo := rs[i]
+		if lo == '\\' && i+1 < len(rs) {
+			i++
+			lo = rs[i]
+		}
+		b.WriteString(classRune(lo))
+		if i+2 < len(rs) && rs[i+1] == '-' && rs[i+2] != ']' {
+			hi := rs[i+2]
+			i += 2
+			if hi == '\\' && i+1 < len(rs) {
+				i++
+				hi = rs[i]
+			}
+			if hi < lo {
+				return "", 0, fmt.Errorf("the range %q runs backwards", string([]rune{lo, '-', hi}))
+			}
+			b.WriteString("-" + classRune(hi))
+		}
+	}
+	if i == len(rs) {
+		return "", 0, fmt.Errorf("%q is not closed by \"]\"", string(rs))
+	}
+	b.WriteString("]")
+	return b.String(), i + 1, nil
+}
+
+// classRune writes r for a regexp class, where ], ^, - and \ would
+// otherwise mean something.
+func classRune(r rune) string { return fmt.Sprintf(`\x{%x}`, r) }
 
 // Prefix selects parameters whose name starts with prefix.
 func Prefix(prefix string) Selector {
@@ -141,7 +211,8 @@ func Prefix(prefix string) Selector {
 func OpType(op string) Selector { return func(p Param) bool { return p.Op == op } }
 
 // ParseSelector reads the command line's selector syntax: "all",
-// "backbone", "head", "op:TYPE", "prefix:P", or a glob over names.
+// "backbone", "head", "op:TYPE", "prefix:P", or a glob over names (see
+// Glob). A malformed glob is an error saying why.
 func ParseSelector(s string) (Selector, error) {
 	switch {
 	case s == "":
@@ -152,10 +223,17 @@ func ParseSelector(s string) (Selector, error) {
 		return Backbone(), nil
 	case s == "head":
 		return HeadParams(), nil
+	case s == "op:":
+		return nil, fmt.Errorf("selector %q names no op type (op:Conv, op:Gemm, ...)", s)
 	case strings.HasPrefix(s, "op:"):
 		return OpType(strings.TrimPrefix(s, "op:")), nil
+	case s == "prefix:":
+		return nil, fmt.Errorf("selector %q names no prefix", s)
 	case strings.HasPrefix(s, "prefix:"):
 		return Prefix(strings.TrimPrefix(s, "prefix:")), nil
+	}
+	if _, err := globRegexp(s); err != nil {
+		return nil, fmt.Errorf("invalid pattern %q: %w", s, err)
 	}
 	return Glob(s), nil
 }
@@ -166,25 +244,26 @@ const TrainableKey = "graft.trainable"
 
 // Trainable returns the names of the trainable parameters: the set stored
 // in the model, or, if none is stored, every parameter but BatchNormalization
-// statistics.
+// statistics and the normalisation Normalize puts in. A stored set naming
+// something that is not a parameter of the model is an error.
 func Trainable(m *onnx.Model) ([]string, error) {
-	if s, ok := m.MetadataValue(TrainableKey); ok {
-		var names []string
-		if err := json.Unmarshal([]byte(s), &names); err != nil {
-			return nil, fmt.Errorf("metadata %s is not a JSON list of names: %w", TrainableKey, err)
-		}
+	names, stored, err := storedTrainable(m)
+	if err != nil {
+		return nil, err
+	}
+	if stored {
 		have := map[string]bool{}
 		for _, p := range Params(m) {
 			have[p.Name] = true
 		}
 		for _, n := range names {
 			if !have[n] {
-				return nil, fmt.Errorf("metadata %s names %q, which is not a parameter of the model", TrainableKey, n)
+				return nil, fmt.Errorf("the model's trainable set (metadata %s) names %q, which is not a parameter of the model; redo the surgery that stored it", TrainableKey, n)
 			}
 		}
 		return names, nil
 	}
-	var names []string
+	names = nil
 	for _, p := range Params(m) {
 		if !p.IsBuffer() {
 			names = append(names, p.Name)
@@ -193,29 +272,81 @@ func Trainable(m *onnx.Model) ([]string, error) {
 	return names, nil
 }
 
-// SetTrainable stores the trainable set in the model, in model order.
-func SetTrainable(m *onnx.Model, names []string) {
+// storedTrainable returns the trainable set stored in m, unchecked, and
+// whether there is one.
+func storedTrainable(m *onnx.Model) ([]string, bool, error) {
+	s, ok := m.MetadataValue(TrainableKey)
+	if !ok {
+		return nil, false, nil
+	}
+	var names []string
+	if err := json.Unmarshal([]byte(s), &names); err != nil {
+		return nil, true, fmt.Errorf("metadata %s is not a JSON list of names: %w", TrainableKey, err)
+	}
+	return names, true, nil
+}
+
+// SetTrainable stores the trainable set in the model, in model order,
+// leaving out buffers (see Param.IsBuffer), which never train. A name that
+// is not a parameter of the model is an error, and the model is left
+// unchanged.
+func SetTrainable(m *onnx.Model, names []string) error {
+	params := Params(m)
+	have := map[string]bool{}
+	for _, p := range params {
+		have[p.Name] = true
+	}
 	want := map[string]bool{}
 	for _, n := range names {
+		if !have[n] {
+			return fmt.Errorf("trainable set: %q is not a parameter of the model", n)
+		}
 		want[n] = true
 	}
 	ordered := []string{}
-	for _, p := range Params(m) {
+	for _, p := range params {
 		if want[p.Name] && !p.IsBuffer() {
 			ordered = append(ordered, p.Name)
 		}
 	}
 	b, _ := json.Marshal(ordered)
 	m.SetMetadata(TrainableKey, string(b))
+	return nil
+}
+
+// keepTrainable rewrites a stored trainable set after Cleanup: names of
+// parameters that were in before (the parameters before the cleanup) but
+// are gone now (nothing reads them any more) leave the set; a name that
+// was not a parameter even before is an error, since an edit broke the set.
+func keepTrainable(m *onnx.Model, before map[string]bool) error {
+	names, stored, err := storedTrainable(m)
+	if err != nil || !stored {
+		return err
+	}
+	have := map[string]bool{}
+	for _, p := range Params(m) {
+		have[p.Name] = true
+	}
+	var kept []string
+	for _, n := range names {
+		switch {
+		case have[n]:
+			kept = append(kept, n)
+		case !before[n]:
+			return fmt.Errorf("the trainable set names %q, which is not a parameter of the edited model", n)
+		}
+	}
+	return SetTrainable(m, kept)
 }
 
 // Freeze returns an edit that removes the selected parameters from the
 // trainable set. It fails if the selector matches nothing, which is almost
-// always a typo.
+// always a typo. Selectors see the model as the edits before them left it:
+// after ReplaceHead, "head" is the new head.
 func Freeze(sel Selector) Edit { return changeTrainable(sel, false) }
 
 // Unfreeze returns an edit that adds the selected parameters (never
-// BatchNormalization statistics) to the trainable set.
+// buffers, see Param.IsBuffer) to the trainable set.
 func Unfreeze(sel Selector) Edit { return changeTrainable(sel, true) }
 
 func changeTrainable(sel Selector, on bool) Edit {
@@ -244,8 +375,6 @@ func changeTrainable(sel Selector, on bool) Edit {
 				names = append(names, n)
 			}
 		}
-		sort.Strings(names)
-		SetTrainable(m, names)
-		return nil
+		return SetTrainable(m, names)
 	}
 }

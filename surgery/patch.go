@@ -11,7 +11,8 @@ import (
 type Edit func(m *onnx.Model) error
 
 // Apply runs the edits on a copy of m, then sorts the graph, removes what no
-// output depends on, infers shapes and validates. Only if all of that
+// output depends on (and from a stored trainable set, the parameters that
+// went with it), infers shapes and validates. Only if all of that
 // succeeds does m take the result; otherwise m is left untouched and the
 // error names the edit that failed.
 func Apply(m *onnx.Model, edits ...Edit) (err error) {
@@ -33,7 +34,14 @@ func Apply(m *onnx.Model, edits ...Edit) (err error) {
 	if err := g.TopoSort(); err != nil {
 		return fmt.Errorf("surgery: %w", err)
 	}
+	before := map[string]bool{}
+	for _, p := range Params(c) {
+		before[p.Name] = true
+	}
 	g.Cleanup()
+	if err := keepTrainable(c, before); err != nil {
+		return fmt.Errorf("surgery: %w", err)
+	}
 	if err := c.InferShapes(); err != nil {
 		return fmt.Errorf("surgery: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"strings"
 
 	"github.com/graft-dev/graft/onnx"
@@ -25,7 +26,10 @@ type HeadOptions struct {
 // [in, k]); a 1x1 Conv head keeps its form (weight [k, in, 1, 1]). The new
 // parameters take the old ones' names, so "fc.weight" stays "fc.weight".
 // Downstream ops (Flatten, Softmax) are kept and the output's shape becomes
-// [..., k].
+// [..., k]. A stored trainable set (see Freeze) names the new parameters
+// as it named the old (a bias the old head lacked joins its weight); the
+// old parameters are gone when the edit returns, so the edits after it see
+// only the new head.
 func ReplaceHead(k int, opts HeadOptions) Edit {
 	return func(m *onnx.Model) error {
 		if k < 1 {
@@ -58,16 +62,28 @@ func ReplaceHead(k int, opts HeadOptions) Edit {
 			out = h.BiasAdd.Outputs[0]
 		}
 		wName, bName := h.Weight.Name, biasName(h)
-		// The old parameters give up their names; Cleanup drops them.
-		h.Weight.Name += "__replaced"
+		trained, stored, err := storedTrainable(m)
+		if err != nil {
+			return fmt.Errorf("replace head: %w", err)
+		}
+		// The old parameters give up their names to the new ones, and go
+		// at once unless something else reads them: the edits after this
+		// one (Freeze, Unfreeze, Initialize) must see the new head only.
+		oldParams := []*onnx.Value{h.Weight}
 		if b := oldBias(h); b != nil {
-			b.Name += "__replaced"
+			oldParams = append(oldParams, b)
+		}
+		for _, v := range oldParams {
+			v.Name += "__replaced"
 		}
 		x := old.Input(0)
 		kk := int64(k)
 		g.RemoveNode(old)
 		if h.BiasAdd != nil {
 			g.RemoveNode(h.BiasAdd)
+		}
+		for _, v := range oldParams {
+			removeIfUnread(g, v)
 		}
 		switch old.OpType {
 		case "Gemm":
@@ -121,10 +137,30 @@ func ReplaceHead(k int, opts HeadOptions) Edit {
 			return fmt.Errorf("replace head: cannot replace a %s head", old.OpType)
 		}
 		retypeDownstream(m, out, h.OutFeatures, kk)
+		if stored && len(oldParams) == 1 && slices.Contains(trained, wName) {
+			// The new parameters take the old ones' names, and so their
+			// places in the set; a new bias trains with its weight.
+			if err := SetTrainable(m, append(trained, bName)); err != nil {
+				return fmt.Errorf("replace head: %w", err)
+			}
+		}
 		return restoreContract(m, true, func(c *contract.Contract) {
 			c.Output.NumClasses, c.Output.Classes = k, nil
 		})
 	}
+}
+
+// removeIfUnread takes an initializer nothing reads any more out of g's
+// initializers and inputs (old exporters list initializers as inputs too).
+func removeIfUnread(g *onnx.Graph, v *onnx.Value) {
+	if len(g.Consumers(v)) > 0 || g.IsOutput(v) {
+		return
+	}
+	drop := func(vs []*onnx.Value) []*onnx.Value {
+		return slices.DeleteFunc(vs, func(u *onnx.Value) bool { return u == v })
+	}
+	g.Initializers = drop(g.Initializers)
+	g.Inputs = drop(g.Inputs)
 }
 
 func nameOr(n *onnx.Node, def string) string {

@@ -108,7 +108,7 @@ func decodeIDX(r io.Reader, fileSize int64) (*IDXArray, error) {
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+			return nil, fmt.Errorf("gzip header: %w", idxTruncated(err))
 		}
 		defer zr.Close()
 		br = bufio.NewReader(zr)
@@ -164,13 +164,17 @@ func decodeIDX(r io.Reader, fileSize int64) (*IDXArray, error) {
 	var buf bytes.Buffer
 	n, err := io.Copy(&buf, io.LimitReader(br, total))
 	if err != nil {
-		return nil, fmt.Errorf("reading data: %w", err)
+		return nil, fmt.Errorf("reading data: %w", idxTruncated(err))
 	}
 	if n < total {
 		return nil, fmt.Errorf("dimensions %v need %d bytes of data, the file has %d: truncated", a.Dims, total, n)
 	}
-	if extra, _ := br.Read(make([]byte, 1)); extra > 0 {
+	// Reading on to the end also checks a gzip file's checksum and length.
+	switch extra, err := io.ReadFull(br, make([]byte, 1)); {
+	case extra > 0:
 		return nil, fmt.Errorf("data continues past the %d bytes dimensions %v need", total, a.Dims)
+	case err != io.EOF:
+		return nil, fmt.Errorf("at the end of the data: %w", idxTruncated(err))
 	}
 	a.Data = buf.Bytes()
 	return a, nil
@@ -184,11 +188,17 @@ func idxHeaderDims(dims []byte, nd int) []uint32 {
 	return out
 }
 
+// idxTruncated words a read error: "truncated" for an early end, the
+// decompressor's error without its "gzip: " prefix, or the system's
+// without the path the caller names already.
 func idxTruncated(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errors.New("truncated")
 	}
-	return err
+	if msg, ok := strings.CutPrefix(err.Error(), "gzip: "); ok {
+		return errors.New(msg)
+	}
+	return idxUnwrapPath(err)
 }
 
 func idxUnwrapPath(err error) error {
@@ -307,8 +317,12 @@ func WriteIDXLabels(path string, labels []int) error {
 // IDXLabelsPath returns the label file that goes with an image file under
 // MNIST's naming: train-images-idx3-ubyte -> train-labels-idx1-ubyte, with
 // or without ".gz" (the one that exists, the image file's form first), and
-// the same for names with "images.idx3" (train-images.idx3-ubyte).
+// the same for names with "images.idx3" (train-images.idx3-ubyte). The
+// image file must exist.
 func IDXLabelsPath(images string) (string, error) {
+	if _, err := os.Stat(images); err != nil {
+		return "", idxError(images, idxUnwrapPath(err))
+	}
 	dir, base := filepath.Split(images)
 	if !strings.Contains(base, "images") || !strings.Contains(base, "idx3") {
 		return "", fmt.Errorf("IDX file %s: cannot derive the labels file from the name (want ...images...idx3...): give it explicitly", images)

@@ -56,10 +56,13 @@ func TestIDXRoundTrip(t *testing.T) {
 	if found, err := IDXLabelsPath(p); err != nil || found != lp {
 		t.Errorf("IDXLabelsPath(%s) = %s, %v", p, found, err)
 	}
-	if _, err := IDXLabelsPath(filepath.Join(dir, "digits.bin")); err == nil || !strings.Contains(err.Error(), "digits.bin") {
+	digits, y := filepath.Join(dir, "digits.bin"), filepath.Join(dir, "y-images-idx3-ubyte")
+	os.WriteFile(digits, nil, 0o644)
+	os.WriteFile(y, nil, 0o644)
+	if _, err := IDXLabelsPath(digits); err == nil || err.Error() != "IDX file "+digits+": cannot derive the labels file from the name (want ...images...idx3...): give it explicitly" {
 		t.Errorf("underivable name: %v", err)
 	}
-	if _, err := IDXLabelsPath(filepath.Join(dir, "y-images-idx3-ubyte")); err == nil || !strings.Contains(err.Error(), "y-labels-idx1-ubyte") {
+	if _, err := IDXLabelsPath(y); err == nil || err.Error() != "IDX file "+y+": no labels file y-labels-idx1-ubyte or y-labels-idx1-ubyte.gz beside it: give it explicitly" {
 		t.Errorf("missing labels: %v", err)
 	}
 

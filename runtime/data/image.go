@@ -96,7 +96,7 @@ func Decode(r io.Reader, name string) (*Image, error) {
 	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
-		return fail(decodeError(err, len(b)))
+		return fail(decodeError(format, err, len(b)))
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 {
 		return fail(fmt.Errorf("%s header declares an empty %dx%d image", format, cfg.Width, cfg.Height))
@@ -120,7 +120,7 @@ func Decode(r io.Reader, name string) (*Image, error) {
 		m, _, err = image.Decode(bytes.NewReader(b))
 	}
 	if err != nil {
-		return fail(fmt.Errorf("%s: %w", format, decodeError(err, len(b))))
+		return fail(decodeError(format, err, len(b)))
 	}
 	im := FromImage(m)
 	if im.Width != cfg.Width || im.Height != cfg.Height {
@@ -129,14 +129,25 @@ func Decode(r io.Reader, name string) (*Image, error) {
 	return im, nil
 }
 
-func decodeError(err error, size int) error {
-	switch {
-	case errors.Is(err, image.ErrFormat):
+// decodeError words a standard decoder's error (format is "png", "jpeg"
+// or "gif", or "" when the file is none of them) with the format named
+// once: the decoders' own messages start "png: ", "gif: " or not at all.
+func decodeError(format string, err error, size int) error {
+	if errors.Is(err, image.ErrFormat) {
 		return ErrFormat
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return fmt.Errorf("truncated file (%d bytes): %v", size, err)
 	}
-	return err
+	msg := strings.TrimPrefix(err.Error(), format+": ")
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || strings.HasSuffix(msg, "unexpected EOF") {
+		what := strings.TrimSuffix(strings.TrimSuffix(msg, "unexpected EOF"), ": ")
+		if what == "" || what == "EOF" || what == "invalid format" {
+			return fmt.Errorf("%s: truncated file (%d bytes)", format, size)
+		}
+		return fmt.Errorf("%s: truncated file (%d bytes): %s", format, size, what)
+	}
+	if msg != err.Error() {
+		return err // already starts with the format
+	}
+	return fmt.Errorf("%s: %w", format, err)
 }
 
 // FromImage converts a decoded standard-library image: gray images to 1

@@ -6,10 +6,12 @@
 //
 //	ImageFolder(root)            torchvision's layout: root/CLASS/IMAGE, classes sorted
 //	ImageFolders(train, val)     two folders with the same classes
-//	IDX(images, labels)          MNIST-style IDX files, held in memory
+//	IDX(images, labels)          MNIST-style IDX files, held in memory; labels are class numbers, without gaps
+//	IDX(images, labels, 5, 7)    only classes 5 and 7, relabelled 0, 1
 //	ds.Select(5, 6, 7, 8, 9)     keep some classes, relabelled 0..4
 //	ds.PerClass(100, seed)       at most 100 examples a class, chosen by seed
 //	Split(ds, 0.2, seed)         stratified training/validation split
+//	ds.CheckClasses(k)           every label a class of a k-class model
 //
 // With the SkipBad option ImageFolder decodes every image up front, in
 // parallel, and leaves out (and counts) those that fail; otherwise a

@@ -3,6 +3,7 @@ package dataset
 import (
 	"fmt"
 	"iter"
+	"math"
 	"math/rand"
 	"runtime"
 	"sync"
@@ -91,14 +92,25 @@ func checkPipeline(p *data.Pipeline) error {
 	default:
 		return fmt.Errorf("images can have 1 or 3 channels, not %d", p.Channels)
 	}
-	for _, v := range [][]float32{p.Mean, p.Std} {
-		if len(v) > 1 && p.Channels != 0 && len(v) != p.Channels {
-			return fmt.Errorf("%d mean and %d std values for %d channels", len(p.Mean), len(p.Std), p.Channels)
+	return checkMeanStd(p.Mean, p.Std, p.Channels)
+}
+
+// checkMeanStd checks normalisation values for images of the given
+// channels (0: any): one value or one per channel, finite, no std of 0.
+func checkMeanStd(mean, std []float32, channels int) error {
+	for _, v := range [][]float32{mean, std} {
+		if len(v) > 1 && channels != 0 && len(v) != channels {
+			return fmt.Errorf("%d mean and %d std values for %d channels (give 1 or %d)", len(mean), len(std), channels, channels)
 		}
 	}
-	for _, s := range p.Std {
-		if s == 0 {
-			return fmt.Errorf("a std of 0")
+	for i, v := range mean {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("mean[%d] is %v, want a finite number", i, v)
+		}
+	}
+	for i, v := range std {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v == 0 {
+			return fmt.Errorf("std[%d] is %v, want a finite number other than 0", i, v)
 		}
 	}
 	return nil

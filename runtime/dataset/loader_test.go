@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"errors"
+	"math"
 	"math/rand"
 	"runtime"
 	"slices"
@@ -233,7 +234,8 @@ func TestLoaderErrors(t *testing.T) {
 		{Config{BatchSize: 1, Workers: -1}, "-1 workers"},
 		{Config{BatchSize: 1, Pipeline: &data.Pipeline{Channels: 2}}, "not 2"},
 		{Config{BatchSize: 1, Pipeline: &data.Pipeline{Channels: 3, Mean: []float32{1, 2}}}, "2 mean and 0 std values for 3 channels"},
-		{Config{BatchSize: 1, Pipeline: &data.Pipeline{Std: []float32{0}}}, "std of 0"},
+		{Config{BatchSize: 1, Pipeline: &data.Pipeline{Std: []float32{0}}}, "std[0] is 0, want a finite number other than 0"},
+		{Config{BatchSize: 1, Pipeline: &data.Pipeline{Mean: []float32{float32(math.NaN())}, Std: []float32{1}}}, "mean[0] is NaN, want a finite number"},
 	} {
 		if _, err := NewLoader(ds, c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.cfg, err, c.want)
@@ -284,14 +286,18 @@ func TestPreprocessing(t *testing.T) {
 		p    Preprocessing
 		want string
 	}{
-		{bad(func(p *Preprocessing) { p.Channels = 4 }), "not 4"},
-		{bad(func(p *Preprocessing) { p.Width = 0 }), "input size 224x0"},
-		{bad(func(p *Preprocessing) { p.Resize = -1 }), "resize to -1"},
-		{bad(func(p *Preprocessing) { p.Augment, p.Width = true, 200 }), "augmentation makes square images"},
-		{bad(func(p *Preprocessing) { p.Mean = []float32{1, 2} }), "2 mean and 3 std values"},
-		{bad(func(p *Preprocessing) { p.Std = []float32{0} }), "std of 0"},
+		{bad(func(p *Preprocessing) { p.Channels = 4 }), "preprocessing: images can have 1 or 3 channels, not 4"},
+		{ForInput(28, 28, 1), "preprocessing: the model's input layout is [N,H,W,C] (28x28 images with 1 channel last), not NCHW [N,C,H,W], which images are fed as"},
+		{ForInput(8, 8, 3), "preprocessing: the model's input layout is [N,H,W,C] (8x8 images with 3 channels last), not NCHW [N,C,H,W], which images are fed as"},
+		{bad(func(p *Preprocessing) { p.Mean = []float32{0, 0, float32(math.Inf(1))} }), "preprocessing: mean[2] is +Inf, want a finite number"},
+		{bad(func(p *Preprocessing) { p.Std = []float32{float32(math.NaN())} }), "preprocessing: std[0] is NaN, want a finite number other than 0"},
+		{bad(func(p *Preprocessing) { p.Width = 0 }), "preprocessing: input size 224x0"},
+		{bad(func(p *Preprocessing) { p.Resize = -1 }), "preprocessing: resize to -1"},
+		{bad(func(p *Preprocessing) { p.Augment, p.Width = true, 200 }), "preprocessing: augmentation makes square images; the input is 224x200"},
+		{bad(func(p *Preprocessing) { p.Mean = []float32{1, 2} }), "preprocessing: 2 mean and 3 std values for 3 channels (give 1 or 3)"},
+		{bad(func(p *Preprocessing) { p.Std = []float32{0} }), "preprocessing: std[0] is 0, want a finite number other than 0"},
 	} {
-		if _, err := c.p.Config(ds, 1, false, 0); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := c.p.Config(ds, 1, false, 0); err == nil || err.Error() != c.want {
 			t.Errorf("%+v: error %v, want %q", c.p, err, c.want)
 		}
 	}

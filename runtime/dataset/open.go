@@ -66,13 +66,8 @@ func Open(path string, o OpenOptions) (*Dataset, error) {
 				return nil, err
 			}
 		}
-		if ds, err = IDX(path, labels); err != nil {
+		if ds, err = IDX(path, labels, o.Classes...); err != nil {
 			return nil, err
-		}
-		if o.Classes != nil {
-			if ds, err = ds.Select(o.Classes...); err != nil {
-				return nil, err
-			}
 		}
 	}
 	if o.PerClass > 0 {

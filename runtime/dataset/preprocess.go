@@ -48,9 +48,20 @@ func ForInput(channels, height, width int) Preprocessing {
 	return Preprocessing{Channels: channels, Height: height, Width: width, Resize: in.Resize, Mean: mean, Std: std}
 }
 
-// Check reports a preprocessing that cannot work.
+// Check reports a preprocessing that cannot work. Channels, Height and
+// Width are read from a model input [N, C, H, W]; when Channels is not 1
+// or 3 but Width is, the input is channels-last [N, H, W, C], and the
+// error says so.
 func (p Preprocessing) Check() error {
 	if p.Channels != 1 && p.Channels != 3 {
+		if p.Width == 1 || p.Width == 3 {
+			// [N, 28, 28, 1] read as [N, C, H, W]: channels last.
+			channels := "1 channel"
+			if p.Width == 3 {
+				channels = "3 channels"
+			}
+			return fmt.Errorf("preprocessing: the model's input layout is [N,H,W,C] (%dx%d images with %s last), not NCHW [N,C,H,W], which images are fed as", p.Channels, p.Height, channels)
+		}
 		return fmt.Errorf("preprocessing: images can have 1 or 3 channels, not %d", p.Channels)
 	}
 	if p.Height < 1 || p.Width < 1 {
@@ -62,15 +73,8 @@ func (p Preprocessing) Check() error {
 	if p.Augment && p.Height != p.Width {
 		return fmt.Errorf("preprocessing: augmentation makes square images; the input is %dx%d", p.Height, p.Width)
 	}
-	for _, v := range [][]float32{p.Mean, p.Std} {
-		if len(v) > 1 && len(v) != p.Channels {
-			return fmt.Errorf("preprocessing: %d mean and %d std values for %d channels (give 1 or %d)", len(p.Mean), len(p.Std), p.Channels, p.Channels)
-		}
-	}
-	for _, s := range p.Std {
-		if s == 0 {
-			return fmt.Errorf("preprocessing: a std of 0")
-		}
+	if err := checkMeanStd(p.Mean, p.Std, p.Channels); err != nil {
+		return fmt.Errorf("preprocessing: %w", err)
 	}
 	return nil
 }

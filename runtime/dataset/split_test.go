@@ -150,8 +150,8 @@ func TestIDXSelectPerClass(t *testing.T) {
 			t.Errorf("error %v, want %q", c.err, c.want)
 		}
 	}
-	gap := idxSet(t, []int{2, 0, 2})
-	if _, err := gap.Select(0, 1); err == nil || !strings.Contains(err.Error(), "selected class 1 (1) has no examples") {
+	images, labels := writeIDX(t, []int{0, 2, 0, 2})
+	if _, err := IDX(images, labels, 0, 1); err == nil || err.Error() != "dataset "+images+": selected class 1 (1) has no examples" {
 		t.Errorf("empty selected class: %v", err)
 	}
 }

@@ -95,6 +95,9 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 	if trainData == nil {
 		return nil, errors.New("finetune: no training data")
 	}
+	if err := m.CheckFinite(); err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
 	dir := opts.Dir
 	if dir == "" {
 		dir = filepath.Dir(opts.Out)

@@ -34,6 +34,15 @@ type NonFiniteError struct {
 	Epoch, Batch int
 	Validation   bool
 	Loss         float64
+	// Updated is true when this run had updated the parameters before the
+	// loss went bad: only then can a lower learning rate help.
+	Updated bool
+	// BadInput is true when the batch's input holds a NaN or infinity,
+	// first in example Example of the batch (counting from 0); Perturbed
+	// says the batch was Config.Perturb's.
+	BadInput  bool
+	Example   int
+	Perturbed bool
 }
 
 func (e *NonFiniteError) Error() string {
@@ -41,7 +50,18 @@ func (e *NonFiniteError) Error() string {
 	if e.Validation {
 		where = fmt.Sprintf("validation after epoch %d", e.Epoch+1)
 	}
-	return fmt.Sprintf("%s: the loss is %v (lower the learning rate?); training stopped, checkpoints already saved are kept", where, e.Loss)
+	var why string
+	switch {
+	case e.BadInput && e.Perturbed:
+		why = fmt.Sprintf("the perturbed input of example %d of the batch is not finite", e.Example+1)
+	case e.BadInput:
+		why = fmt.Sprintf("the input of example %d of the batch is not finite", e.Example+1)
+	case !e.Updated:
+		why = "before any update, so the model or its input is to blame, not the learning rate"
+	default:
+		why = "lower the learning rate?"
+	}
+	return fmt.Sprintf("%s: the loss is %v (%s); training stopped, checkpoints already saved are kept", where, e.Loss, why)
 }
 
 func (e *NonFiniteError) Unwrap() error { return ErrNonFinite }
@@ -232,6 +252,10 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 	if sched == nil {
 		sched = Constant{}
 	}
+	if err := checkSchedule(sched, cfg.Optimizer.LR(), cfg.StartEpoch, cfg.Epochs); err != nil {
+		return h, fmt.Errorf("fit: %w", err)
+	}
+	updated := false
 	dt := dtypeOf(p)
 	for epoch := cfg.StartEpoch; epoch < cfg.Epochs; epoch++ {
 		lr := sched.LR(cfg.Optimizer.LR(), epoch)
@@ -266,11 +290,14 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
 			}
 			if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
-				return h, &NonFiniteError{Epoch: epoch, Batch: batch, Loss: res.Loss}
+				i := firstNonFinite(b.X)
+				return h, &NonFiniteError{Epoch: epoch, Batch: batch, Loss: res.Loss, Updated: updated,
+					BadInput: i >= 0, Example: i, Perturbed: cfg.Perturb != nil}
 			}
 			if err := cfg.Optimizer.Update(params, res.ParamGrads, lr); err != nil {
 				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
 			}
+			updated = true
 			n := len(b.Labels)
 			sumLoss += res.Loss * float64(n)
 			correct += countCorrect(res.Outputs[0], b.Labels, nil, nil)
@@ -304,7 +331,7 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 				return h, fmt.Errorf("fit: validation after epoch %d: %w", epoch+1, err)
 			}
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return h, &NonFiniteError{Epoch: epoch, Batch: -1, Validation: true, Loss: loss}
+				return h, &NonFiniteError{Epoch: epoch, Batch: -1, Validation: true, Loss: loss, Updated: updated}
 			}
 			stats.Val = &EvalStats{Loss: loss, Accuracy: acc}
 			score = acc
@@ -325,6 +352,27 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 		}
 	}
 	return h, nil
+}
+
+// firstNonFinite returns the first example of the batch x [n, ...] holding
+// a NaN or infinity, or -1.
+func firstNonFinite(x *tensor.Dense) int {
+	n := x.Shape()[0]
+	switch d := x.Data().(type) {
+	case []float32:
+		for i, v := range d {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return i / (len(d) / n)
+			}
+		}
+	case []float64:
+		for i, v := range d {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return i / (len(d) / n)
+			}
+		}
+	}
+	return -1
 }
 
 // rate returns n per second of d (0 for no time).
@@ -358,7 +406,7 @@ func evaluate(ctx context.Context, p *runtime.Program, src dataset.Source, class
 	hits := make([]int, classes)
 	counts := make([]int, classes)
 	var sum float64
-	var correct, seen int
+	var correct, seen, batches int
 	for b, err := range src.Batches(0) {
 		if err != nil {
 			return 0, 0, nil, err
@@ -374,6 +422,12 @@ func evaluate(ctx context.Context, p *runtime.Program, src dataset.Source, class
 		if err != nil {
 			return 0, 0, nil, err
 		}
+		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+			if i := firstNonFinite(b.X); i >= 0 {
+				return 0, 0, nil, fmt.Errorf("the input of example %d of batch %d is not finite", i+1, batches+1)
+			}
+		}
+		batches++
 		sum += res.Loss * float64(len(b.Labels))
 		correct += countCorrect(res.Outputs[0], b.Labels, hits, counts)
 		seen += len(b.Labels)

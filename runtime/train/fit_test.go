@@ -230,11 +230,12 @@ func TestFitStopsOnNaN(t *testing.T) {
 		Checkpoint: func(int, EpochStats, bool) error { checkpoints++; return nil },
 	})
 	var nf *NonFiniteError
-	if !errors.As(err, &nf) || !errors.Is(err, ErrNonFinite) || nf.Epoch != 1 || nf.Batch != 3 || !math.IsNaN(nf.Loss) {
+	if !errors.As(err, &nf) || !errors.Is(err, ErrNonFinite) || nf.Epoch != 1 || nf.Batch != 3 || !math.IsNaN(nf.Loss) ||
+		!nf.BadInput || nf.Example != 0 || nf.Perturbed || !nf.Updated {
 		t.Fatalf("error %v (%+v), want a NonFiniteError at epoch 1, batch 3", err, nf)
 	}
-	if !strings.Contains(err.Error(), "epoch 2, batch 4: the loss is NaN") {
-		t.Errorf("message %q", err)
+	if want := "epoch 2, batch 4: the loss is NaN (the input of example 1 of the batch is not finite); training stopped, checkpoints already saved are kept"; err.Error() != want {
+		t.Errorf("message %q, want %q", err, want)
 	}
 	if len(h.Epochs) != 1 || checkpoints != 1 {
 		t.Errorf("%d epochs, %d checkpoints before the NaN", len(h.Epochs), checkpoints)
@@ -248,8 +249,52 @@ func TestFitStopsOnNaN(t *testing.T) {
 	_, err = Fit(context.Background(), p, memory(t, x, labels, 10, false, 0), poisoned{memory(t, vx, vlabels, 4, false, 0), 0, 1}, Config{
 		Epochs: 2, Optimizer: opt, Params: mlpParams,
 	})
-	if !errors.As(err, &nf) || !nf.Validation || nf.Epoch != 0 || !strings.Contains(err.Error(), "validation after epoch 1: the loss is NaN") {
-		t.Errorf("NaN validation loss: %v", err)
+	if want := "fit: validation after epoch 1: the input of example 1 of batch 2 is not finite"; err == nil || err.Error() != want {
+		t.Errorf("NaN validation input: %v, want %s", err, want)
+	}
+}
+
+// The message blames the learning rate only when it could be the cause:
+// after updates, with finite inputs.
+func TestNonFiniteLossMessages(t *testing.T) {
+	x, labels := clusters(60, 2)
+	fit := func(m *onnx.Model, lr float64, perturb func(int, dataset.Batch) (dataset.Batch, error)) error {
+		opt, err := NewSGD(SGDOptions{LR: lr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Fit(context.Background(), compile(t, m), memory(t, x, labels, 10, false, 0), nil, Config{
+			Epochs: 3, Optimizer: opt, Params: mlpParams, Perturb: perturb})
+		return err
+	}
+	// Weights that overflow at the first step: not the learning rate.
+	m := mlp(t, 1, false)
+	w := m.Graph.Value("fc1.weight").Const
+	v, _ := w.Float32s()
+	for i := range v {
+		v[i] = 3e38
+	}
+	m.Graph.Value("fc1.weight").Const, _ = onnx.FromFloat32(w.Name, w.Dims, v)
+	want := "epoch 1, batch 1: the loss is NaN (before any update, so the model or its input is to blame, not the learning rate); training stopped, checkpoints already saved are kept"
+	if err := fit(m, 0.1, nil); err == nil || err.Error() != want {
+		t.Errorf("overflowing weights: %v, want %s", err, want)
+	}
+	// A huge learning rate: after updates, the learning rate is suspect.
+	var nf *NonFiniteError
+	err := fit(mlp(t, 1, false), 1e30, nil)
+	if !errors.As(err, &nf) || !nf.Updated || !strings.HasSuffix(err.Error(), "(lower the learning rate?); training stopped, checkpoints already saved are kept") {
+		t.Errorf("huge learning rate: %v", err)
+	}
+	// Noise with a NaN standard deviation: the perturbed input.
+	noise := func(epoch int, b dataset.Batch) (dataset.Batch, error) {
+		x := b.X.Clone().(*tensor.Dense)
+		x.Data().([]float32)[9] = float32(math.NaN()) // example 5: 2 values an example
+		b.X = x
+		return b, nil
+	}
+	want = "epoch 1, batch 1: the loss is NaN (the perturbed input of example 5 of the batch is not finite); training stopped, checkpoints already saved are kept"
+	if err := fit(mlp(t, 1, false), 0.1, noise); err == nil || err.Error() != want {
+		t.Errorf("NaN noise: %v, want %s", err, want)
 	}
 }
 

@@ -50,16 +50,14 @@ type SGD struct {
 	state *State
 }
 
-// NewSGD returns an SGD optimizer, checking the options as torch does.
+// NewSGD returns an SGD optimizer. The options must be finite and not
+// negative; Nesterov momentum needs a momentum and no dampening.
 func NewSGD(o SGDOptions) (*SGD, error) {
-	switch {
-	case o.LR < 0 || math.IsNaN(o.LR):
-		return nil, fmt.Errorf("sgd: invalid learning rate %g", o.LR)
-	case o.Momentum < 0:
-		return nil, fmt.Errorf("sgd: invalid momentum %g", o.Momentum)
-	case o.WeightDecay < 0:
-		return nil, fmt.Errorf("sgd: invalid weight decay %g", o.WeightDecay)
-	case o.Nesterov && (o.Momentum <= 0 || o.Dampening != 0):
+	if err := checkOptions("sgd", option{"learning rate", o.LR}, option{"momentum", o.Momentum},
+		option{"dampening", o.Dampening}, option{"weight decay", o.WeightDecay}); err != nil {
+		return nil, err
+	}
+	if o.Nesterov && (o.Momentum <= 0 || o.Dampening != 0) {
 		return nil, fmt.Errorf("sgd: Nesterov momentum requires a momentum and zero dampening")
 	}
 	return &SGD{opts: o, state: newState("sgd")}, nil
@@ -151,7 +149,8 @@ type Adam struct {
 	state     *State
 }
 
-// NewAdam returns torch.optim.Adam's rule.
+// NewAdam returns torch.optim.Adam's rule. The learning rate, eps and
+// weight decay must be finite and not negative, the betas in [0, 1).
 func NewAdam(o AdamOptions) (*Adam, error) { return newAdam(o, false) }
 
 // NewAdamW returns torch.optim.AdamW's rule: weight decay shrinks the
@@ -167,19 +166,32 @@ func newAdam(o AdamOptions, decoupled bool) (*Adam, error) {
 		o.Eps = 1e-8
 	}
 	name := adamKind(decoupled)
-	switch {
-	case o.LR < 0 || math.IsNaN(o.LR):
-		return nil, fmt.Errorf("%s: invalid learning rate %g", name, o.LR)
-	case o.Eps < 0:
-		return nil, fmt.Errorf("%s: invalid epsilon %g", name, o.Eps)
-	case o.Beta1 < 0 || o.Beta1 >= 1:
-		return nil, fmt.Errorf("%s: invalid beta1 %g", name, o.Beta1)
-	case o.Beta2 < 0 || o.Beta2 >= 1:
-		return nil, fmt.Errorf("%s: invalid beta2 %g", name, o.Beta2)
-	case o.WeightDecay < 0:
-		return nil, fmt.Errorf("%s: invalid weight decay %g", name, o.WeightDecay)
+	if err := checkOptions(name, option{"learning rate", o.LR}, option{"eps", o.Eps}, option{"weight decay", o.WeightDecay}); err != nil {
+		return nil, err
+	}
+	for _, b := range []option{{"beta1", o.Beta1}, {"beta2", o.Beta2}} {
+		if !(b.value >= 0 && b.value < 1) {
+			return nil, fmt.Errorf("%s: %s is %v, want a number in [0, 1)", name, b.name, b.value)
+		}
 	}
 	return &Adam{opts: o, decoupled: decoupled, state: newState(name)}, nil
+}
+
+// An option is a named optimizer setting, for checkOptions.
+type option struct {
+	name  string
+	value float64
+}
+
+// checkOptions refuses NaN, infinite and negative settings, naming the
+// first: a NaN momentum would otherwise surface epochs later as a NaN loss.
+func checkOptions(optimizer string, opts ...option) error {
+	for _, o := range opts {
+		if !(o.value >= 0 && !math.IsInf(o.value, 1)) {
+			return fmt.Errorf("%s: the %s is %v, want a finite number of at least 0", optimizer, o.name, o.value)
+		}
+	}
+	return nil
 }
 
 func adamKind(decoupled bool) string {

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"math"
 	"path/filepath"
 	"strings"
@@ -205,13 +206,22 @@ func TestOptimizerErrors(t *testing.T) {
 		err  error
 		msg  string
 	}{
-		{"nesterov without momentum", second(NewSGD(SGDOptions{LR: 1, Nesterov: true})), "Nesterov"},
-		{"negative lr", second(NewSGD(SGDOptions{LR: -1})), "learning rate"},
-		{"beta", second(NewAdam(AdamOptions{LR: 1, Beta1: 1, Beta2: 0.9})), "beta1"},
-		{"adamw wd", second(NewAdamW(AdamOptions{LR: 1, WeightDecay: -1})), "adamw: invalid weight decay"},
+		{"nesterov without momentum", second(NewSGD(SGDOptions{LR: 1, Nesterov: true})), "sgd: Nesterov momentum requires a momentum and zero dampening"},
+		{"negative lr", second(NewSGD(SGDOptions{LR: -1})), "sgd: the learning rate is -1, want a finite number of at least 0"},
+		{"NaN lr", second(NewSGD(SGDOptions{LR: nan})), "sgd: the learning rate is NaN, want a finite number of at least 0"},
+		{"infinite lr", second(NewAdam(AdamOptions{LR: inf})), "adam: the learning rate is +Inf, want a finite number of at least 0"},
+		{"NaN momentum", second(NewSGD(SGDOptions{LR: 1, Momentum: nan})), "sgd: the momentum is NaN, want a finite number of at least 0"},
+		{"negative momentum", second(NewSGD(SGDOptions{LR: 1, Momentum: -0.9})), "sgd: the momentum is -0.9, want a finite number of at least 0"},
+		{"NaN dampening", second(NewSGD(SGDOptions{LR: 1, Dampening: nan})), "sgd: the dampening is NaN, want a finite number of at least 0"},
+		{"NaN weight decay", second(NewSGD(SGDOptions{LR: 1, WeightDecay: nan})), "sgd: the weight decay is NaN, want a finite number of at least 0"},
+		{"infinite weight decay", second(NewAdam(AdamOptions{LR: 1, WeightDecay: inf})), "adam: the weight decay is +Inf, want a finite number of at least 0"},
+		{"adamw wd", second(NewAdamW(AdamOptions{LR: 1, WeightDecay: -1})), "adamw: the weight decay is -1, want a finite number of at least 0"},
+		{"NaN eps", second(NewAdamW(AdamOptions{LR: 1, Eps: nan})), "adamw: the eps is NaN, want a finite number of at least 0"},
+		{"beta", second(NewAdam(AdamOptions{LR: 1, Beta1: 1, Beta2: 0.9})), "adam: beta1 is 1, want a number in [0, 1)"},
+		{"NaN beta2", second(NewAdam(AdamOptions{LR: 1, Beta1: 0.9, Beta2: nan})), "adam: beta2 is NaN, want a number in [0, 1)"},
 	} {
-		if c.err == nil || !strings.Contains(c.err.Error(), c.msg) {
-			t.Errorf("%s: error %v, want one containing %q", c.name, c.err, c.msg)
+		if c.err == nil || c.err.Error() != c.msg {
+			t.Errorf("%s: error %v, want %s", c.name, c.err, c.msg)
 		}
 	}
 
@@ -251,6 +261,51 @@ func TestOptimizerErrors(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+var nan, inf = math.NaN(), math.Inf(1)
+
+// Schedules that would give NaN, infinite or negative rates are refused
+// before training, naming the setting.
+func TestScheduleChecks(t *testing.T) {
+	for _, c := range []struct {
+		s   Schedule
+		err string
+	}{
+		{StepLR{StepSize: 3, Gamma: nan}, "step schedule: gamma is NaN, want a finite number of at least 0"},
+		{StepLR{StepSize: 3, Gamma: -0.5}, "step schedule: gamma is -0.5, want a finite number of at least 0"},
+		{StepLR{StepSize: 0, Gamma: 0.5}, "step schedule: the step size is 0, want at least 1 epoch"},
+		{CosineAnnealingLR{TMax: 5, EtaMin: inf}, "cosine schedule: the minimum rate is +Inf, want a finite number of at least 0"},
+		{CosineAnnealingLR{TMax: 0}, "cosine schedule: TMax is 0, want at least 1 epoch"},
+		{negative{}, "schedule train.negative{} gives epoch 3 the learning rate -0.1"},
+	} {
+		if err := checkSchedule(c.s, 0.1, 0, 5); err == nil || err.Error() != c.err {
+			t.Errorf("%+v: %v, want %s", c.s, err, c.err)
+		}
+	}
+	if err := checkSchedule(StepLR{StepSize: 2, Gamma: 0.1}, 0.1, 0, 5); err != nil {
+		t.Error(err)
+	}
+	// Fit refuses before the first step.
+	x, labels := clusters(12, 1)
+	opt, _ := NewSGD(SGDOptions{LR: 0.1})
+	steps := 0
+	_, err := Fit(context.Background(), compile(t, mlp(t, 1, false)), memory(t, x, labels, 4, false, 0), nil, Config{
+		Epochs: 4, Optimizer: opt, Params: mlpParams, Schedule: StepLR{StepSize: 2, Gamma: nan},
+		OnBatch: func(BatchStats) { steps++ }})
+	if want := "fit: step schedule: gamma is NaN, want a finite number of at least 0"; err == nil || err.Error() != want || steps != 0 {
+		t.Errorf("Fit with a NaN gamma: %v after %d steps, want %s before any", err, steps, want)
+	}
+}
+
+// negative turns the rate negative from epoch 3.
+type negative struct{}
+
+func (negative) LR(base float64, epoch int) float64 {
+	if epoch >= 2 {
+		return -base
+	}
+	return base
+}
 
 func TestSchedules(t *testing.T) {
 	// torch.optim.lr_scheduler with lr 0.1, stepped after each epoch.
