@@ -172,6 +172,10 @@ func Encode(m *Model) ([]byte, error) {
 type SaveOptions struct {
 	// Force replaces a read-only file at the path (see internal/fileio).
 	Force bool
+	// NoSync skips flushing the files to disk: they are still written
+	// whole (a killed process leaves the old or the new model), but a crash
+	// of the machine may lose them. For models rewritten after every epoch.
+	NoSync bool
 }
 
 // Save validates m and writes it to path with SaveOptions{}.
@@ -201,6 +205,9 @@ func (o SaveOptions) Save(m *Model, path string) error {
 	var opts []fileio.Option
 	if o.Force {
 		opts = append(opts, fileio.Force())
+	}
+	if o.NoSync {
+		opts = append(opts, fileio.NoSync())
 	}
 	// The model's own path first, so that a refused output leaves no data
 	// file behind.

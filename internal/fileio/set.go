@@ -24,13 +24,18 @@ const (
 type Set struct {
 	dir, name string
 	done      bool
+	noSync    bool
 }
 
 // BeginSet starts a new set in dir, creating dir if needed, and removes what
 // interrupted sets left there: every generation but the current one, and
 // dead temporary files. The caller must be dir's only writer: it holds
 // LockDir on dir or a folder above it.
-func BeginSet(dir string) (*Set, error) {
+//
+// With NoSync, Commit does not flush the set to disk: a kill of the process
+// still leaves the old set or the new one whole, a crash of the machine may
+// not (see NoSync).
+func BeginSet(dir string, opts ...Option) (*Set, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("begin set in %s: %w", dir, err)
 	}
@@ -56,7 +61,7 @@ func BeginSet(dir string) (*Set, error) {
 		}
 	}
 	removeDeadTemps(dir)
-	s := &Set{dir: dir, name: fmt.Sprintf("%s%06d", genPrefix, next)}
+	s := &Set{dir: dir, name: fmt.Sprintf("%s%06d", genPrefix, next), noSync: collect(opts).noSync}
 	if err := os.Mkdir(filepath.Join(dir, s.name), 0o755); err != nil {
 		return nil, fmt.Errorf("begin set in %s: %w", dir, err)
 	}
@@ -75,7 +80,14 @@ func (s *Set) Commit() error {
 	gen := filepath.Join(s.dir, s.name)
 	// Flush every file of the set before the pointer names it, however the
 	// caller wrote them.
+	var pointerOpts []Option
+	if s.noSync {
+		pointerOpts = append(pointerOpts, NoSync())
+	}
 	err := filepath.WalkDir(gen, func(path string, d fs.DirEntry, err error) error {
+		if s.noSync {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -90,7 +102,7 @@ func (s *Set) Commit() error {
 	if err != nil {
 		return fmt.Errorf("commit set %s: %w", gen, err)
 	}
-	if err := WriteFile(filepath.Join(s.dir, currentName), []byte(s.name+"\n")); err != nil {
+	if err := WriteFile(filepath.Join(s.dir, currentName), []byte(s.name+"\n"), pointerOpts...); err != nil {
 		return fmt.Errorf("commit set %s: %w", gen, err)
 	}
 	s.done = true

@@ -45,6 +45,7 @@ type Option func(*options)
 type options struct {
 	force  bool
 	modeOf string
+	noSync bool
 }
 
 // Force lets a write replace a read-only file, and lets a Plan's output be
@@ -56,6 +57,34 @@ func Force() Option { return func(o *options) { o.force = true } }
 // file is private too. A file being replaced keeps its own; with nothing at
 // path, the default holds.
 func ModeOf(path string) Option { return func(o *options) { o.modeOf = path } }
+
+// NoSync skips the flushes to disk that make a write survive a crash of
+// the machine (a power cut), and keeps what makes it survive a kill of the
+// process: the file is still written whole under a temporary name and
+// renamed into place. For files rewritten after every step of a long run
+// (a training checkpoint, per-epoch metrics), whose loss in a crash costs
+// only the last steps, the flushes can take longer than the step on a slow
+// disk; Sync flushes such files once, at the end.
+func NoSync() Option { return func(o *options) { o.noSync = true } }
+
+// Sync flushes files written with NoSync, and their folders, to disk.
+func Sync(paths ...string) error {
+	dirs := map[string]bool{}
+	for _, p := range paths {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, unwrapPath(err))
+		}
+		if err := syncFile(real); err != nil {
+			return fmt.Errorf("sync %s: %w", p, unwrapPath(err))
+		}
+		dirs[filepath.Dir(real)] = true
+	}
+	for d := range dirs {
+		syncDir(d)
+	}
+	return nil
+}
 
 func collect(opts []Option) options {
 	var o options
@@ -180,8 +209,10 @@ func (t target) write(path string, data []byte, o options) error {
 			return fmt.Errorf("write %s: %w", path, unwrapPath(err))
 		}
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+	if !o.noSync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+		}
 	}
 	if closeBeforeRename {
 		if err := f.Close(); err != nil {
@@ -194,7 +225,9 @@ func (t target) write(path string, data []byte, o options) error {
 	renamed = true
 	// The rename is done; a lost directory flush only risks the new name
 	// after a power cut, which the caller cannot act on.
-	syncDir(dir)
+	if !o.noSync {
+		syncDir(dir)
+	}
 	removeDeadTemps(dir)
 	return nil
 }

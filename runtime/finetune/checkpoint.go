@@ -96,7 +96,9 @@ func (o *Options) settings() []setting {
 // commit writes the model (already written back from the program), the
 // optimizer state and the history as the new current set.
 func (c *checkpoint) commit(h *train.History) error {
-	set, err := fileio.BeginSet(c.dir)
+	// A checkpoint is rewritten after every epoch and only needs to survive
+	// a kill: no flushes to disk (fileio.NoSync).
+	set, err := fileio.BeginSet(c.dir, fileio.NoSync())
 	if err != nil {
 		return err
 	}
@@ -104,11 +106,21 @@ func (c *checkpoint) commit(h *train.History) error {
 	if err != nil {
 		return err
 	}
+	state, err := train.MarshalState(c.optimizer)
+	if err != nil {
+		return err
+	}
+	history, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return err
+	}
 	for _, write := range []func() error{
-		func() error { return onnx.Save(c.model, set.Path(checkpointModel)) },
-		func() error { return train.SaveState(set.Path(checkpointState), c.optimizer) },
-		func() error { return h.Save(set.Path(checkpointHistory)) },
-		func() error { return fileio.WriteFile(set.Path(checkpointRun), append(run, '\n')) },
+		func() error { return onnx.SaveOptions{NoSync: true}.Save(c.model, set.Path(checkpointModel)) },
+		func() error { return fileio.WriteFile(set.Path(checkpointState), state, fileio.NoSync()) },
+		func() error {
+			return fileio.WriteFile(set.Path(checkpointHistory), append(history, '\n'), fileio.NoSync())
+		},
+		func() error { return fileio.WriteFile(set.Path(checkpointRun), append(run, '\n'), fileio.NoSync()) },
 	} {
 		if err := write(); err != nil {
 			set.Discard()

@@ -1,6 +1,7 @@
 package finetune
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 
@@ -39,12 +40,18 @@ func (w *writer) epochDone(epoch int, stats train.EpochStats, best bool) error {
 	if err := w.checkpoint.commit(h); err != nil {
 		return err
 	}
-	if err := h.Save(filepath.Join(w.dir, MetricsFile)); err != nil {
+	// Rewritten after every epoch, these are flushed to disk once, at the
+	// end (finish).
+	metrics, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := fileio.WriteFile(filepath.Join(w.dir, MetricsFile), append(metrics, '\n'), fileio.NoSync()); err != nil {
 		return err
 	}
 	w.wrote(filepath.Join(w.dir, MetricsFile))
 	if best {
-		if err := (onnx.SaveOptions{Force: w.opts.Force}).Save(w.model, w.opts.Out); err != nil {
+		if err := (onnx.SaveOptions{Force: w.opts.Force, NoSync: true}).Save(w.model, w.opts.Out); err != nil {
 			return err
 		}
 		w.wrote(w.opts.Out)
@@ -52,10 +59,14 @@ func (w *writer) epochDone(epoch int, stats train.EpochStats, best bool) error {
 	return nil
 }
 
-// finish writes the plot and the report.
+// finish flushes the model and the metrics to disk, and writes the plot
+// and the report.
 func (w *writer) finish() error {
 	if len(w.history.Epochs) == 0 {
 		return nil
+	}
+	if err := fileio.Sync(w.opts.Out, filepath.Join(w.dir, MetricsFile)); err != nil {
+		return fmt.Errorf("finetune: %w", err)
 	}
 	png, err := trainingPlot(w.history)
 	if err != nil {

@@ -38,6 +38,19 @@ type bufferFile struct {
 // SaveState writes o's state to path, atomically: a crash leaves the old
 // file or the new one, never a mix.
 func SaveState(path string, o Optimizer) error {
+	b, err := MarshalState(o)
+	if err != nil {
+		return err
+	}
+	if err := fileio.WriteFile(path, b); err != nil {
+		return fmt.Errorf("save optimizer state: %w", err)
+	}
+	return nil
+}
+
+// MarshalState returns o's state in SaveState's file format, for callers
+// that write it themselves.
+func MarshalState(o Optimizer) ([]byte, error) {
 	s := o.State()
 	f := stateFile{Magic: stateMagic, Optimizer: s.Optimizer}
 	for _, name := range s.Names() {
@@ -65,12 +78,9 @@ func SaveState(path string, o Optimizer) error {
 	}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(&f); err != nil {
-		return fmt.Errorf("save optimizer state: %w", err)
+		return nil, fmt.Errorf("save optimizer state: %w", err)
 	}
-	if err := fileio.WriteFile(path, buf.Bytes()); err != nil {
-		return fmt.Errorf("save optimizer state: %w", err)
-	}
-	return nil
+	return buf.Bytes(), nil
 }
 
 // LoadState reads a state written by SaveState into o. It fails if the file
