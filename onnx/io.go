@@ -193,9 +193,10 @@ func Save(m *Model, path string) error { return SaveOptions{}.Save(m, path) }
 // first and the model file, which names it, last, a kill at any instant
 // leaves the old model with its old data or the new model with its new
 // data. Then the data files of the same output that the new model no longer
-// names (OUT.*.data, in our naming only) are removed. Two Saves to one path
-// at once are not supported: commands lock their output folder
-// (fileio.LockDir).
+// names (OUT.*.data, in our naming only) are removed; Saves into one folder
+// take turns, so that two Saves to one path at once leave one model whole.
+// A reader that read the old model file an instant before may then miss its
+// data file, and must load again.
 //
 // After Save, m's external tensors describe the data file written.
 func (o SaveOptions) Save(m *Model, path string) error {
@@ -222,28 +223,34 @@ func (o SaveOptions) Save(m *Model, path string) error {
 		restore()
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	var created string // a data file this Save created, removed if the model cannot follow
-	if dataName != "" {
-		dataPath := filepath.Join(dir, dataName)
-		if !sameContent(dataPath, data) {
-			if _, err := os.Lstat(dataPath); errors.Is(err, fs.ErrNotExist) {
-				created = dataPath
-			}
-			if err := fileio.WriteFile(dataPath, data, append(opts, fileio.ModeOf(real))...); err != nil {
-				restore()
-				return fmt.Errorf("save %s: external data: %w", path, err)
+	// One Save at a time in a folder: otherwise a concurrent Save to the same
+	// path could remove, as stale, the data file our model is about to name.
+	err = fileio.InFolder(dir, func() error {
+		var created string // a data file this Save created, removed if the model cannot follow
+		if dataName != "" {
+			dataPath := filepath.Join(dir, dataName)
+			if !sameContent(dataPath, data) {
+				if _, err := os.Lstat(dataPath); errors.Is(err, fs.ErrNotExist) {
+					created = dataPath
+				}
+				if err := fileio.WriteFile(dataPath, data, append(opts, fileio.ModeOf(real))...); err != nil {
+					return fmt.Errorf("save %s: external data: %w", path, err)
+				}
 			}
 		}
-	}
-	if err := fileio.WriteFile(path, b, opts...); err != nil {
+		if err := fileio.WriteFile(path, b, opts...); err != nil {
+			if created != "" {
+				os.Remove(created)
+			}
+			return err
+		}
+		removeStaleData(dir, base, dataName)
+		return nil
+	})
+	if err != nil {
 		restore()
-		if created != "" {
-			os.Remove(created)
-		}
-		return err
 	}
-	removeStaleData(dir, base, dataName)
-	return nil
+	return err
 }
 
 // dataFileName returns the name of the data file of the model file base

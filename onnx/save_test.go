@@ -22,8 +22,8 @@ import (
 const helperEnv = "GRAFT_ONNX_SAVE_HELPER"
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(helperEnv); path != "" {
-		saveForever(path)
+	if which, path, ok := strings.Cut(os.Getenv(helperEnv), ":"); ok {
+		saveForever(which, path)
 	}
 	os.Exit(m.Run())
 }
@@ -109,19 +109,43 @@ func whichVersion(t *testing.T, m *Model, vs [2]*Model) int {
 	return -1
 }
 
-// saveForever saves the two versions to path in turn until killed.
-func saveForever(path string) {
+// saveForever saves a version to path until killed: both in turn (which
+// "both"), or only version 0 or 1.
+func saveForever(which, path string) {
 	vs, err := loadVersions()
 	if err != nil {
 		println(err.Error())
 		os.Exit(1)
 	}
 	for i := 0; ; i++ {
-		if err := Save(vs[i%2], path); err != nil {
+		v := vs[i%2]
+		switch which {
+		case "0":
+			v = vs[0]
+		case "1":
+			v = vs[1]
+		}
+		if err := Save(v, path); err != nil {
 			println(err.Error())
 			os.Exit(1)
 		}
 	}
+}
+
+// startSaver starts a process saving versions to path (see saveForever).
+func startSaver(t *testing.T, which, path string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+which+":"+path)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
 }
 
 // A Save killed at any instant leaves the old model with its old data or
@@ -130,19 +154,14 @@ func TestSaveKilled(t *testing.T) {
 	vs := versions(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "model.onnx")
-	leftovers := 0
+	leftovers, saved := 0, false
 	for i := range 25 {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), helperEnv+"="+path)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(20+rand.IntN(100)) * time.Millisecond)
+		cmd := startSaver(t, "both", path)
+		time.Sleep(time.Duration(50+rand.IntN(200)) * time.Millisecond)
 		cmd.Process.Kill()
 		cmd.Wait()
 		m, err := Load(path)
-		if errors.Is(err, fs.ErrNotExist) && i == 0 {
+		if errors.Is(err, fs.ErrNotExist) && !saved {
 			continue // killed before its first save
 		}
 		if err != nil {
@@ -153,6 +172,7 @@ func TestSaveKilled(t *testing.T) {
 		if err := Save(vs[0], path); err != nil {
 			t.Fatal(err)
 		}
+		saved = true
 		if names := dirNames(t, dir); len(names) != 2 {
 			t.Fatalf("after the next Save the folder holds %q", names)
 		}
@@ -160,6 +180,30 @@ func TestSaveKilled(t *testing.T) {
 	t.Logf("the kills left %d data or temporary files", leftovers)
 	if leftovers == 0 {
 		t.Error("no kill landed during a save: the test proved nothing")
+	}
+}
+
+// Two processes saving different models to one path at once: whichever is
+// last, the model is whole and loads.
+func TestSaveConcurrent(t *testing.T) {
+	vs := versions(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "model.onnx")
+	for i := range 6 {
+		a, b := startSaver(t, "0", path), startSaver(t, "1", path)
+		time.Sleep(time.Duration(300+rand.IntN(300)) * time.Millisecond)
+		a.Process.Kill()
+		b.Process.Kill()
+		a.Wait()
+		b.Wait()
+		m, err := Load(path)
+		if errors.Is(err, fs.ErrNotExist) && i == 0 {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		whichVersion(t, m, vs)
 	}
 }
 

@@ -35,4 +35,6 @@
 //   - BeginSet and CurrentSet commit files that belong together (a training
 //     checkpoint) as one unit: a kill at any instant leaves either the old
 //     complete set or the new one.
+//   - InFolder makes writers that replace several files of one folder
+//     together (a model and its data file, in onnx.Save) take turns.
 package fileio

@@ -58,3 +58,12 @@ func LockDir(dir string) (*DirLock, error) {
 
 // Unlock releases the lock.
 func (l *DirLock) Unlock() error { return l.f.Close() }
+
+// InFolder runs f holding an exclusive lock on the folder dir, waiting for
+// it, so that writers that replace several files there together (a model
+// and its data file) do so one at a time. The lock is on the folder itself
+// (no file is created), separate from LockDir's, and taken on Unix only.
+func InFolder(dir string, f func() error) error {
+	defer lockFolder(dir)()
+	return f()
+}

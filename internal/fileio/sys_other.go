@@ -16,6 +16,7 @@ func claim(*os.File) bool             { return true }
 func removeIfDead(string)             {}
 func keepOwner(*os.File, fs.FileInfo) {}
 func syncDir(string) error            { return nil }
+func lockFolder(string) func()        { return func() {} }
 func tryLock(*os.File) (bool, error)  { return false, errors.ErrUnsupported }
 func openLockFile(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)

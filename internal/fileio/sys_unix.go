@@ -109,3 +109,21 @@ func openLockFile(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// lockFolder takes an exclusive lock on the folder dir itself, waiting for
+// it, and returns its release. Where the folder cannot be opened or locked
+// (some network file systems), it takes none: the lock only orders writers,
+// and the write itself reports a missing or unusable folder.
+func lockFolder(dir string) func() {
+	d, err := os.Open(dir)
+	if err != nil {
+		return func() {}
+	}
+	for {
+		err = unix.Flock(int(d.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	return func() { d.Close() }
+}

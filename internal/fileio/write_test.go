@@ -299,19 +299,20 @@ func TestLeftoverTemps(t *testing.T) {
 func TestWriteKilled(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.onnx")
-	midWrite := 0 // kills that left a temporary file
+	midWrite, written := 0, false // kills that left a temporary file; whether path was ever written
 	for i := range 20 {
 		cmd, _ := startHelper(t, "write", path)
-		time.Sleep(time.Duration(5+rand.IntN(60)) * time.Millisecond)
+		time.Sleep(time.Duration(10+rand.IntN(90)) * time.Millisecond)
 		cmd.Process.Kill()
 		cmd.Wait()
 		b, err := os.ReadFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) && !written {
 			continue // killed before its first rename
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
+		written = true
 		if len(b) != 4<<20 || strings.Trim(string(b), string(b[:1])) != "" {
 			t.Fatalf("kill %d left a mixed or partial file of %d bytes", i, len(b))
 		}
