@@ -4,11 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/surgery"
 )
@@ -36,6 +35,7 @@ func runSurgery(args []string, stdout io.Writer) error {
 	normalize := fs.String("normalize", "", "insert (x-mean)/std at the input: `MEAN/STD`, each a comma list (e.g. 0.485,0.456,0.406/0.229,0.224,0.225)")
 	seed := fs.Int64("seed", 1, "random `SEED` for new weights")
 	out := fs.String("o", "", "output model `PATH` (required)")
+	force := fs.Bool("force", false, "let -o replace a read-only file or the input model itself")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -95,17 +95,27 @@ func runSurgery(args []string, stdout io.Writer) error {
 	if len(edits) == 0 {
 		return usage("nothing to do: give --replace-head, --freeze, --unfreeze, --init or --normalize")
 	}
-	if err := checkWritable(*out); err != nil {
-		return err
-	}
 	m, err := onnx.Load(pos[0])
 	if err != nil {
+		return err
+	}
+	plan := fileio.Plan{ForceFlag: "--force"}
+	plan.Input(pos[0], "the model")
+	for _, f := range m.ExternalDataFiles() {
+		plan.Input(f, "the model's external data")
+	}
+	var forced []fileio.Option
+	if *force {
+		forced = append(forced, fileio.Force())
+	}
+	plan.Output(*out, "-o", forced...)
+	if err := plan.Check(); err != nil {
 		return err
 	}
 	if err := surgery.Apply(m, edits...); err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
-	if err := onnx.Save(m, *out); err != nil {
+	if err := (onnx.SaveOptions{Force: *force}).Save(m, *out); err != nil {
 		return err
 	}
 	r := inspect(*out, m)
@@ -161,18 +171,4 @@ func parseMeanStd(s string) (mean, std []float32, err error) {
 		return nil, nil, err
 	}
 	return mean, std, nil
-}
-
-// checkWritable fails early if path cannot be written, before any work.
-func checkWritable(path string) error {
-	dir := filepath.Dir(path)
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return fmt.Errorf("output %s is a folder", path)
-	}
-	f, err := os.CreateTemp(dir, ".graft-write-check*")
-	if err != nil {
-		return fmt.Errorf("cannot write output %s: %w", path, err)
-	}
-	f.Close()
-	return os.Remove(f.Name())
 }
