@@ -147,7 +147,7 @@ func TestRunImageTopK(t *testing.T) {
 			t.Errorf("top %d: image %+v, tensor %+v", i+1, c, w)
 		}
 	}
-	if p := fromImage.Preprocess; p == nil || p.Resize != 64 || p.CropW != 64 || p.Channels != 3 {
+	if p := fromImage.Preprocess; p == nil || p.Resize != 64 || p.Width != 64 || p.Channels != 3 {
 		t.Errorf("preprocess = %+v", p)
 	}
 	// Defaults: crop to the model's 64, resize round(64*256/224) = 73,
@@ -165,7 +165,7 @@ func TestRunImageTopK(t *testing.T) {
 	}
 	// A gray model gets a color image converted to gray.
 	cnn := runJSON(t, "../../testdata/models/cnn/model.onnx", "--input", img)
-	if p := cnn.Preprocess; p == nil || p.Channels != 1 || p.CropW != 28 || p.Resize != 28 || len(p.Mean) != 0 { // small inputs: no larger resize, as in fine-tuning
+	if p := cnn.Preprocess; p == nil || p.Channels != 1 || p.Width != 28 || p.Resize != 28 || len(p.Mean) != 0 { // small inputs: no larger resize, as in fine-tuning
 		t.Errorf("cnn preprocess = %+v", p)
 	}
 }
@@ -333,12 +333,13 @@ func TestRunBadInputs(t *testing.T) {
 		{[]string{filepath.Join(dir, "missing.onnx"), "--input", img}, 1, []string{"missing.onnx"}},
 		{[]string{unsupported, "--input", img}, 1, []string{"unsupported operator", "Mystery", m.Graph.Nodes[1].Name}},
 		{[]string{model, "--input", empty}, 1, []string{empty, "no images"}},
-		{[]string{model, "--input", img, "--labels", labels}, 1, []string{"3 labels for 10 classes"}},
+		{[]string{model, "--input", img, "--labels", labels}, 1, []string{"3 class names for the 10 classes"}},
 		{[]string{model, "--input", img, "--labels", filepath.Join(dir, "nolabels.txt")}, 1, []string{"nolabels.txt"}},
-		{[]string{model, "--input", img, "--crop", "32"}, 1, []string{"--crop 32", "[batch,3,64,64]"}},
-		{[]string{model, "--input", img, "--mean", "0.5,0.5"}, 2, []string{"1 or 3 values"}},
+		{[]string{model, "--input", img, "--crop", "32"}, 1, []string{"32x32 crop", "[batch,3,64,64]"}},
+		{[]string{model, "--input", img, "--mean", "0.5,0.5", "--std", "0.2,0.2"}, 1, []string{"2 mean values for 3 channels"}},
+		{[]string{model, "--input", img, "--mean", "0.5"}, 2, []string{"--mean and --std go together"}},
 		{[]string{model, "--input", img, "--mean", "a,b,c"}, 2, []string{"--mean"}},
-		{[]string{model, "--input", img, "--std", "0"}, 2, []string{"--std"}},
+		{[]string{model, "--input", img, "--mean", "0", "--std", "0"}, 2, []string{"--std"}},
 		{[]string{model, "--input", img, "--topk", "0"}, 2, []string{"--topk"}},
 		{[]string{model}, 2, []string{"--input is required"}},
 		{[]string{"--input", img}, 2, []string{"want exactly one model file"}},
