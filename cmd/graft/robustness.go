@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -158,12 +159,19 @@ func runRobustness(args []string, stdout io.Writer) error {
 // labels (given, or found by the standard name). desc names it for the
 // report.
 func robustData(path, labels string) (ds *dataset.Dataset, desc string, err error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("data %s: %w", path, errors.Unwrap(err))
+	}
+	if st.IsDir() {
 		ds, err := dataset.ImageFolder(path)
 		return ds, path, err
 	}
 	if labels == "" {
 		if labels, err = data.IDXLabelsPath(path); err != nil {
+			if _, imErr := data.ReadIDXImages(path); imErr != nil {
+				return nil, "", imErr // not images at all: say that first
+			}
 			return nil, "", err
 		}
 	}
