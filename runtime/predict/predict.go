@@ -281,7 +281,9 @@ func (p *Predictor) Tensor(ctx context.Context, x *onnx.Tensor, source string) (
 		if len(dims) == len(want)-1 && fits(dims, want[1:]) {
 			dims = append([]int64{1}, dims...)
 		}
-		if !fits(dims, want) {
+		// The batch dimension may differ from a fixed one: examples run
+		// in batches of that size.
+		if len(dims) != len(want) || len(dims) == 0 || !fits(dims[1:], want[1:]) {
 			return nil, fmt.Errorf("%s has shape %s; input %q expects %s", source, dimString(dims), in.Name, want)
 		}
 	}
