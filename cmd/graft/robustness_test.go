@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"image/png"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/graft-dev/graft/attacks"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime/data"
+	"github.com/graft-dev/graft/runtime/dataset"
 )
 
 const (
@@ -210,5 +212,59 @@ func TestRobustnessFashionMNISTFiles(t *testing.T) {
 	r := readRobustReport(t, dir)
 	if r.Examples != 30 || !strings.Contains(r.Settings.Data, "(labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz): 30 of 10000 images") {
 		t.Errorf("examples %d, data %q", r.Examples, r.Settings.Data)
+	}
+}
+
+// graft robustness produces what the library call of attacks'
+// ExampleRobustness produces for the same settings: the command is flags
+// and one call.
+func TestRobustnessCLIEqualsLibrary(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errs := robustness(t, "--model", lenetModel, "--data", lenetImages, "--attack", "pgd", "--steps", "5", "--seed", "1",
+		"--eps", "0,0.05,0.1", "--limit", "200", "-o", dir)
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errs)
+	}
+	cli := readRobustReport(t, dir)
+
+	m, err := onnx.Load(lenetModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digits, err := dataset.IDX(lenetImages, lenetLabels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := attacks.Robustness(context.Background(), m, digits, attacks.RobustnessOptions{
+		Attack: &attacks.PGD{Steps: 5, Seed: 1},
+		Eps:    []float64{0, 0.05, 0.1},
+		Limit:  200,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Through JSON, as report.json holds it (NaN class accuracies are null).
+	b, err := lib.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want attacks.Report
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	metrics := func(r *attacks.Report) string {
+		s := r.Settings
+		s.Model, s.ModelSHA256, s.Data = "", "", "" // the CLI names the files
+		b, err := json.Marshal([]any{r.Examples, r.Classes, r.ClassExamples, r.CleanAccuracy, r.CleanCorrect, r.Points, s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if a, b := metrics(cli), metrics(&want); a != b {
+		t.Errorf("graft robustness:\n%s\nattacks.Robustness:\n%s", a, b)
+	}
+	if cli.Examples != 200 || len(cli.Points) != 3 || cli.Points[2].Accuracy >= cli.CleanAccuracy {
+		t.Errorf("report: %d examples, points %+v", cli.Examples, cli.Points)
 	}
 }
