@@ -76,23 +76,32 @@ func TestRobustnessAppliesStoredNormalisation(t *testing.T) {
 	for _, tc := range []struct {
 		model     string
 		mean, std []float32
+		override  bool // given as Overrides rather than stored
 	}{
 		// (x - 0.5) / 0.5, [-1, 1]: a common choice for gray digits.
-		{lenetDir + "model.onnx", []float32{0.5}, []float32{0.5}},
+		{lenetDir + "model.onnx", []float32{0.5}, []float32{0.5}, false},
 		// Three channels, ImageNet's normalisation: the digits are made RGB
 		// and resized to 64 as the contract says.
-		{"../testdata/models/resnet_tiny_op13_bn/model.onnx", contract.ImageNetMean, contract.ImageNetStd},
+		{"../testdata/models/resnet_tiny_op13_bn/model.onnx", contract.ImageNetMean, contract.ImageNetStd, false},
+		// One value for three channels, as an override.
+		{"../testdata/models/resnet_tiny_op13_bn/model.onnx", []float32{0.5}, []float32{0.25}, true},
 	} {
 		m := load(t, tc.model)
 		c, err := contract.Derive(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Input.Mean, c.Input.Std, c.Input.NormalizedInside = tc.mean, tc.std, false
-		if err := contract.Store(m, c); err != nil {
-			t.Fatal(err)
+		opts := attacks.RobustnessOptions{Attack: attacks.FGSM{}, Eps: []float64{0}}
+		if tc.override {
+			opts.Overrides = contract.Overrides{Mean: tc.mean, Std: tc.std}
 		}
-		r, err := attacks.Robustness(context.Background(), m, ds, attacks.RobustnessOptions{Attack: attacks.FGSM{}, Eps: []float64{0}})
+		c.Input.Mean, c.Input.Std, c.Input.NormalizedInside = tc.mean, tc.std, false
+		if !tc.override {
+			if err := contract.Store(m, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := attacks.Robustness(context.Background(), m, ds, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +119,7 @@ func TestRobustnessAppliesStoredNormalisation(t *testing.T) {
 		if raw == want {
 			t.Errorf("%s: raw pixels give the accuracy normalised ones do: the test cannot tell them apart", tc.model)
 		}
-		if len(r.Settings.Mean) != len(tc.mean) || math.Abs(r.Settings.Std[0]-float64(tc.std[0])) > 1e-7 {
+		if len(r.Settings.Mean) != c.Input.Channels || math.Abs(r.Settings.Std[0]-float64(tc.std[0])) > 1e-7 {
 			t.Errorf("%s: settings mean %v std %v", tc.model, r.Settings.Mean, r.Settings.Std)
 		}
 		if m.Graph.Node("graft_normalize_div") != nil {

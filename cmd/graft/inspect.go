@@ -304,10 +304,10 @@ func printContract(w io.Writer, r *Report) {
 		if in.PixelScale != 1 {
 			pixels = fmt.Sprintf("pixels in [0, %g]", in.PixelScale)
 		}
-		fmt.Fprintf(w, "  expects:   %q: NCHW images, %d channels, %dx%d (resize %d, center crop), %s, %s\n",
-			in.Name, in.Channels, in.Width, in.Height, in.Resize, pixels, norm)
+		fmt.Fprintf(w, "  expects:   %q: NCHW images, %s, %dx%d (resize %d, center crop), %s, %s\n",
+			in.Name, channels(in.Channels), in.Width, in.Height, in.Resize, pixels, norm)
 	case string(contract.NHWC):
-		fmt.Fprintf(w, "  expects:   %q: NHWC (channels last) images, %d channels, %dx%d: graft feeds NCHW only\n", in.Name, in.Channels, in.Width, in.Height)
+		fmt.Fprintf(w, "  expects:   %q: NHWC (channels last) images, %s, %dx%d: graft feeds NCHW only\n", in.Name, channels(in.Channels), in.Width, in.Height)
 	default:
 		fmt.Fprintf(w, "  expects:   %q: not a batch of images (tensor files only)\n", in.Name)
 	}
@@ -330,6 +330,16 @@ func printContract(w io.Writer, r *Report) {
 	for _, n := range c.Warnings {
 		fmt.Fprintf(w, "  warning:   %s\n", n)
 	}
+}
+
+func channels(n int) string {
+	switch n {
+	case 1:
+		return "1 channel (gray)"
+	case 3:
+		return "3 channels (RGB)"
+	}
+	return fmt.Sprintf("%d channels", n)
 }
 
 func sortedKeys(m map[string]string) []string {
