@@ -180,12 +180,25 @@ func (a *PGD) Info() Info {
 	return i
 }
 
-// Perturb runs the iterations for each eps, each from its own random start.
+// Perturb runs the iterations for each eps, each from its own random
+// start, drawn as Start draws it.
 func (a *PGD) Perturb(m Model, x *tensor.Dense, c Criterion, eps []float64) ([]*tensor.Dense, error) {
+	return iterate(m, x, c, eps, a.Steps, a.Alpha, a.Start)
+}
+
+// Start draws the next random start from a's stream: x plus noise uniform
+// in [-eps, eps], clamped to [0, 1], in x's element type. Perturb draws
+// one start per nonzero radius, in order, and nothing else, so a PGD with
+// the same seed returns from Start the start that Perturb's first radius
+// iterates from (what a reference implementation needs to follow the same
+// path).
+func (a *PGD) Start(x *tensor.Dense, eps float64) *tensor.Dense {
 	if a.rng == nil {
 		a.rng = rand.New(rand.NewPCG(uint64(a.Seed), 0x67726166742d7067)) // "graft-pg"
 	}
-	return iterate(m, x, c, eps, a.Steps, a.Alpha, a.rng)
+	adv := x.Clone().(*tensor.Dense)
+	randomStart(adv, x, eps, a.rng)
+	return adv
 }
 
 const defaultSteps = 10
@@ -201,7 +214,9 @@ func iterInfo(name string, steps int, alpha float64) Info {
 	return i
 }
 
-func iterate(m Model, x *tensor.Dense, c Criterion, eps []float64, steps int, alpha float64, rng *rand.Rand) ([]*tensor.Dense, error) {
+// iterate runs the iterative attack at each eps, from x or, when start is
+// set, from start(x, eps).
+func iterate(m Model, x *tensor.Dense, c Criterion, eps []float64, steps int, alpha float64, start func(x *tensor.Dense, eps float64) *tensor.Dense) ([]*tensor.Dense, error) {
 	if err := checkInput(x, c, eps); err != nil {
 		return nil, err
 	}
@@ -214,18 +229,19 @@ func iterate(m Model, x *tensor.Dense, c Criterion, eps []float64, steps int, al
 	classes, dir := c.classes()
 	out := make([]*tensor.Dense, len(eps))
 	for k, e := range eps {
-		adv := x.Clone().(*tensor.Dense)
-		out[k] = adv
 		if e == 0 {
+			out[k] = x.Clone().(*tensor.Dense)
 			continue
 		}
 		step := alpha
 		if step == 0 {
 			step = 2.5 * e / float64(steps)
 		}
-		if rng != nil {
-			randomStart(adv, x, e, rng)
+		adv := x.Clone().(*tensor.Dense)
+		if start != nil {
+			adv = start(x, e)
 		}
+		out[k] = adv
 		for s := 0; s < steps; s++ {
 			_, grad, err := m.Gradient(adv, classes)
 			if err != nil {

@@ -1,6 +1,7 @@
 package attacks_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 
@@ -52,6 +53,38 @@ func ExampleSweep() {
 	// eps 0.1: accuracy 0.77
 	// eps 0.2: accuracy 0.40
 	// eps 0.3: accuracy 0.09
+}
+
+// A robustness report in one call, as graft robustness makes it: PGD on
+// the first 200 held-out MNIST digits. The model's contract decides how the
+// digits are fed (1x28x28 pixels in [0, 1], no normalisation) and how its
+// scores are read (log-probabilities: the loss is NLL).
+func ExampleRobustness() {
+	dir := "../testdata/models/lenet_mnist/"
+	m, err := onnx.Load(dir + "model.onnx")
+	if err != nil {
+		log.Fatal(err)
+	}
+	digits, err := dataset.IDX(dir+"heldout-images-idx3-ubyte.gz", dir+"heldout-labels-idx1-ubyte.gz")
+	if err != nil {
+		log.Fatal(err)
+	}
+	r, err := attacks.Robustness(context.Background(), m, digits, attacks.RobustnessOptions{
+		Attack: &attacks.PGD{Steps: 5, Seed: 1},
+		Eps:    []float64{0, 0.05, 0.1},
+		Limit:  200,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// r.WriteDir("report") writes report.json, report.md and the pictures.
+	for _, p := range r.Points {
+		fmt.Printf("eps %.2f: accuracy %.3f\n", p.Eps, p.Accuracy)
+	}
+	// Output:
+	// eps 0.00: accuracy 0.975
+	// eps 0.05: accuracy 0.865
+	// eps 0.10: accuracy 0.705
 }
 
 // A targeted PGD attack on a batch: make every digit read as a 3.

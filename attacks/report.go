@@ -133,6 +133,15 @@ func (r *Report) Markdown() string {
 	}
 	row("clean accuracy", fmt.Sprintf("%.4f (%d/%d)", r.CleanAccuracy, r.CleanCorrect, r.Examples))
 	row("time", fmt.Sprintf("%.1f s", r.Seconds))
+	if len(s.Notes)+len(s.Warnings) > 0 {
+		fmt.Fprintf(&b, "\nThe model's contract:\n\n")
+		for _, n := range s.Warnings {
+			fmt.Fprintf(&b, "- warning: %s\n", mdEscape(n))
+		}
+		for _, n := range s.Notes {
+			fmt.Fprintf(&b, "- %s\n", mdEscape(n))
+		}
+	}
 
 	fmt.Fprintf(&b, "\n## Accuracy vs eps\n\n")
 	fmt.Fprintf(&b, "Success rate is over the %d initially correct examples; confidence is the mean softmax probability of the predicted class.\n\n", r.CleanCorrect)

@@ -67,8 +67,8 @@ type Report struct {
 	Grid *Grid `json:"-"`
 }
 
-// Settings record how a sweep was made. Sweep fills the attack's part; the
-// caller describes the model and the data.
+// Settings record how a sweep was made. Sweep fills the attack's part;
+// Robustness (or the caller of Sweep) describes the model and the data.
 type Settings struct {
 	Model       string    `json:"model,omitempty"`
 	ModelSHA256 string    `json:"model_sha256,omitempty"`
@@ -79,10 +79,17 @@ type Settings struct {
 	Eps         []float64 `json:"eps"`
 	Limit       int       `json:"limit,omitempty"`
 	BatchSize   int       `json:"batch_size,omitempty"`
-	Mean        []float64 `json:"mean,omitempty"`
-	Std         []float64 `json:"std,omitempty"`
+	// Mean and Std are the normalisation (x - mean) / std of pixels in
+	// [0, 1] inside the attacked model: put there by Robustness from the
+	// model's contract, or the model's own.
+	Mean []float64 `json:"mean,omitempty"`
+	Std  []float64 `json:"std,omitempty"`
 	// ClassNames, when set, name the classes in pictures and tables.
 	ClassNames []string `json:"class_names,omitempty"`
+	// Notes and Warnings are the model contract's (contract.Contract):
+	// what was inferred rather than stored, and what looked wrong.
+	Notes    []string `json:"notes,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // A Point is the sweep's result at one eps.

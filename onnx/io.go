@@ -461,10 +461,20 @@ func LoadTensor(path string) (*Tensor, error) {
 }
 
 // SaveTensor writes t to path as a TensorProto, atomically.
-func SaveTensor(t *Tensor, path string) error {
+func SaveTensor(t *Tensor, path string) error { return SaveOptions{}.SaveTensor(t, path) }
+
+// SaveTensor writes t to path as a TensorProto, by the same rule as Save.
+func (o SaveOptions) SaveTensor(t *Tensor, path string) error {
 	b, err := EncodeTensor(t)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	return fileio.WriteFile(path, b)
+	var opts []fileio.Option
+	if o.Force {
+		opts = append(opts, fileio.Force())
+	}
+	if o.NoSync {
+		opts = append(opts, fileio.NoSync())
+	}
+	return fileio.WriteFile(path, b, opts...)
 }

@@ -49,3 +49,23 @@ func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
+
+// parseMeanStdFlags parses --mean and --std, which go together; a std of 0
+// is refused.
+func parseMeanStdFlags(mean, std string) (m, s []float32, err error) {
+	if (mean == "") != (std == "") {
+		return nil, nil, usage("--mean and --std go together")
+	}
+	if m, err = parseFloatList("--mean", mean); err != nil {
+		return nil, nil, err
+	}
+	if s, err = parseFloatList("--std", std); err != nil {
+		return nil, nil, err
+	}
+	for _, v := range s {
+		if v == 0 {
+			return nil, nil, usage("--std values must not be 0")
+		}
+	}
+	return m, s, nil
+}

@@ -8,15 +8,19 @@ import (
 	"strings"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/surgery"
 )
 
 func init() {
 	register(&command{
-		name:    "inspect",
-		args:    "MODEL.onnx [--json]",
-		summary: "Print a model's inputs, outputs, ops, parameter count and classifier head.",
-		run:     runInspect,
+		name: "inspect",
+		args: "MODEL.onnx [--json]",
+		summary: "Print a model's inputs, outputs, ops, parameter count, classifier head and contract:\n" +
+			"what it expects (layout, size, resize, normalisation or \"normalised inside\") and\n" +
+			"what it outputs (logits, log-probabilities or probabilities; class names), as graft\n" +
+			"run, finetune and robustness feed and read it.",
+		run: runInspect,
 	})
 }
 
@@ -40,6 +44,40 @@ type Report struct {
 	// stores a trainable set (graft surgery --freeze).
 	Trainable []string          `json:"trainable,omitempty"`
 	Metadata  map[string]string `json:"metadata,omitempty"`
+	// Contract is what the model expects and outputs (contract.Derive);
+	// ContractError says why there is none.
+	Contract      *ContractInfo `json:"contract,omitempty"`
+	ContractError string        `json:"contract_error,omitempty"`
+}
+
+// ContractInfo is the model contract, as graft inspect shows it.
+type ContractInfo struct {
+	Input struct {
+		Name string `json:"name"`
+		// Layout is NCHW for images, NHWC for a channels-last input graft
+		// does not feed, "" for an input that is not a batch of images.
+		Layout     string  `json:"layout,omitempty"`
+		Channels   int     `json:"channels,omitempty"`
+		Height     int     `json:"height,omitempty"`
+		Width      int     `json:"width,omitempty"`
+		Resize     int     `json:"resize,omitempty"`
+		PixelScale float64 `json:"pixel_scale,omitempty"`
+		// Mean and Std are the normalisation: applied before the model,
+		// or inside it when NormalizedInside.
+		Mean             []float32 `json:"mean,omitempty"`
+		Std              []float32 `json:"std,omitempty"`
+		NormalizedInside bool      `json:"normalized_inside,omitempty"`
+	} `json:"input"`
+	Output struct {
+		Name       string   `json:"name"`
+		Kind       string   `json:"kind"`
+		Activation string   `json:"activation,omitempty"`
+		NumClasses int      `json:"num_classes,omitempty"`
+		Classes    []string `json:"classes,omitempty"`
+	} `json:"output"`
+	Stored   bool     `json:"stored"` // graft stored it in the model's metadata
+	Notes    []string `json:"notes,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // OpsetInfo is one opset import.
@@ -130,8 +168,13 @@ func inspect(path string, m *onnx.Model) *Report {
 			r.Trainable = names
 		}
 	}
+	if c, err := contract.Derive(m); err == nil {
+		r.Contract = contractInfo(m, c)
+	} else {
+		r.ContractError = err.Error()
+	}
 	for _, p := range m.Metadata {
-		if p.Key == surgery.TrainableKey {
+		if p.Key == surgery.TrainableKey || p.Key == contract.Key {
 			continue
 		}
 		if r.Metadata == nil {
@@ -140,6 +183,32 @@ func inspect(path string, m *onnx.Model) *Report {
 		r.Metadata[p.Key] = p.Value
 	}
 	return r
+}
+
+func contractInfo(m *onnx.Model, c *contract.Contract) *ContractInfo {
+	ci := &ContractInfo{Notes: c.Notes, Warnings: c.Warnings}
+	_, ci.Stored = m.MetadataValue(contract.Key)
+	in, out := &ci.Input, &ci.Output
+	in.Name, in.Layout = c.Input.Name, string(c.Input.Layout)
+	if c.Input.Layout != "" {
+		in.Channels, in.Height, in.Width = c.Input.Channels, c.Input.Height, c.Input.Width
+	}
+	if c.Input.Layout == contract.NCHW {
+		in.Resize, in.PixelScale = c.Input.Resize, c.Input.PixelScale
+		in.Mean, in.Std, in.NormalizedInside = c.Input.Mean, c.Input.Std, c.Input.NormalizedInside
+	}
+	out.Name, out.Kind, out.Activation = c.Output.Name, string(c.Output.Kind), c.Output.Activation
+	out.NumClasses, out.Classes = c.Output.NumClasses, c.Output.Classes
+	return ci
+}
+
+// typeString is "float32[batch,3,224,224]", or "float32, shape unknown"
+// for a value that declares no shape.
+func (t TensorInfo) typeString() string {
+	if t.Shape == nil {
+		return t.DType + ", shape unknown"
+	}
+	return t.DType + "[" + strings.Join(t.Shape, ",") + "]"
 }
 
 func tensorInfo(v *onnx.Value) TensorInfo {
@@ -167,10 +236,10 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "producer:    %s\n", r.Producer)
 	}
 	for _, t := range r.Inputs {
-		fmt.Fprintf(w, "input:       %s %s[%s]\n", t.Name, t.DType, strings.Join(t.Shape, ","))
+		fmt.Fprintf(w, "input:       %s %s\n", t.Name, t.typeString())
 	}
 	for _, t := range r.Outputs {
-		fmt.Fprintf(w, "output:      %s %s[%s]\n", t.Name, t.DType, strings.Join(t.Shape, ","))
+		fmt.Fprintf(w, "output:      %s %s\n", t.Name, t.typeString())
 	}
 	fmt.Fprintf(w, "parameters:  %d in %d initializers (%s)\n", r.Parameters, r.Initializers, humanBytes(r.ParameterBytes))
 	if r.Head != nil {
@@ -186,6 +255,7 @@ func printReport(w io.Writer, r *Report) {
 		}
 		fmt.Fprintf(w, "trainable:   %d parameter tensors: %s%s\n", len(r.Trainable), strings.Join(list, ", "), more)
 	}
+	printContract(w, r)
 	for _, k := range sortedKeys(r.Metadata) {
 		fmt.Fprintf(w, "metadata:    %s = %s\n", k, r.Metadata[k])
 	}
@@ -207,6 +277,69 @@ func printReport(w io.Writer, r *Report) {
 	for _, h := range hist {
 		fmt.Fprintf(w, "  %-24s %d\n", h.op, h.n)
 	}
+}
+
+func printContract(w io.Writer, r *Report) {
+	c := r.Contract
+	if c == nil {
+		fmt.Fprintf(w, "contract:    none: %s\n", r.ContractError)
+		return
+	}
+	from := "derived from the graph and defaults (see the notes)"
+	if c.Stored {
+		from = "stored by graft"
+	}
+	fmt.Fprintf(w, "contract:    %s\n", from)
+	in := c.Input
+	switch in.Layout {
+	case string(contract.NCHW):
+		norm := fmt.Sprintf("normalised with mean %v std %v", in.Mean, in.Std)
+		switch {
+		case in.NormalizedInside:
+			norm = fmt.Sprintf("normalised inside the model (mean %v std %v)", in.Mean, in.Std)
+		case len(in.Mean) == 0:
+			norm = "no normalisation"
+		}
+		pixels := "pixels in [0, 1]"
+		if in.PixelScale != 1 {
+			pixels = fmt.Sprintf("pixels in [0, %g]", in.PixelScale)
+		}
+		fmt.Fprintf(w, "  expects:   %q: NCHW images, %s, %dx%d (resize %d, center crop), %s, %s\n",
+			in.Name, channels(in.Channels), in.Width, in.Height, in.Resize, pixels, norm)
+	case string(contract.NHWC):
+		fmt.Fprintf(w, "  expects:   %q: NHWC (channels last) images, %s, %dx%d: graft feeds NCHW only\n", in.Name, channels(in.Channels), in.Width, in.Height)
+	default:
+		fmt.Fprintf(w, "  expects:   %q: not a batch of images (tensor files only)\n", in.Name)
+	}
+	out := c.Output
+	kind := strings.ReplaceAll(out.Kind, "_", "-")
+	if out.Activation != "" {
+		kind += fmt.Sprintf(" (a final %s)", out.Activation)
+	}
+	classes := "classes not fixed"
+	if out.NumClasses > 0 {
+		classes = fmt.Sprintf("%d classes", out.NumClasses)
+	}
+	if out.Classes != nil {
+		classes += ": " + strings.Join(out.Classes, ", ")
+	}
+	fmt.Fprintf(w, "  outputs:   %q: %s, %s\n", out.Name, kind, classes)
+	for _, n := range c.Notes {
+		fmt.Fprintf(w, "  note:      %s\n", n)
+	}
+	for _, n := range c.Warnings {
+		fmt.Fprintf(w, "  warning:   %s\n", n)
+	}
+}
+
+func channels(n int) string {
+	switch n {
+	case 1:
+		return "1 channel (gray)"
+	case 3:
+		return "3 channels (RGB)"
+	}
+	return fmt.Sprintf("%d channels", n)
 }
 
 func sortedKeys(m map[string]string) []string {

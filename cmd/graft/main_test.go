@@ -13,7 +13,9 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/onnx/onnxtest"
+	"github.com/graft-dev/graft/surgery"
 	"gorgonia.org/tensor"
 )
 
@@ -180,4 +182,94 @@ func denseF32(v []float32, dims []int64) *tensor.Dense {
 		shape[i] = int(d)
 	}
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v))
+}
+
+// inspectModel runs graft inspect and graft inspect --json on a model.
+func inspectModel(t *testing.T, m *onnx.Model) (text string, r *Report) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "model.onnx")
+	if err := onnx.Save(m, path); err != nil {
+		t.Fatal(err)
+	}
+	code, text, errs := graft("inspect", path)
+	if code != 0 {
+		t.Fatalf("inspect: code %d: %s", code, errs)
+	}
+	code, out, errs := graft("inspect", "--json", path)
+	if code != 0 {
+		t.Fatalf("inspect --json: code %d: %s", code, errs)
+	}
+	r = &Report{}
+	if err := json.Unmarshal([]byte(out), r); err != nil {
+		t.Fatal(err)
+	}
+	return text, r
+}
+
+// graft inspect shows the model contract: what the model expects and
+// outputs, where that came from, and the notes and warnings.
+func TestInspectContract(t *testing.T) {
+	lenet := "../../testdata/models/lenet_mnist/model.onnx"
+	m, err := onnx.Load(lenet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, r := inspectModel(t, m)
+	c := r.Contract
+	if c == nil || c.Stored || c.Input.Layout != "NCHW" || c.Input.Channels != 1 || c.Input.Height != 28 || c.Input.Resize != 28 ||
+		c.Input.Mean != nil || c.Input.NormalizedInside || c.Output.Kind != "log_probabilities" || c.Output.Activation != "LogSoftmax" ||
+		c.Output.NumClasses != 10 || len(c.Notes) == 0 {
+		t.Errorf("contract %+v", c)
+	}
+	for _, want := range []string{
+		"contract:    derived from the graph and defaults",
+		`expects:   "input": NCHW images, 1 channel (gray), 28x28 (resize 28, center crop), pixels in [0, 1], no normalisation`,
+		`outputs:   "output": log-probabilities (a final LogSoftmax), 10 classes`,
+		"note:      no normalisation stored in the model",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+
+	// Normalised inside (graft surgery --normalize), class names stored.
+	m, _ = onnx.Load("../../testdata/models/resnet_tiny_op13_bn/model.onnx")
+	if err := surgery.Apply(m, surgery.Normalize("input", contract.ImageNetMean, contract.ImageNetStd)); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := contract.Derive(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.Output.Classes = strings.Split("a,b,c,d,e,f,g,h,i,j", ",")
+	if err := contract.Store(m, dc); err != nil {
+		t.Fatal(err)
+	}
+	text, r = inspectModel(t, m)
+	if c := r.Contract; c == nil || !c.Stored || !c.Input.NormalizedInside || len(c.Input.Mean) != 3 || c.Output.Kind != "logits" || len(c.Output.Classes) != 10 {
+		t.Errorf("contract %+v", c)
+	}
+	if _, ok := r.Metadata[contract.Key]; ok {
+		t.Errorf("the stored contract is listed as metadata too")
+	}
+	for _, want := range []string{"contract:    stored by graft", "normalised inside the model (mean [0.485 0.456 0.406] std [0.229 0.224 0.225])", "10 classes: a, b, c"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+
+	// Names stored for another class count: a warning. An input without a
+	// shape: "shape unknown".
+	m, _ = onnx.Load(lenet)
+	m.SetMetadata(contract.Key, `{"version":1,"input":{"layout":"NCHW","channels":1,"height":28,"width":28,"resize":28,"pixel_scale":1},"output":{"kind":"logits","classes":["x","y"]}}`)
+	m.Graph.Inputs[0].Type.Shape = nil
+	text, r = inspectModel(t, m)
+	if c := r.Contract; c == nil || len(c.Warnings) != 1 || r.Inputs[0].Shape != nil {
+		t.Errorf("contract %+v, inputs %+v", c, r.Inputs)
+	}
+	for _, want := range []string{"input:       input float32, shape unknown\n", "warning:   metadata graft.contract names 2 classes"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"image/png"
 	"os"
@@ -10,12 +11,16 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/attacks"
+	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime/data"
+	"github.com/graft-dev/graft/runtime/dataset"
 )
 
 const (
 	lenetModel  = "../../testdata/models/lenet_mnist/model.onnx"
 	lenetImages = "../../testdata/models/lenet_mnist/heldout-images-idx3-ubyte.gz"
+	lenetLabels = "../../testdata/models/lenet_mnist/heldout-labels-idx1-ubyte.gz"
 )
 
 // robustness runs graft robustness with the progress line captured.
@@ -63,7 +68,8 @@ func TestRobustnessFGSMOnMNIST(t *testing.T) {
 	}
 	s := r.Settings
 	if len(s.ModelSHA256) != 64 || s.Attack.Name != "fgsm" || s.BatchSize != 100 || s.Limit != 250 ||
-		!strings.Contains(s.Data, "250 of 2000 images 28x28") || !strings.Contains(s.Data, "heldout-labels-idx1-ubyte.gz") {
+		!strings.Contains(s.Data, "250 of 2000 images, 10 classes") || !strings.Contains(s.Data, lenetLabels) ||
+		!strings.Contains(s.Data, "fed as 1x28x28 pixels in [0, 1]") {
 		t.Errorf("settings %+v", s)
 	}
 	for _, f := range []string{"accuracy_vs_eps.png", "examples.png"} {
@@ -131,11 +137,23 @@ func TestRobustnessBadInput(t *testing.T) {
 	if err := data.WriteIDXLabels(filepath.Join(dir, "tiny-labels-idx1-ubyte"), []int{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
-	small := filepath.Join(dir, "small-images-idx3-ubyte")
-	if err := data.WriteIDXImages(small, &data.IDXImages{Count: 1, Rows: 8, Cols: 8, Pixels: make([]byte, 64)}); err != nil {
+	badLabel := filepath.Join(dir, "bad-images-idx3-ubyte")
+	if err := data.WriteIDXImages(badLabel, &data.IDXImages{Count: 2, Rows: 28, Cols: 28, Pixels: make([]byte, 2*784)}); err != nil {
 		t.Fatal(err)
 	}
-	data.WriteIDXLabels(filepath.Join(dir, "small-labels-idx1-ubyte"), []int{1})
+	if err := data.WriteIDXLabels(filepath.Join(dir, "bad-labels-idx1-ubyte"), []int{9, 10}); err != nil {
+		t.Fatal(err)
+	}
+	// The LeNet with its input declared channels last: graft feeds NCHW.
+	m, err := onnx.Load(lenetModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Graph.Inputs[0].Type.Shape = onnx.Shape{{Param: "batch"}, onnx.Fixed(28), onnx.Fixed(28), onnx.Fixed(1)}
+	nhwc := filepath.Join(dir, "nhwc.onnx")
+	if err := onnx.Save(m, nhwc); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "out")
 	base := []string{"--model", lenetModel, "--data", lenetImages, "-o", out}
 	for _, c := range []struct {
@@ -152,13 +170,15 @@ func TestRobustnessBadInput(t *testing.T) {
 		{append(base, "--steps", "0"), 2, "--steps must be at least 1"},
 		{append(base, "--mean", "0.5"), 2, "--mean and --std go together"},
 		{append(base, "--mean", "0.5", "--std", "0"), 2, "--std values must not be 0"},
-		{append(base, "--target", "12"), 2, `--target: "12" is not a class (0 to 9)`},
+		{append(base, "--target", "12"), 1, `target class 12 (for label 0) is not one of the model's 10 classes (0 to 9)`},
+		{append(base, "--target", "three"), 2, `--target: "three" is not a class number or next`},
 		{append(base, "extra"), 2, `unexpected argument "extra"`},
 		{[]string{"--model", lenetModel, "--data", filepath.Join(dir, "absent-images-idx3-ubyte"), "-o", out}, 1, "absent-images-idx3-ubyte: no such file"},
 		{[]string{"--model", lenetModel, "--data", lenetModel, "-o", out}, 1, "model.onnx: not an IDX file"},
-		{[]string{"--model", lenetModel, "--data", tiny, "-o", out}, 1, "has 2 images but"},
-		{[]string{"--model", lenetModel, "--data", small, "-o", out}, 1, `input "input" has shape [batch,1,28,28], the IDX images are [batch, 1, 8, 8]`},
-		{[]string{"--model", "../../testdata/models/resnet_tiny_op13_bn/model.onnx", "--data", lenetImages, "-o", out}, 1, "the IDX images are [batch, 1, 28, 28] (gray)"},
+		{[]string{"--model", lenetModel, "--data", tiny, "-o", out}, 1, "holds 2 images"},
+		{[]string{"--model", lenetModel, "--data", badLabel, "-o", out}, 1, `bad-images-idx3-ubyte[1]: label 10 (class "10") is not one of the model's 10 classes`},
+		{[]string{"--model", nhwc, "--data", lenetImages, "-o", out}, 1, "channels last (NHWC)"},
+		{append(base[:4:4], "-o", lenetModel), 1, "is a file, not a folder"},
 		{[]string{"--model", filepath.Join(dir, "none.onnx"), "--data", lenetImages, "-o", out}, 1, "none.onnx"},
 		{[]string{"--model", lenetModel, "--data", filepath.Join(dir, "orphan-images-idx3-ubyte"), "-o", out}, 1, "orphan-images-idx3-ubyte"},
 	} {
@@ -183,7 +203,7 @@ func TestRobustnessBadInput(t *testing.T) {
 func TestRobustnessFashionMNISTFiles(t *testing.T) {
 	images := "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 	if _, err := os.Stat(images); err != nil {
-		t.Skip("Debian's dataset-fashion-mnist is not installed")
+		onnxtest.Missing(t, "Debian's dataset-fashion-mnist")
 	}
 	dir := t.TempDir()
 	code, _, errs := robustness(t, "--model", lenetModel, "--data", images, "--limit", "30", "--eps", "0,0.1", "-o", dir)
@@ -191,7 +211,61 @@ func TestRobustnessFashionMNISTFiles(t *testing.T) {
 		t.Fatalf("code %d: %s", code, errs)
 	}
 	r := readRobustReport(t, dir)
-	if r.Examples != 30 || !strings.Contains(r.Settings.Data, "30 of 10000 images 28x28, labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") {
+	if r.Examples != 30 || !strings.Contains(r.Settings.Data, "t10k-labels-idx1-ubyte.gz: 30 of 10000 images") {
 		t.Errorf("examples %d, data %q", r.Examples, r.Settings.Data)
+	}
+}
+
+// graft robustness produces what the library call of attacks'
+// ExampleRobustness produces for the same settings: the command is flags
+// and one call.
+func TestRobustnessCLIEqualsLibrary(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errs := robustness(t, "--model", lenetModel, "--data", lenetImages, "--attack", "pgd", "--steps", "5", "--seed", "1",
+		"--eps", "0,0.05,0.1", "--limit", "200", "-o", dir)
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errs)
+	}
+	cli := readRobustReport(t, dir)
+
+	m, err := onnx.Load(lenetModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digits, err := dataset.IDX(lenetImages, lenetLabels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := attacks.Robustness(context.Background(), m, digits, attacks.RobustnessOptions{
+		Attack: &attacks.PGD{Steps: 5, Seed: 1},
+		Eps:    []float64{0, 0.05, 0.1},
+		Limit:  200,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Through JSON, as report.json holds it (NaN class accuracies are null).
+	b, err := lib.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want attacks.Report
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	metrics := func(r *attacks.Report) string {
+		s := r.Settings
+		s.Model, s.ModelSHA256, s.Data = "", "", "" // the CLI names the files
+		b, err := json.Marshal([]any{r.Examples, r.Classes, r.ClassExamples, r.CleanAccuracy, r.CleanCorrect, r.Points, s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if a, b := metrics(cli), metrics(&want); a != b {
+		t.Errorf("graft robustness:\n%s\nattacks.Robustness:\n%s", a, b)
+	}
+	if cli.Examples != 200 || len(cli.Points) != 3 || cli.Points[2].Accuracy >= cli.CleanAccuracy {
+		t.Errorf("report: %d examples, points %+v", cli.Examples, cli.Points)
 	}
 }

@@ -9,11 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/onnx/onnxtest"
+	"github.com/graft-dev/graft/surgery"
 )
 
 const tinyResNet = "../../testdata/models/resnet_tiny_op13_folded"
@@ -147,7 +150,7 @@ func TestRunImageTopK(t *testing.T) {
 			t.Errorf("top %d: image %+v, tensor %+v", i+1, c, w)
 		}
 	}
-	if p := fromImage.Preprocess; p == nil || p.Resize != 64 || p.CropW != 64 || p.Channels != 3 {
+	if p := fromImage.Preprocess; p == nil || p.Resize != 64 || p.Width != 64 || p.Channels != 3 {
 		t.Errorf("preprocess = %+v", p)
 	}
 	// Defaults: crop to the model's 64, resize round(64*256/224) = 73,
@@ -165,7 +168,7 @@ func TestRunImageTopK(t *testing.T) {
 	}
 	// A gray model gets a color image converted to gray.
 	cnn := runJSON(t, "../../testdata/models/cnn/model.onnx", "--input", img)
-	if p := cnn.Preprocess; p == nil || p.Channels != 1 || p.CropW != 28 || p.Resize != 28 || len(p.Mean) != 0 { // small inputs: no larger resize, as in fine-tuning
+	if p := cnn.Preprocess; p == nil || p.Channels != 1 || p.Width != 28 || p.Resize != 28 || len(p.Mean) != 0 { // small inputs: no larger resize, as in fine-tuning
 		t.Errorf("cnn preprocess = %+v", p)
 	}
 }
@@ -333,12 +336,13 @@ func TestRunBadInputs(t *testing.T) {
 		{[]string{filepath.Join(dir, "missing.onnx"), "--input", img}, 1, []string{"missing.onnx"}},
 		{[]string{unsupported, "--input", img}, 1, []string{"unsupported operator", "Mystery", m.Graph.Nodes[1].Name}},
 		{[]string{model, "--input", empty}, 1, []string{empty, "no images"}},
-		{[]string{model, "--input", img, "--labels", labels}, 1, []string{"3 labels for 10 classes"}},
+		{[]string{model, "--input", img, "--labels", labels}, 1, []string{"3 class names for the 10 classes"}},
 		{[]string{model, "--input", img, "--labels", filepath.Join(dir, "nolabels.txt")}, 1, []string{"nolabels.txt"}},
-		{[]string{model, "--input", img, "--crop", "32"}, 1, []string{"--crop 32", "[batch,3,64,64]"}},
-		{[]string{model, "--input", img, "--mean", "0.5,0.5"}, 2, []string{"1 or 3 values"}},
+		{[]string{model, "--input", img, "--crop", "32"}, 1, []string{"32x32 crop", "[batch,3,64,64]"}},
+		{[]string{model, "--input", img, "--mean", "0.5,0.5", "--std", "0.2,0.2"}, 1, []string{"2 mean values for 3 channels"}},
+		{[]string{model, "--input", img, "--mean", "0.5"}, 2, []string{"--mean and --std go together"}},
 		{[]string{model, "--input", img, "--mean", "a,b,c"}, 2, []string{"--mean"}},
-		{[]string{model, "--input", img, "--std", "0"}, 2, []string{"--std"}},
+		{[]string{model, "--input", img, "--mean", "0", "--std", "0"}, 2, []string{"--std"}},
 		{[]string{model, "--input", img, "--topk", "0"}, 2, []string{"--topk"}},
 		{[]string{model}, 2, []string{"--input is required"}},
 		{[]string{"--input", img}, 2, []string{"want exactly one model file"}},
@@ -361,5 +365,71 @@ func TestRunBadInputs(t *testing.T) {
 		if out != "" {
 			t.Errorf("graft run %v: printed %q on failure", c.args, out)
 		}
+	}
+}
+
+// The flags map to contract overrides; the contract's notes are part of
+// the report; a model that normalises itself gets pixels; non-finite
+// scores fail before any file is written.
+func TestRunContractFlags(t *testing.T) {
+	img := "../../runtime/data/testdata/shapes_317x211.jpg"
+	model := filepath.Join(tinyResNet, "model.onnx")
+	r := runJSON(t, model, "--input", img, "--mean", "0.5", "--std", "0.25", "--resize", "80")
+	if p := r.Preprocess; p == nil || !slices.Equal(p.Mean, []float32{0.5, 0.5, 0.5}) || !slices.Equal(p.Std, []float32{0.25, 0.25, 0.25}) || p.Resize != 80 || p.Width != 64 {
+		t.Errorf("--mean 0.5 --std 0.25 --resize 80: preprocess %+v", p)
+	}
+	if len(r.Notes) == 0 || !strings.Contains(strings.Join(r.Notes, "\n"), "taken to hold logits") {
+		t.Errorf("notes %q", r.Notes)
+	}
+	code, out, errs := graft("run", model, "--input", img)
+	if code != 0 || !strings.Contains(out, "\nnote:    output \"output\" is taken to hold logits") {
+		t.Errorf("code %d, stderr %q, text:\n%s", code, errs, out)
+	}
+
+	m, err := onnx.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := surgery.Apply(m, surgery.Normalize("input", contract.ImageNetMean, contract.ImageNetStd)); err != nil {
+		t.Fatal(err)
+	}
+	normalised := filepath.Join(t.TempDir(), "normalised.onnx")
+	if err := onnx.Save(m, normalised); err != nil {
+		t.Fatal(err)
+	}
+	if r := runJSON(t, normalised, "--input", img); r.Preprocess == nil || r.Preprocess.Mean != nil {
+		t.Errorf("a model normalising itself: preprocess %+v", r.Preprocess)
+	}
+	if code, _, errs := graft("run", normalised, "--input", img, "--mean", "0", "--std", "1"); code != 0 {
+		t.Errorf("--mean/--std on a model normalising itself: code %d: %s", code, errs)
+	}
+
+	// A model whose scores are NaN for an all-zero input.
+	m, err = onnx.Load("../../testdata/models/cnn/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph
+	log := g.AddNode("Log", "log_of_input", []*onnx.Value{g.Inputs[0]}, []string{"log_input"})
+	red := g.AddNode("ReduceMax", "max_log", []*onnx.Value{log.Outputs[0]}, []string{"max_log"},
+		&onnx.Attribute{Name: "axes", Type: onnx.AttrInts, Ints: []int64{2, 3}}, &onnx.Attribute{Name: "keepdims", Type: onnx.AttrInt, Int: 0})
+	add := g.AddNode("Add", "scores_plus", []*onnx.Value{g.Outputs[0], red.Outputs[0]}, []string{"scores"})
+	add.Outputs[0].Type = g.Outputs[0].Type
+	g.Outputs[0] = add.Outputs[0]
+	dir := t.TempDir()
+	nan := filepath.Join(dir, "nan.onnx")
+	if err := onnx.Save(m, nan); err != nil {
+		t.Fatal(err)
+	}
+	x, _ := onnx.FromFloat32("x", []int64{2, 1, 28, 28}, append(slices.Repeat([]float32{0.5}, 784), make([]float32, 784)...))
+	xpb := filepath.Join(dir, "x.pb")
+	onnx.SaveTensor(x, xpb)
+	saved := filepath.Join(dir, "out.pb")
+	code, out, errs = graft("run", nan, "--input", xpb, "--save-output", saved)
+	if code != 1 || out != "" || !strings.Contains(errs, xpb+"[1]: output \"scores\" is -Inf for class 0") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("non-finite scores: code %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if _, err := os.Stat(saved); err == nil {
+		t.Error("non-finite scores: --save-output was written")
 	}
 }

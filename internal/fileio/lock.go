@@ -14,18 +14,23 @@ var ErrLocked = errors.New("output folder is locked")
 
 // LockName is the lock file LockDir keeps in a folder. It stays after the
 // run: removing it would let a third run lock a new file while a second
-// still waits on the old one.
+// still waits on the old one. The one exception is a folder LockDir made
+// that the run left empty (it failed before writing anything): Unlock
+// removes it, so a failed run leaves nothing behind.
 const LockName = ".graft.lock"
 
 // A DirLock makes its run the only graft run writing into one folder.
 type DirLock struct {
-	f *os.File
+	f       *os.File
+	dir     string
+	created bool // LockDir made the folder
 }
 
 // LockDir creates dir if needed and takes its lock, held until Unlock or
 // the end of the process, however it ends. If another run holds it, LockDir
 // fails at once: "another graft run (pid N) is writing to DIR".
 func LockDir(dir string) (*DirLock, error) {
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
@@ -53,11 +58,20 @@ func LockDir(dir string) (*DirLock, error) {
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt(pid, 0)
 	}
-	return &DirLock{f: f}, nil
+	return &DirLock{f: f, dir: dir, created: statErr != nil}, nil
 }
 
-// Unlock releases the lock.
-func (l *DirLock) Unlock() error { return l.f.Close() }
+// Unlock releases the lock. A folder LockDir made and the run left empty
+// is removed, the lock file first, while the lock is still held.
+func (l *DirLock) Unlock() error {
+	if l.created {
+		if entries, err := os.ReadDir(l.dir); err == nil && len(entries) == 1 && entries[0].Name() == LockName {
+			os.Remove(filepath.Join(l.dir, LockName))
+			os.Remove(l.dir)
+		}
+	}
+	return l.f.Close()
+}
 
 // InFolder runs f holding an exclusive lock on the folder dir, waiting for
 // it, so that writers that replace several files there together (a model

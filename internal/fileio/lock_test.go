@@ -82,3 +82,40 @@ func TestLockDirRefusesOtherFiles(t *testing.T) {
 		t.Fatal("LockDir hangs on a named pipe")
 	}
 }
+
+// A folder LockDir made is removed by Unlock when the run wrote nothing in
+// it; a folder that was there, or that got files, stays.
+func TestUnlockRemovesOnlyAnEmptyNewFolder(t *testing.T) {
+	root := t.TempDir()
+	fresh := filepath.Join(root, "fresh")
+	l, err := LockDir(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("an empty folder the lock made is left: %v", err)
+	}
+
+	used := filepath.Join(root, "used")
+	l, err = LockDir(used)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(filepath.Join(used, "report.md"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+	if _, err := os.Stat(filepath.Join(used, "report.md")); err != nil {
+		t.Errorf("a folder with a result was removed: %v", err)
+	}
+
+	l, err = LockDir(root) // there before
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+	if _, err := os.Stat(filepath.Join(root, LockName)); err != nil {
+		t.Errorf("the lock file of a folder that existed was removed: %v", err)
+	}
+}

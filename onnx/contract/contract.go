@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/graft-dev/graft/onnx"
@@ -148,10 +149,11 @@ func ImageInput(channels, height, width int) Input {
 }
 
 // PixelNormalization returns the per-channel (x - mean) / std that turns
-// pixels in [0, 1] into what the model takes, or nil, nil when they are
-// what it takes: the pixel scale and the normalisation outside the model,
-// in one step. Image loaders apply it after ToTensor; attacks, which work
-// in [0, 1] pixel space, put it inside the model instead.
+// pixels in [0, 1] into what the model takes, one value a channel, or nil,
+// nil when they are what it takes: the pixel scale and the normalisation
+// outside the model, in one step. Image loaders apply it after ToTensor;
+// attacks, which work in [0, 1] pixel space, put it inside the model
+// instead (surgery.Normalize).
 func (in Input) PixelNormalization() (mean, std []float32) {
 	s := in.PixelScale
 	if s == 0 {
@@ -161,17 +163,27 @@ func (in Input) PixelNormalization() (mean, std []float32) {
 		if s == 1 {
 			return nil, nil
 		}
-		return []float32{0}, []float32{float32(1 / s)}
+		return perChannel([]float32{0}, in.Channels), perChannel([]float32{float32(1 / s)}, in.Channels)
 	}
-	mean = make([]float32, len(in.Mean))
-	std = make([]float32, len(in.Std))
-	for i := range in.Mean {
-		mean[i] = float32(float64(in.Mean[i]) / s)
-	}
-	for i := range in.Std {
-		std[i] = float32(float64(in.Std[i]) / s)
+	mean, std = perChannel(in.Mean, in.Channels), perChannel(in.Std, in.Channels)
+	for i := range mean {
+		mean[i] = float32(float64(mean[i]) / s)
+		std[i] = float32(float64(std[i]) / s)
 	}
 	return mean, std
+}
+
+// perChannel returns a copy of v with one value a channel: a single value
+// repeated.
+func perChannel(v []float32, channels int) []float32 {
+	if len(v) == 1 && channels > 1 {
+		out := make([]float32, channels)
+		for i := range out {
+			out[i] = v[0]
+		}
+		return out
+	}
+	return slices.Clone(v)
 }
 
 // Check reports an input contract that cannot be fed: not an NCHW image

@@ -63,6 +63,9 @@ func Open(path string, o OpenOptions) (*Dataset, error) {
 		labels := o.Labels
 		if labels == "" {
 			if labels, err = data.IDXLabelsPath(path); err != nil {
+				if _, imErr := data.ReadIDXImages(path); imErr != nil {
+					return nil, imErr // not IDX images at all: say that first
+				}
 				return nil, err
 			}
 		}

@@ -17,11 +17,13 @@ import (
 // after converting images to Channels channels. Mean and Std apply to
 // pixels in [0, 1].
 type Preprocessing struct {
-	Channels      int       // the model's input channels: 1 or 3
-	Height, Width int       // the model's input size
-	Resize        int       // the shorter side before the center crop (evaluation)
-	Mean, Std     []float32 // per channel (or one value for all); nil: no normalization
-	Augment       bool      // random crops and flips (training); needs a square input
+	Channels int       `json:"channels"` // the model's input channels: 1 or 3
+	Height   int       `json:"height"`   // the model's input size: the center crop
+	Width    int       `json:"width"`
+	Resize   int       `json:"resize"`         // the shorter side before the center crop (evaluation)
+	Mean     []float32 `json:"mean,omitempty"` // per channel (or one value for all); nil: no normalization
+	Std      []float32 `json:"std,omitempty"`
+	Augment  bool      `json:"augment,omitempty"` // random crops and flips (training); needs a square input
 }
 
 // PreprocessingFor returns the preprocessing a model's input contract

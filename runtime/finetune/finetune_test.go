@@ -467,3 +467,40 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// Hardening works on pixels: a model normalised outside (ImageNet's
+// default for 3 channels, or one value given for all channels) gets its
+// normalisation put inside, and the saved contract says so.
+func TestHardeningPutsTheNormalisationInside(t *testing.T) {
+	photos, err := dataset.ImageFolder("../../testdata/images/fashion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, over := range []contract.Overrides{{}, {Mean: []float32{0.5}, Std: []float32{0.25}}} {
+		m, err := onnx.Load("../../testdata/models/resnet_tiny_op13_bn/model.onnx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := quick(t.TempDir())
+		o.Epochs, o.NoiseStd, o.Overrides = 1, 0.05, over
+		run(t, m, photos, nil, o)
+		saved, err := onnx.Load(o.Out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := contract.Derive(saved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := contract.ImageNetMean
+		if over.Mean != nil {
+			want = []float32{0.5, 0.5, 0.5}
+		}
+		if !c.Input.NormalizedInside || !slices.Equal(c.Input.Mean, want) {
+			t.Errorf("overrides %+v: saved input contract %+v", over, c.Input)
+		}
+		if mean, _ := c.Input.PixelNormalization(); mean != nil {
+			t.Errorf("overrides %+v: the saved model still wants normalised inputs", over)
+		}
+	}
+}
