@@ -74,8 +74,20 @@ const normalizeSubNode = "graft_normalize_sub"
 // normalisation lives inside the model: attacks and robustness reports then
 // work in pixel space. The input keeps its name and type. Means must be
 // finite, standard deviations finite and not 0.
+//
+// An empty input names the model's first graph input that is not an
+// initializer: the image input its contract describes.
 func Normalize(input string, mean, std []float32) Edit {
+	named := input
 	return func(m *onnx.Model) error {
+		input := named
+		if input == "" {
+			x := firstInput(m.Graph)
+			if x == nil {
+				return fmt.Errorf("normalize: the model has no input")
+			}
+			input = x.Name
+		}
 		var x *onnx.Value
 		for _, v := range m.Graph.Inputs {
 			if v.Name == input && v.Const == nil {
@@ -85,11 +97,17 @@ func Normalize(input string, mean, std []float32) Edit {
 		if x == nil {
 			return fmt.Errorf("normalize: no graph input named %q", input)
 		}
+		mean, std := mean, std
+		if x.Type != nil && len(x.Type.Shape) > 1 && x.Type.Shape[1].Known() {
+			// One value stands for every channel, as in torchvision.
+			c := int(x.Type.Shape[1].Value)
+			mean, std = repeat(mean, c), repeat(std, c)
+			if len(mean) != c || len(std) != c {
+				return fmt.Errorf("normalize: input %q has %d channels, got %d means and %d standard deviations", input, c, len(mean), len(std))
+			}
+		}
 		if len(mean) != len(std) || len(mean) == 0 {
 			return fmt.Errorf("normalize: %d means and %d standard deviations", len(mean), len(std))
-		}
-		if x.Type != nil && len(x.Type.Shape) > 1 && x.Type.Shape[1].Known() && x.Type.Shape[1].Value != int64(len(mean)) {
-			return fmt.Errorf("normalize: input %q has %d channels, got %d means", input, x.Type.Shape[1].Value, len(mean))
 		}
 		for i, v := range mean {
 			if !finite(v) {
@@ -192,6 +210,18 @@ func FindChains(g *onnx.Graph, ops ...string) [][]*onnx.Node {
 		if chain != nil {
 			out = append(out, chain)
 		}
+	}
+	return out
+}
+
+// repeat returns v with one value a channel when it has one value for all.
+func repeat(v []float32, channels int) []float32 {
+	if len(v) != 1 || channels <= 1 {
+		return v
+	}
+	out := make([]float32, channels)
+	for i := range out {
+		out[i] = v[0]
 	}
 	return out
 }

@@ -22,8 +22,9 @@ var demoFS embed.FS
 
 func init() {
 	register(&command{
-		name: "demo",
-		args: "[-o DIR] [--epochs N] [--seed S]",
+		name:  "demo",
+		short: "fine-tune the embedded default model (the first thing to try)",
+		args:  "[-o DIR] [--epochs N] [--seed S]",
 		summary: "Fine-tune the embedded default: a small ResNet pretrained on Fashion-MNIST clothes (classes 0-4) " +
 			"gets a new head for shoes and bags (classes 5-9), with the backbone frozen; writes the model and a report.",
 		run: runDemo,

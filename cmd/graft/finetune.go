@@ -14,8 +14,9 @@ import (
 
 func init() {
 	register(&command{
-		name: "finetune",
-		args: "--model M.onnx --data DIR|IDX [--val DIR|IDX] [--freeze backbone] --epochs N --lr X -o OUT.onnx",
+		name:  "finetune",
+		short: "fine-tune a classifier on an image folder or IDX files",
+		args:  "--model M.onnx --data DIR|IDX [--val DIR|IDX] [--freeze backbone] --epochs N --lr X -o OUT.onnx",
 		summary: "Fine-tune a classifier on an image folder (a sub-folder per class) or IDX files: the head is replaced when the class count " +
 			"differs, frozen layers keep inference-mode BatchNorm, and with a frozen backbone and no augmentation its features are computed once. " +
 			"Images are fed as the model's contract says (see graft inspect); the written model records it, with the class names. " +

@@ -14,8 +14,9 @@ import (
 
 func init() {
 	register(&command{
-		name: "inspect",
-		args: "MODEL.onnx [--json]",
+		name:  "inspect",
+		short: "show a model: inputs, outputs, contract, ops, parameters, head",
+		args:  "MODEL.onnx [--json]",
 		summary: "Print a model's inputs, outputs, ops, parameter count, classifier head and contract:\n" +
 			"what it expects (layout, size, resize, normalisation or \"normalised inside\") and\n" +
 			"what it outputs (logits, log-probabilities or probabilities; class names), as graft\n" +

@@ -20,7 +20,8 @@ import (
 type command struct {
 	name    string
 	args    string // synopsis of the arguments
-	summary string
+	short   string // one line for the command list
+	summary string // what --help says
 	run     func(args []string, stdout io.Writer) error
 }
 
@@ -85,6 +86,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(stderr, "graft %s: interrupted before anything was written\n", c.name)
+		return 130
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "graft %s: %v\n", c.name, strings.TrimPrefix(err.Error(), "usage: "))
 		fmt.Fprintf(stderr, "run 'graft %s --help' for usage\n", c.name)
@@ -106,7 +110,7 @@ func printHelp(w io.Writer) {
 	sorted := append([]*command(nil), commands...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
 	for _, c := range sorted {
-		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.short)
 	}
 	fmt.Fprintln(w, "\nRun 'graft help <command>' or 'graft <command> --help' for a command's flags.")
 }

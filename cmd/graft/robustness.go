@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -20,7 +19,8 @@ import (
 
 func init() {
 	register(&command{
-		name: "robustness",
+		name:  "robustness",
+		short: "attack a classifier at a range of radii and report accuracy against eps",
 		args: "--model M.onnx --data DIR|IMAGES-idx3-ubyte[.gz] [--labels FILE] -o REPORT_DIR\n" +
 			"       [--attack fgsm|bim|pgd] [--eps 0,0.05,...] [--steps N] [--alpha A] [--seed S]\n" +
 			"       [--target CLASS|next] [--mean M --std S] [--limit N] [--batch N]",
@@ -152,7 +152,9 @@ func runRobustness(args []string, stdout io.Writer) error {
 	start := time.Now()
 	progress, endLine := robustProgress(robustStderr, start)
 	opts.Progress = progress
-	r, err := attacks.Robustness(context.Background(), m, ds, opts)
+	ctx, stop := interruptible()
+	defer stop()
+	r, err := attacks.Robustness(ctx, m, ds, opts)
 	endLine()
 	if err != nil {
 		return err

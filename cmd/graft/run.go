@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +16,8 @@ import (
 
 func init() {
 	register(&command{
-		name: "run",
+		name:  "run",
+		short: "classify images or a tensor file with a model",
 		args: "MODEL.onnx --input FILE|DIR [--topk 5] [--labels FILE] [--json] [--save-output OUT.pb]\n" +
 			"       [--resize N] [--crop N] [--mean M,M,M --std S,S,S] [--batch 16]",
 		summary: "Run a model on images (PNG, JPEG, GIF) or a tensor (.pb) and print the top classes.\n\n" +
@@ -130,7 +130,9 @@ func runRun(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
-	res, err := p.Path(context.Background(), input)
+	ctx, stop := interruptible()
+	defer stop()
+	res, err := p.Path(ctx, input)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/graft-dev/graft/internal/fileio"
@@ -14,8 +13,9 @@ import (
 
 func init() {
 	register(&command{
-		name: "surgery",
-		args: "MODEL.onnx [--replace-head K] [--head NODE] [--freeze SEL]... [--unfreeze SEL]... [--init RULE] [--normalize MEAN/STD] -o OUT.onnx",
+		name:  "surgery",
+		short: "replace the head, freeze, re-initialise, put normalisation inside",
+		args:  "MODEL.onnx [--replace-head K] [--head NODE] [--freeze SEL]... [--unfreeze SEL]... [--init RULE] [--normalize MEAN/STD] -o OUT.onnx",
 		summary: "Edit a model: replace the classifier head, freeze or unfreeze parameters, re-initialise weights, put input normalisation inside. " +
 			"Selectors: backbone, head, all, op:TYPE, prefix:P or a name glob. Init rules: pytorch, xavier, kaiming, dcgan, normal:M,S, uniform:L,H, constant:V.",
 		run: runSurgery,
@@ -56,16 +56,15 @@ func runSurgery(args []string, stdout io.Writer) error {
 		edits = append(edits, surgery.ReplaceHead(*k, surgery.HeadOptions{Node: *head, Seed: *seed}))
 	}
 	if *normalize != "" {
-		mean, std, err := parseMeanStd(*normalize)
-		if err != nil {
-			return usage("--normalize: %v", err)
+		m, sd, ok := strings.Cut(*normalize, "/")
+		if !ok {
+			return usage("--normalize %q: want MEAN/STD, each a comma list", *normalize)
 		}
-		edits = append(edits, func(m *onnx.Model) error {
-			if len(m.Graph.Inputs) == 0 {
-				return fmt.Errorf("the model has no input")
-			}
-			return surgery.Normalize(firstInput(m), mean, std)(m)
-		})
+		mean, std, err := parseMeanStdFlags(m, sd)
+		if err != nil {
+			return err
+		}
+		edits = append(edits, surgery.Normalize("", mean, std))
 	}
 	if *initRule != "" {
 		rules, err := surgery.ParseInit(*initRule)
@@ -136,39 +135,4 @@ func named(what string, e surgery.Edit) surgery.Edit {
 		}
 		return nil
 	}
-}
-
-func firstInput(m *onnx.Model) string {
-	for _, v := range m.Graph.Inputs {
-		if !v.IsConst() {
-			return v.Name
-		}
-	}
-	return ""
-}
-
-func parseFloats(s string) ([]float32, error) {
-	var out []float32
-	for _, f := range strings.Split(s, ",") {
-		x, err := strconv.ParseFloat(strings.TrimSpace(f), 32)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a number", f)
-		}
-		out = append(out, float32(x))
-	}
-	return out, nil
-}
-
-func parseMeanStd(s string) (mean, std []float32, err error) {
-	m, sd, ok := strings.Cut(s, "/")
-	if !ok {
-		return nil, nil, fmt.Errorf("want MEAN/STD, got %q", s)
-	}
-	if mean, err = parseFloats(m); err != nil {
-		return nil, nil, err
-	}
-	if std, err = parseFloats(sd); err != nil {
-		return nil, nil, err
-	}
-	return mean, std, nil
 }

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime"
 )
@@ -87,5 +89,34 @@ func TestSurgeryBadInput(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("failed surgery left files: %v", entries)
+	}
+}
+
+// Bad --normalize values are command-line errors, caught before any work.
+func TestSurgeryNormalizeFlag(t *testing.T) {
+	dir := t.TempDir()
+	model := "../../testdata/models/resnet_tiny_op13_bn/model.onnx"
+	for _, c := range []struct{ value, want string }{
+		{"0.5", "want MEAN/STD"},
+		{"0.5/NaN", `--std "NaN": "NaN" is not a number`},
+		{"0.5/0", "--std values must not be 0"},
+		{"x/0.5", `--mean "x": "x" is not a number`},
+	} {
+		code, _, errs := graft("surgery", model, "--normalize", c.value, "-o", filepath.Join(dir, "a.onnx"))
+		if code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("--normalize %s: code %d, %q; want 2 and %q", c.value, code, errs, c.want)
+		}
+	}
+	code, out, errs := graft("surgery", model, "--normalize", "0.5/0.25", "-o", filepath.Join(dir, "a.onnx"))
+	if code != 0 {
+		t.Fatalf("%s %s", errs, out)
+	}
+	m, err := onnx.Load(filepath.Join(dir, "a.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := contract.Derive(m)
+	if err != nil || !c.Input.NormalizedInside || !slices.Equal(c.Input.Mean, []float32{0.5, 0.5, 0.5}) {
+		t.Errorf("the surgered model's contract: %+v, %v", c.Input, err)
 	}
 }
