@@ -47,38 +47,8 @@ type Report struct {
 	Metadata  map[string]string `json:"metadata,omitempty"`
 	// Contract is what the model expects and outputs (contract.Derive);
 	// ContractError says why there is none.
-	Contract      *ContractInfo `json:"contract,omitempty"`
-	ContractError string        `json:"contract_error,omitempty"`
-}
-
-// ContractInfo is the model contract, as graft inspect shows it.
-type ContractInfo struct {
-	Input struct {
-		Name string `json:"name"`
-		// Layout is NCHW for images, NHWC for a channels-last input graft
-		// does not feed, "" for an input that is not a batch of images.
-		Layout     string  `json:"layout,omitempty"`
-		Channels   int     `json:"channels,omitempty"`
-		Height     int     `json:"height,omitempty"`
-		Width      int     `json:"width,omitempty"`
-		Resize     int     `json:"resize,omitempty"`
-		PixelScale float64 `json:"pixel_scale,omitempty"`
-		// Mean and Std are the normalisation: applied before the model,
-		// or inside it when NormalizedInside.
-		Mean             []float32 `json:"mean,omitempty"`
-		Std              []float32 `json:"std,omitempty"`
-		NormalizedInside bool      `json:"normalized_inside,omitempty"`
-	} `json:"input"`
-	Output struct {
-		Name       string   `json:"name"`
-		Kind       string   `json:"kind"`
-		Activation string   `json:"activation,omitempty"`
-		NumClasses int      `json:"num_classes,omitempty"`
-		Classes    []string `json:"classes,omitempty"`
-	} `json:"output"`
-	Stored   bool     `json:"stored"` // graft stored it in the model's metadata
-	Notes    []string `json:"notes,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
+	Contract      *contract.Contract `json:"contract,omitempty"`
+	ContractError string             `json:"contract_error,omitempty"`
 }
 
 // OpsetInfo is one opset import.
@@ -170,7 +140,7 @@ func inspect(path string, m *onnx.Model) *Report {
 		}
 	}
 	if c, err := contract.Derive(m); err == nil {
-		r.Contract = contractInfo(m, c)
+		r.Contract = c
 	} else {
 		r.ContractError = err.Error()
 	}
@@ -184,23 +154,6 @@ func inspect(path string, m *onnx.Model) *Report {
 		r.Metadata[p.Key] = p.Value
 	}
 	return r
-}
-
-func contractInfo(m *onnx.Model, c *contract.Contract) *ContractInfo {
-	ci := &ContractInfo{Notes: c.Notes, Warnings: c.Warnings}
-	_, ci.Stored = m.MetadataValue(contract.Key)
-	in, out := &ci.Input, &ci.Output
-	in.Name, in.Layout = c.Input.Name, string(c.Input.Layout)
-	if c.Input.Layout != "" {
-		in.Channels, in.Height, in.Width = c.Input.Channels, c.Input.Height, c.Input.Width
-	}
-	if c.Input.Layout == contract.NCHW {
-		in.Resize, in.PixelScale = c.Input.Resize, c.Input.PixelScale
-		in.Mean, in.Std, in.NormalizedInside = c.Input.Mean, c.Input.Std, c.Input.NormalizedInside
-	}
-	out.Name, out.Kind, out.Activation = c.Output.Name, string(c.Output.Kind), c.Output.Activation
-	out.NumClasses, out.Classes = c.Output.NumClasses, c.Output.Classes
-	return ci
 }
 
 // typeString is "float32[batch,3,224,224]", or "float32, shape unknown"
@@ -293,7 +246,7 @@ func printContract(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "contract:    %s\n", from)
 	in := c.Input
 	switch in.Layout {
-	case string(contract.NCHW):
+	case contract.NCHW:
 		norm := fmt.Sprintf("normalised with mean %v std %v", in.Mean, in.Std)
 		switch {
 		case in.NormalizedInside:
@@ -307,13 +260,13 @@ func printContract(w io.Writer, r *Report) {
 		}
 		fmt.Fprintf(w, "  expects:   %q: NCHW images, %s, %dx%d (resize %d, center crop), %s, %s\n",
 			in.Name, channels(in.Channels), in.Width, in.Height, in.Resize, pixels, norm)
-	case string(contract.NHWC):
+	case contract.NHWC:
 		fmt.Fprintf(w, "  expects:   %q: NHWC (channels last) images, %s, %dx%d: graft feeds NCHW only\n", in.Name, channels(in.Channels), in.Width, in.Height)
 	default:
 		fmt.Fprintf(w, "  expects:   %q: not a batch of images (tensor files only)\n", in.Name)
 	}
 	out := c.Output
-	kind := strings.ReplaceAll(out.Kind, "_", "-")
+	kind := strings.ReplaceAll(string(out.Kind), "_", "-")
 	if out.Activation != "" {
 		kind += fmt.Sprintf(" (a final %s)", out.Activation)
 	}

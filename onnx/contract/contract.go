@@ -50,15 +50,17 @@ const (
 // it out for any model; Store records it in a model graft writes, so every
 // command that reads the model later feeds and reads it the same way.
 type Contract struct {
-	Input  Input
-	Output Output
+	Input  Input  `json:"input"`
+	Output Output `json:"output"`
+	// Stored says the model's metadata holds a contract (graft wrote it).
+	Stored bool `json:"stored"`
 	// Notes say which parts were not stored in the model but inferred from
 	// the graph or taken from defaults, one sentence each.
-	Notes []string
+	Notes []string `json:"notes,omitempty"`
 	// Warnings say what in the model looked wrong and was set aside (class
 	// names stored for another number of classes, say); commands print
 	// them.
-	Warnings []string
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Input is what the model expects: a batch of images, preprocessed as
@@ -67,47 +69,49 @@ type Contract struct {
 // to Channels channels.
 type Input struct {
 	// Name is the graph input fed with images.
-	Name string
+	Name string `json:"name"`
 	// Shape is the graph input's declared shape, for messages.
-	Shape onnx.Shape
+	Shape onnx.Shape `json:"-"`
 	// Layout is NCHW for an image input, "" for an input that is not a
 	// batch of images (its Shape says what it is); only tensor files can
 	// feed those.
-	Layout   Layout
-	Channels int
+	Layout   Layout `json:"layout,omitempty"`
+	Channels int    `json:"channels,omitempty"`
 	// Height and Width are the input's size: the center crop.
-	Height, Width int
+	Height int `json:"height,omitempty"`
+	Width  int `json:"width,omitempty"`
 	// Resize is the shorter side images are resized to before the crop.
-	Resize int
+	Resize int `json:"resize,omitempty"`
 	// PixelScale is the value a full-intensity pixel has before
 	// normalisation: 1 for torchvision's ToTensor (pixels in [0, 1]), 255
 	// for models that take raw 8-bit values.
-	PixelScale float64
+	PixelScale float64 `json:"pixel_scale,omitempty"`
 	// Mean and Std are the per-channel normalisation (x - mean) / std, one
 	// value or one per channel; nil means none.
-	Mean, Std []float32
+	Mean []float32 `json:"mean,omitempty"`
+	Std  []float32 `json:"std,omitempty"`
 	// NormalizedInside says the model normalises its input itself (Mean
 	// and Std, when known, are the values it uses): callers feed it scaled
 	// pixels and apply nothing.
-	NormalizedInside bool
+	NormalizedInside bool `json:"normalized_inside,omitempty"`
 }
 
 // Output is what the model's first output holds.
 type Output struct {
 	// Name is the graph output.
-	Name string
-	Kind Kind
+	Name string `json:"name"`
+	Kind Kind   `json:"kind"`
 	// NumClasses is the number of classes, 0 if the output's shape does
 	// not tell.
-	NumClasses int
+	NumClasses int `json:"num_classes,omitempty"`
 	// Classes names the classes by index; nil when unknown.
-	Classes []string
+	Classes []string `json:"classes,omitempty"`
 	// Activation is the op type of the final node that turns logits into
 	// the output (Softmax, LogSoftmax or Sigmoid), "" for logits or when
 	// none is found; Logits is the name of that node's input, where
 	// training and attacks read the logits (see runtime.LossFor).
-	Activation string
-	Logits     string
+	Activation string `json:"activation,omitempty"`
+	Logits     string `json:"logits,omitempty"`
 }
 
 // The defaults for a model whose graph and metadata leave something open:

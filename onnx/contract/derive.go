@@ -44,7 +44,7 @@ func Derive(m *onnx.Model) (*Contract, error) {
 	if len(g.Outputs) == 0 || g.Outputs[0] == nil {
 		return nil, errNoOutput
 	}
-	c := &Contract{}
+	c := &Contract{Stored: s != nil}
 	if err := c.deriveInput(g, x, s); err != nil {
 		return nil, err
 	}
