@@ -2,10 +2,15 @@ package onnx
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graft-dev/graft/onnx/internal/pb"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // fuzzNodeTests are small ONNX backend test models used as fuzz seeds: plain
@@ -70,6 +75,9 @@ func checkDecode(t *testing.T, b []byte) {
 	}
 	if !bytes.Equal(enc, enc2) {
 		t.Fatalf("Encode is not idempotent: %d bytes, then %d", len(enc), len(enc2))
+	}
+	if diff := preserved(b, enc); diff != "" {
+		t.Fatalf("decode-encode lost or changed part of the input: %s", diff)
 	}
 	// A valid model has no cycle, and cleaning it up keeps it valid.
 	g := m2.Graph
@@ -140,4 +148,66 @@ func checkDecodeTensor(t *testing.T, b []byte) {
 	if !bytes.Equal(out, out2) {
 		t.Fatalf("EncodeTensor is not idempotent:\n% x\n% x", out, out2)
 	}
+}
+
+// preserved compares the model in out with the model in in, both parsed by
+// protobuf-go: "" when every field, doc string and unknown field of in
+// is in out with the same value, otherwise the first difference.
+func preserved(in, out []byte) string {
+	a, b := &pb.ModelProto{}, &pb.ModelProto{}
+	if err := proto.Unmarshal(in, a); err != nil {
+		return "input: " + err.Error()
+	}
+	if err := proto.Unmarshal(out, b); err != nil {
+		return "output: " + err.Error()
+	}
+	if proto.Equal(a, b) {
+		return ""
+	}
+	if d := firstDiff(a.ProtoReflect(), b.ProtoReflect(), "model"); d != "" {
+		return d
+	}
+	return "the messages differ"
+}
+
+// firstDiff names the first field where two messages differ, or returns "".
+func firstDiff(a, b protoreflect.Message, path string) string {
+	if !bytes.Equal(a.GetUnknown(), b.GetUnknown()) {
+		return fmt.Sprintf("%s: unknown fields % x, then % x", path, a.GetUnknown(), b.GetUnknown())
+	}
+	fields := a.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		p := path + "." + string(f.Name())
+		if a.Has(f) != b.Has(f) {
+			return fmt.Sprintf("%s: present %v, then %v", p, a.Has(f), b.Has(f))
+		}
+		va, vb := a.Get(f), b.Get(f)
+		switch {
+		case f.IsList():
+			la, lb := va.List(), vb.List()
+			if la.Len() != lb.Len() {
+				return fmt.Sprintf("%s: %d elements, then %d", p, la.Len(), lb.Len())
+			}
+			for j := 0; j < la.Len(); j++ {
+				pj := fmt.Sprintf("%s[%d]", p, j)
+				if f.Message() != nil {
+					if d := firstDiff(la.Get(j).Message(), lb.Get(j).Message(), pj); d != "" {
+						return d
+					}
+				} else if !la.Get(j).Equal(lb.Get(j)) {
+					return fmt.Sprintf("%s: %v, then %v", pj, la.Get(j), lb.Get(j))
+				}
+			}
+		case f.Message() != nil:
+			if a.Has(f) {
+				if d := firstDiff(va.Message(), vb.Message(), p); d != "" {
+					return d
+				}
+			}
+		case !va.Equal(vb):
+			return fmt.Sprintf("%s: %v, then %v", p, va, vb)
+		}
+	}
+	return ""
 }
