@@ -176,11 +176,22 @@ func decodeGraph(p *pb.GraphProto, parent *scope) (*Graph, error) {
 		applyValueInfo(v, vi)
 		g.ValueInfo = append(g.ValueInfo, v)
 	}
+	for _, list := range [][]*Value{g.Inputs, g.Outputs, g.ValueInfo} {
+		for _, v := range list {
+			if v.asRead == nil && (len(v.listed) > 1 || v.listed[0].Type == nil && v.Type != nil) {
+				v.asRead = encodeValueInfo(v, v.origVI)
+			}
+		}
+	}
 	return g, nil
 }
 
+// applyValueInfo sets the type and doc string of v from one of its
+// listings; a value listed more than once takes the last doc string and
+// type given.
 func applyValueInfo(v *Value, vi *pb.ValueInfoProto) {
 	v.origVI = vi
+	v.listed = append(v.listed, vi)
 	v.DocString = vi.GetDocString()
 	if vi.Type != nil {
 		v.Type = decodeType(vi.Type)
@@ -385,16 +396,38 @@ func encodeGraph(g *Graph) *pb.GraphProto {
 		}
 		p.Initializer = append(p.Initializer, tp)
 	}
+	seen := map[*Value]int{}
 	for _, v := range g.Inputs {
-		p.Input = append(p.Input, encodeValueInfo(v))
+		p.Input = append(p.Input, encodeListing(v, seen))
 	}
 	for _, v := range g.Outputs {
-		p.Output = append(p.Output, encodeValueInfo(v))
+		p.Output = append(p.Output, encodeListing(v, seen))
 	}
 	for _, v := range g.ValueInfo {
-		p.ValueInfo = append(p.ValueInfo, encodeValueInfo(v))
+		p.ValueInfo = append(p.ValueInfo, encodeListing(v, seen))
 	}
 	return p
+}
+
+// encodeListing writes one listing of v (as an input, output or in
+// value_info), the k-th of v's listings, k counted in seen. A value listed
+// more than once, or with a type its listing did not give (an initializer's),
+// has one type and doc string in the IR but may have had different ones in
+// each listing: while it encodes as it did when read, each listing is
+// written as read.
+func encodeListing(v *Value, seen map[*Value]int) *pb.ValueInfoProto {
+	k := 0
+	if len(v.listed) > 1 {
+		k = seen[v]
+		seen[v]++
+	}
+	if k >= len(v.listed) {
+		return encodeValueInfo(v, v.origVI)
+	}
+	if v.asRead != nil && proto.Equal(encodeValueInfo(v, v.origVI), v.asRead) {
+		return v.listed[k]
+	}
+	return encodeValueInfo(v, v.listed[k])
 }
 
 func valueNames(vs []*Value) []string {
@@ -429,8 +462,7 @@ func encodeNode(n *Node) *pb.NodeProto {
 	return p
 }
 
-func encodeValueInfo(v *Value) *pb.ValueInfoProto {
-	o := v.origVI
+func encodeValueInfo(v *Value, o *pb.ValueInfoProto) *pb.ValueInfoProto {
 	if o == nil {
 		o = &pb.ValueInfoProto{}
 	}
