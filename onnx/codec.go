@@ -200,8 +200,11 @@ func applyValueInfo(v *Value, vi *pb.ValueInfoProto) {
 
 func decodeType(p *pb.TypeProto) *Type {
 	t := &Type{Denotation: p.GetDenotation(), orig: p}
-	tt := p.GetTensorType()
-	if tt == nil {
+	// Sequence, map, optional and sparse types, and a type that sets more
+	// than one kind (ONNX's oneof, a plain field in graft's schema), are
+	// carried through unchanged.
+	tt := p.TensorType
+	if tt == nil || p.SequenceType != nil || p.MapType != nil || p.SparseTensorType != nil || p.OptionalType != nil {
 		t.other = p
 		return t
 	}
@@ -209,17 +212,25 @@ func decodeType(p *pb.TypeProto) *Type {
 	if tt.Shape != nil {
 		t.Shape = Shape{}
 		for _, d := range tt.Shape.GetDim() {
-			dim := Dim{Value: -1, Denotation: d.GetDenotation(), orig: d}
-			switch x := d.Value.(type) {
-			case *pb.TensorShapeProto_Dimension_DimValue:
-				dim.Value = x.DimValue
-			case *pb.TensorShapeProto_Dimension_DimParam:
-				dim.Param = x.DimParam
-			}
+			dim := decodeDim(d)
+			dim.orig = d
 			t.Shape = append(t.Shape, dim)
 		}
 	}
 	return t
+}
+
+// decodeDim reads a dimension: a size, a name, or unknown (neither, -1 or
+// an empty name). A name wins over a size when a file sets both.
+func decodeDim(p *pb.TensorShapeProto_Dimension) Dim {
+	d := Dim{Value: -1, Denotation: p.GetDenotation()}
+	switch {
+	case p.GetDimParam() != "":
+		d.Param = p.GetDimParam()
+	case p.DimValue != nil:
+		d.Value = p.GetDimValue()
+	}
+	return d
 }
 
 func decodeAttr(p *pb.AttributeProto, sc *scope) (*Attribute, error) {
@@ -486,7 +497,7 @@ func encodeType(t *Type) *pb.TypeProto {
 	if o == nil {
 		o = &pb.TypeProto{}
 	}
-	ot := o.GetTensorType()
+	ot := o.TensorType
 	if ot == nil {
 		ot = &pb.TypeProto_Tensor{}
 	}
@@ -502,7 +513,7 @@ func encodeType(t *Type) *pb.TypeProto {
 		}
 	}
 	p := &pb.TypeProto{
-		Value:      &pb.TypeProto_TensorType{TensorType: tt},
+		TensorType: tt,
 		Denotation: optString(o.Denotation, t.Denotation),
 	}
 	keepUnknown(p, o)
@@ -516,28 +527,19 @@ func encodeDim(d Dim) *pb.TensorShapeProto_Dimension {
 	}
 	p := &pb.TensorShapeProto_Dimension{Denotation: optString(od.Denotation, d.Denotation)}
 	keepUnknown(p, od)
+	if r := decodeDim(od); d.orig != nil && r.Value == d.Value && r.Param == d.Param {
+		// The size as read: an unknown one stays absent, dim_value -1 or an
+		// empty dim_param.
+		p.DimValue, p.DimParam = od.DimValue, od.DimParam
+		return p
+	}
 	switch {
 	case d.Param != "":
-		p.Value = &pb.TensorShapeProto_Dimension_DimParam{DimParam: d.Param}
+		p.DimParam = proto.String(d.Param)
 	case d.Value >= 0:
-		p.Value = &pb.TensorShapeProto_Dimension_DimValue{DimValue: d.Value}
-	case unknownDim(od):
-		// An unknown size stays in the form it was read in: dim_value -1
-		// or an empty dim_param rather than no value.
-		p.Value = od.Value
+		p.DimValue = proto.Int64(d.Value)
 	}
 	return p
-}
-
-// unknownDim reports whether p gives a value that stands for an unknown size.
-func unknownDim(p *pb.TensorShapeProto_Dimension) bool {
-	switch x := p.Value.(type) {
-	case *pb.TensorShapeProto_Dimension_DimValue:
-		return x.DimValue < 0
-	case *pb.TensorShapeProto_Dimension_DimParam:
-		return x.DimParam == ""
-	}
-	return false
 }
 
 func encodeAttr(a *Attribute) *pb.AttributeProto {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx/internal/pb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -23,18 +24,12 @@ var fuzzNodeTests = []string{
 }
 
 func FuzzDecode(f *testing.F) {
-	paths, _ := filepath.Glob("../testdata/models/*/model.onnx")
-	if len(paths) == 0 {
-		f.Fatal("no models in ../testdata/models")
-	}
+	paths := committedModels(f)
 	for _, name := range fuzzNodeTests {
-		paths = append(paths, filepath.Join(onnxTestData, "node", name, "model.onnx"))
+		paths = append(paths, testenv.Backend.FilesPart(f, filepath.Join("node", name, "model.onnx"))...)
 	}
 	for _, path := range paths {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // the ONNX test data is optional
-		}
+		b := readFile(f, path)
 		f.Add(b)
 		if len(b) < 4096 {
 			f.Add(b[:len(b)/2])
@@ -100,8 +95,7 @@ func checkDecode(t *testing.T, b []byte) {
 func FuzzDecodeTensor(f *testing.F) {
 	paths, _ := filepath.Glob("../testdata/models/*/test_data_set_0/*.pb")
 	for _, name := range fuzzNodeTests {
-		more, _ := filepath.Glob(filepath.Join(onnxTestData, "node", name, "test_data_set_0", "*.pb"))
-		paths = append(paths, more...)
+		paths = append(paths, testenv.Backend.FilesPart(f, filepath.Join("node", name, "test_data_set_0", "output_0.pb"))...)
 	}
 	for _, path := range paths {
 		if b, err := os.ReadFile(path); err == nil && len(b) < 1<<16 {

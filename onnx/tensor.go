@@ -101,6 +101,25 @@ func (t *Tensor) Bytes() int64 {
 // do not modify it.
 func (t *Tensor) Raw() []byte { return t.raw }
 
+// SetRaw replaces the tensor's elements with raw, their little-endian bytes,
+// keeping the rest: name, type, shape, the field or file the data is stored
+// in, doc string, metadata and fields graft does not know. It fails if raw's
+// length does not fit the type and shape.
+func (t *Tensor) SetRaw(raw []byte) error {
+	n, err := t.checkShape()
+	if err != nil {
+		return err
+	}
+	if t.DType == String {
+		return fmt.Errorf("tensor %q: SetRaw cannot hold strings", t.Name)
+	}
+	if want := t.DType.rawSize(n); int64(len(raw)) != want {
+		return fmt.Errorf("tensor %q: %s%v needs %d bytes, got %d", t.Name, t.DType, t.Dims, want, len(raw))
+	}
+	t.raw = raw
+	return nil
+}
+
 // External returns where the tensor's data was stored outside the model file,
 // or nil if it is stored inside.
 func (t *Tensor) External() *External { return t.external }

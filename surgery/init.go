@@ -163,10 +163,13 @@ func Initialize(rules []Rule, sel Selector, seed int64) Edit {
 					}
 					fi, fo := fans(p)
 					nt, err := onnx.FromFloat32(t.Name, t.Dims, r.Init.Draw(rng, int(t.NumElements()), fi, fo))
+					if err == nil {
+						// The tensor keeps its doc string, storage and unknown fields.
+						err = t.SetRaw(nt.Raw())
+					}
 					if err != nil {
 						return fmt.Errorf("initialise %q: %w", p.Name, err)
 					}
-					p.Value.Const = nt
 					done++
 					break
 				}
