@@ -583,7 +583,10 @@ func encodeAttr(a *Attribute) *pb.AttributeProto {
 		p.I = proto.Int64(a.Int)
 	}
 	if scalar(AttrString, o.S != nil, len(a.String) > 0) {
-		p.S = optBytes(nil, a.String)
+		p.S = a.String
+		if p.S == nil {
+			p.S = []byte{} // present, empty
+		}
 	}
 	if has(AttrTensor) && a.Tensor != nil {
 		p.T = encodeTensor(a.Tensor)
