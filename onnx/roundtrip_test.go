@@ -155,7 +155,9 @@ func TestRoundTripKeepsWhatTheIRIgnores(t *testing.T) {
 		return a
 	}
 	typ := pb.AttributeProto_INT.Enum
-	dim := func(p *pb.ModelProto) *pb.TensorShapeProto_Dimension { return p.Graph.Input[0].Type.TensorType.Shape.Dim[0] }
+	dim := func(p *pb.ModelProto) *pb.TensorShapeProto_Dimension {
+		return p.Graph.Input[0].Type.TensorType.Shape.Dim[0]
+	}
 	w := func(p *pb.ModelProto) *pb.TensorProto { return p.Graph.Initializer[0] }
 	intTensor := func(p *pb.ModelProto, dt DType, data func(*pb.TensorProto)) {
 		tp := &pb.TensorProto{Name: proto.String("c"), DataType: proto.Int32(int32(dt)), Dims: []int64{2}}
