@@ -23,11 +23,18 @@ var fuzzNodeTests = []string{
 	"test_range_float_type_positive_delta_expanded", "test_reshape_negative_dim",
 }
 
+// nodeTestFiles names a file of each of fuzzNodeTests in the backend data.
+func nodeTestFiles(file string) []string {
+	var out []string
+	for _, name := range fuzzNodeTests {
+		out = append(out, filepath.Join("node", name, file))
+	}
+	return out
+}
+
 func FuzzDecode(f *testing.F) {
 	paths := committedModels(f)
-	for _, name := range fuzzNodeTests {
-		paths = append(paths, testenv.Backend.FilesPart(f, filepath.Join("node", name, "model.onnx"))...)
-	}
+	paths = append(paths, testenv.Backend.FilesPart(f, nodeTestFiles("model.onnx")...)...)
 	for _, path := range paths {
 		b := readFile(f, path)
 		f.Add(b)
@@ -94,9 +101,7 @@ func checkDecode(t *testing.T, b []byte) {
 
 func FuzzDecodeTensor(f *testing.F) {
 	paths, _ := filepath.Glob("../testdata/models/*/test_data_set_0/*.pb")
-	for _, name := range fuzzNodeTests {
-		paths = append(paths, testenv.Backend.FilesPart(f, filepath.Join("node", name, "test_data_set_0", "output_0.pb"))...)
-	}
+	paths = append(paths, testenv.Backend.FilesPart(f, nodeTestFiles("test_data_set_0/output_0.pb")...)...)
 	for _, path := range paths {
 		if b, err := os.ReadFile(path); err == nil && len(b) < 1<<16 {
 			f.Add(b)

@@ -15,9 +15,13 @@ import (
 // committedModelDirs lists the committed exported models (testdata/models),
 // each a folder with model.onnx and test_data_set_0.
 func committedModelDirs(t testing.TB) []string {
-	dirs, _ := filepath.Glob("../testdata/models/*")
-	if len(dirs) < 7 {
-		t.Fatalf("%d models in testdata/models, want 7", len(dirs))
+	paths, _ := filepath.Glob("../testdata/models/*/model.onnx")
+	if len(paths) < 7 {
+		t.Fatalf("%d models in testdata/models, want 7", len(paths))
+	}
+	var dirs []string
+	for _, p := range paths {
+		dirs = append(dirs, filepath.Dir(p))
 	}
 	return dirs
 }

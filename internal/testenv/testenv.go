@@ -116,17 +116,20 @@ func (s Source) Files(t testing.TB, names ...string) []string {
 }
 
 // FilesPart returns the paths of those of the named files of s that are
-// regular files, calling MissingPart for the others.
+// regular files, calling MissingPart once for the others.
 func (s Source) FilesPart(t testing.TB, names ...string) []string {
 	t.Helper()
-	var paths []string
+	var paths, missing []string
 	for _, name := range names {
 		p := s.Path(name)
 		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-			s.missing(t, MissingPart, "no file %s", p)
+			missing = append(missing, p)
 			continue
 		}
 		paths = append(paths, p)
+	}
+	if len(missing) > 0 {
+		s.missing(t, MissingPart, "no file %s (%d of %d files missing)", missing[0], len(missing), len(names))
 	}
 	return paths
 }
