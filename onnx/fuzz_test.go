@@ -48,6 +48,11 @@ func FuzzDecode(f *testing.F) {
 		f.Add(cnn[:n])
 	}
 	f.Add(marshal(f, tinyProto()))
+	for _, c := range keepCases() {
+		p := tinyProto()
+		c.edit(p)
+		f.Add(marshal(f, p))
+	}
 	f.Add([]byte{})
 	f.Add([]byte("PK\x03\x04"))
 	f.Fuzz(checkDecode)

@@ -146,9 +146,9 @@ func walkMessages(m protoreflect.Message, where string, f func(protoreflect.Mess
 	})
 }
 
-// A model keeps, through decode and encode, what graft's IR does not hold
-// or reads loosely: each case changes tinyProto (Y = X + W) in one way.
-func TestRoundTripKeepsWhatTheIRIgnores(t *testing.T) {
+// keepCases change tinyProto (Y = X + W) in ways graft's IR does not hold
+// or reads loosely; decode and encode must keep each (also FuzzDecode seeds).
+func keepCases() []keepCase {
 	attr := func(p *pb.ModelProto) *pb.AttributeProto {
 		a := &pb.AttributeProto{Name: proto.String("a")}
 		p.Graph.Node[0].Attribute = append(p.Graph.Node[0].Attribute, a)
@@ -164,10 +164,7 @@ func TestRoundTripKeepsWhatTheIRIgnores(t *testing.T) {
 		data(tp)
 		p.Graph.Initializer = append(p.Graph.Initializer, tp)
 	}
-	for _, c := range []struct {
-		name string
-		edit func(*pb.ModelProto)
-	}{
+	return []keepCase{
 		{"attribute without type (IR version 1)", func(p *pb.ModelProto) { attr(p).F = proto.Float32(2) }},
 		{"attribute of type UNDEFINED with a value", func(p *pb.ModelProto) {
 			a := attr(p)
@@ -215,7 +212,18 @@ func TestRoundTripKeepsWhatTheIRIgnores(t *testing.T) {
 				p.MetadataProps = append(p.MetadataProps, e)
 			}
 		}},
-	} {
+	}
+}
+
+type keepCase struct {
+	name string
+	edit func(*pb.ModelProto)
+}
+
+// A model keeps, through decode and encode, what graft's IR does not hold
+// or reads loosely.
+func TestRoundTripKeepsWhatTheIRIgnores(t *testing.T) {
+	for _, c := range keepCases() {
 		t.Run(c.name, func(t *testing.T) {
 			p := tinyProto()
 			c.edit(p)
