@@ -141,6 +141,9 @@ func checkDecodeTensor(t *testing.T, b []byte) {
 	if err != nil {
 		t.Fatalf("EncodeTensor of a decoded tensor: %v", err)
 	}
+	if diff := preservedAs(b, out, func() proto.Message { return &pb.TensorProto{} }); diff != "" {
+		t.Fatalf("decode-encode lost or changed part of the input: %s", diff)
+	}
 	y, err := DecodeTensor(out)
 	if err != nil {
 		t.Fatalf("DecodeTensor of an encoded tensor: %v", err)
@@ -158,7 +161,12 @@ func checkDecodeTensor(t *testing.T, b []byte) {
 // protobuf-go: "" when every field, doc string and unknown field of in
 // is in out with the same value, otherwise the first difference.
 func preserved(in, out []byte) string {
-	a, b := &pb.ModelProto{}, &pb.ModelProto{}
+	return preservedAs(in, out, func() proto.Message { return &pb.ModelProto{} })
+}
+
+// preservedAs is preserved for messages made by newMsg.
+func preservedAs(in, out []byte, newMsg func() proto.Message) string {
+	a, b := newMsg(), newMsg()
 	if err := proto.Unmarshal(in, a); err != nil {
 		return "input: " + err.Error()
 	}
@@ -168,7 +176,7 @@ func preserved(in, out []byte) string {
 	if proto.Equal(a, b) {
 		return ""
 	}
-	if d := firstDiff(a.ProtoReflect(), b.ProtoReflect(), "model"); d != "" {
+	if d := firstDiff(a.ProtoReflect(), b.ProtoReflect(), string(a.ProtoReflect().Descriptor().Name())); d != "" {
 		return d
 	}
 	return "the messages differ"

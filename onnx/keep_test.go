@@ -72,3 +72,18 @@ func TestGraphEditsKeepUntouchedParts(t *testing.T) {
 	g.Cleanup()
 	onnxtest.KeepsMarks(t, b, encode(t, m), "model.graph.output[0]")
 }
+
+// The models of testdata/roundtrip, edited and saved, still pass
+// onnx.checker: what graft keeps of them is valid ONNX.
+func TestEditedRoundTripModelsPassChecker(t *testing.T) {
+	for _, name := range []string{"everything.onnx", "mlp.onnx"} {
+		m, _ := roundTripModel(t, name)
+		m.ProducerName = "graft"
+		m.Graph.Nodes[0].Name += "_edited"
+		path := filepath.Join(t.TempDir(), name)
+		if err := onnx.Save(m, path); err != nil {
+			t.Fatal(err)
+		}
+		onnxtest.CheckModel(t, path)
+	}
+}
