@@ -84,9 +84,10 @@ func checkLocation(loc string) error {
 }
 
 // encode writes the entries back in the order they were read, updating
-// offset and length, and adding whichever of the three keys is missing. An
-// entry whose value still holds (an absent offset of 0, "007" for 7) is
-// written as read.
+// offset and length, and adding whichever of the three keys is missing,
+// except that entries read from a file without length (the shape gives it)
+// or without an offset of 0 stay without. An entry whose value still holds
+// ("007" for 7) is written as read.
 func (e *External) encode() []*pb.StringStringEntryProto {
 	vals := map[string]string{
 		"location": e.Location,
@@ -123,7 +124,8 @@ func (e *External) encode() []*pb.StringStringEntryProto {
 		out = append(out, q)
 	}
 	for _, k := range []string{"location", "offset", "length"} {
-		if !seen[k] {
+		implied := k == "length" || k == "offset" && e.Offset == 0
+		if !seen[k] && !(e.entries != nil && implied) {
 			k, v := k, vals[k]
 			out = append(out, &pb.StringStringEntryProto{Key: &k, Value: &v})
 		}

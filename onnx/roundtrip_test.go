@@ -336,4 +336,14 @@ func TestExternalEntriesKeepWhatTheyHold(t *testing.T) {
 	if off := q.Graph.Initializer[1].ExternalData[1].GetValue(); off == "0004" || off == "4" {
 		t.Errorf("V was not moved (offset %s): the test no longer rewrites an entry", off)
 	}
+
+	// Without offset and length (0 and the shape's size), none is added.
+	writeFile(t, filepath.Join(dir, "w0.bin"), wData)
+	b = marshal(t, extProto("location", "w0.bin"))
+	if m, err = (DecodeOptions{Dir: dir}).Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	if out := marshalModel(t, m); !bytes.Equal(out, b) {
+		t.Errorf("location only: re-encoded differently: %s", preserved(b, out))
+	}
 }
