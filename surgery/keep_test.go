@@ -31,6 +31,10 @@ func TestEditsKeepUntouchedParts(t *testing.T) {
 		{"replace head", ReplaceHead(5, HeadOptions{Seed: 1}), []string{"model.graph.node[3]",
 			"model.graph.initializer[2]", "model.graph.initializer[3]", "model.graph.output[0].type.tensor_type.shape.dim[1]"}},
 		{"normalize", Normalize("input", []float32{0.5}, []float32{0.25}), nil},
+		// Cut drops the head and its output; From drops Flatten and the input.
+		{"cut", Cut("/relu/Relu_output_0"), []string{"model.graph.node[3]",
+			"model.graph.initializer[2]", "model.graph.initializer[3]", "model.graph.output[0]"}},
+		{"from", From("/Flatten_output_0"), []string{"model.graph.node[0]", "model.graph.input[0]"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := load(t, path)
