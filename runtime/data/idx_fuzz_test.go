@@ -58,7 +58,7 @@ func FuzzIDX(f *testing.F) {
 		}
 		// Buffers (bufio, gzip's window and tables) plus at most twice the
 		// data read, as a growing buffer holds.
-		limit := 256<<10 + 2*present
+		limit := 1<<20 + 2*present
 		var a *IDXArray
 		if n := allocated(func() { a, err = DecodeIDX(bytes.NewReader(b)) }); n > limit {
 			t.Fatalf("DecodeIDX of %d bytes (%d of data) allocated %d bytes", len(b), present, n)
