@@ -5,19 +5,23 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
-	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime"
 	"gorgonia.org/tensor"
 )
 
-const resnetDir = "../testdata/big/resnet18_op13_bn"
+// resnet is the full-size ResNet-18 in testdata/big, with PyTorch's FGSM
+// references (testdata/gen/fgsm_refs.py).
+const resnet = "resnet18_op13_bn"
 
-func loadPB(t testing.TB, path string) *onnx.Tensor {
+// loadPB reads a tensor file of resnet's test data set.
+func loadPB(t testing.TB, name string) *onnx.Tensor {
 	t.Helper()
+	path := testenv.Big.Files(t, filepath.Join(resnet, "test_data_set_0", name))[0]
 	x, err := onnx.LoadTensor(path)
 	if err != nil {
-		onnxtest.Missing(t, "%s (testdata/gen/fgsm_refs.py, run by testdata/gen/setup.sh): %v", path, err)
+		t.Fatal(err)
 	}
 	return x
 }
@@ -37,9 +41,9 @@ func dense32(t testing.TB, x *onnx.Tensor) *tensor.Dense {
 
 func loadResNet(t testing.TB) *Classifier {
 	t.Helper()
-	m, err := onnx.Load(filepath.Join(resnetDir, "model.onnx"))
+	m, err := onnx.Load(testenv.Big.Files(t, filepath.Join(resnet, "model.onnx"))[0])
 	if err != nil {
-		onnxtest.Missing(t, "full-size models (testdata/gen/export_models.py --big): %v", err)
+		t.Fatal(err)
 	}
 	c, err := NewClassifier(m, runtime.Options{})
 	if err != nil {
@@ -54,17 +58,16 @@ func loadResNet(t testing.TB) *Classifier {
 // float64 one (a near-tie in the network that float32 rounding decided:
 // there PyTorch's own step is an accident of its summation order).
 func TestResNet18FGSMMatchesPyTorch(t *testing.T) {
-	ds := filepath.Join(resnetDir, "test_data_set_0")
-	adv := loadPB(t, filepath.Join(ds, "fgsm_adv.pb"))
-	grad := loadPB(t, filepath.Join(ds, "fgsm_grad.pb"))
-	grad64 := loadPB(t, filepath.Join(ds, "fgsm_grad64.pb"))
-	epsT := loadPB(t, filepath.Join(ds, "fgsm_eps.pb"))
+	adv := loadPB(t, "fgsm_adv.pb")
+	grad := loadPB(t, "fgsm_grad.pb")
+	grad64 := loadPB(t, "fgsm_grad64.pb")
+	epsT := loadPB(t, "fgsm_eps.pb")
 	c := loadResNet(t)
 	if c.Loss != runtime.CrossEntropy {
 		t.Errorf("loss for a logits model = %v, want cross-entropy", c.Loss)
 	}
-	x := dense32(t, loadPB(t, filepath.Join(ds, "input_0.pb")))
-	l64, err := loadPB(t, filepath.Join(ds, "labels.pb")).Int64s()
+	x := dense32(t, loadPB(t, "input_0.pb"))
+	l64, err := loadPB(t, "labels.pb").Int64s()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,13 +24,12 @@ import (
 func pbValue(name string, elem int32, dims ...int64) *pb.ValueInfoProto {
 	shape := &pb.TensorShapeProto{}
 	for _, d := range dims {
-		shape.Dim = append(shape.Dim, &pb.TensorShapeProto_Dimension{
-			Value: &pb.TensorShapeProto_Dimension_DimValue{DimValue: d}})
+		shape.Dim = append(shape.Dim, &pb.TensorShapeProto_Dimension{DimValue: proto.Int64(d)})
 	}
 	return &pb.ValueInfoProto{
 		Name: proto.String(name),
-		Type: &pb.TypeProto{Value: &pb.TypeProto_TensorType{TensorType: &pb.TypeProto_Tensor{
-			ElemType: proto.Int32(elem), Shape: shape}}},
+		Type: &pb.TypeProto{TensorType: &pb.TypeProto_Tensor{
+			ElemType: proto.Int32(elem), Shape: shape}},
 	}
 }
 

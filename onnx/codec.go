@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 
@@ -175,11 +176,22 @@ func decodeGraph(p *pb.GraphProto, parent *scope) (*Graph, error) {
 		applyValueInfo(v, vi)
 		g.ValueInfo = append(g.ValueInfo, v)
 	}
+	for _, list := range [][]*Value{g.Inputs, g.Outputs, g.ValueInfo} {
+		for _, v := range list {
+			if v.asRead == nil && (len(v.listed) > 1 || v.listed[0].Type == nil && v.Type != nil) {
+				v.asRead = encodeValueInfo(v, v.origVI)
+			}
+		}
+	}
 	return g, nil
 }
 
+// applyValueInfo sets the type and doc string of v from one of its
+// listings; a value listed more than once takes the last doc string and
+// type given.
 func applyValueInfo(v *Value, vi *pb.ValueInfoProto) {
 	v.origVI = vi
+	v.listed = append(v.listed, vi)
 	v.DocString = vi.GetDocString()
 	if vi.Type != nil {
 		v.Type = decodeType(vi.Type)
@@ -188,8 +200,11 @@ func applyValueInfo(v *Value, vi *pb.ValueInfoProto) {
 
 func decodeType(p *pb.TypeProto) *Type {
 	t := &Type{Denotation: p.GetDenotation(), orig: p}
-	tt := p.GetTensorType()
-	if tt == nil {
+	// Sequence, map, optional and sparse types, and a type that sets more
+	// than one kind (ONNX's oneof, a plain field in graft's schema), are
+	// carried through unchanged.
+	tt := p.TensorType
+	if tt == nil || p.SequenceType != nil || p.MapType != nil || p.SparseTensorType != nil || p.OptionalType != nil {
 		t.other = p
 		return t
 	}
@@ -197,23 +212,30 @@ func decodeType(p *pb.TypeProto) *Type {
 	if tt.Shape != nil {
 		t.Shape = Shape{}
 		for _, d := range tt.Shape.GetDim() {
-			dim := Dim{Value: -1, Denotation: d.GetDenotation(), orig: d}
-			switch x := d.Value.(type) {
-			case *pb.TensorShapeProto_Dimension_DimValue:
-				dim.Value = x.DimValue
-			case *pb.TensorShapeProto_Dimension_DimParam:
-				dim.Param = x.DimParam
-			}
+			dim := decodeDim(d)
+			dim.orig = d
 			t.Shape = append(t.Shape, dim)
 		}
 	}
 	return t
 }
 
+// decodeDim reads a dimension: a size, a name, or unknown (neither, -1 or
+// an empty name). A name wins over a size when a file sets both.
+func decodeDim(p *pb.TensorShapeProto_Dimension) Dim {
+	d := Dim{Value: -1, Denotation: p.GetDenotation()}
+	switch {
+	case p.GetDimParam() != "":
+		d.Param = p.GetDimParam()
+	case p.DimValue != nil:
+		d.Value = p.GetDimValue()
+	}
+	return d
+}
+
 func decodeAttr(p *pb.AttributeProto, sc *scope) (*Attribute, error) {
 	a := &Attribute{
 		Name:        p.GetName(),
-		Type:        AttrType(p.GetType()),
 		Float:       p.GetF(),
 		Int:         p.GetI(),
 		String:      p.GetS(),
@@ -224,9 +246,7 @@ func decodeAttr(p *pb.AttributeProto, sc *scope) (*Attribute, error) {
 		DocString:   p.GetDocString(),
 		orig:        p,
 	}
-	if a.Type == AttrUndefined {
-		a.Type = guessAttrType(p)
-	}
+	a.Type = readType(p)
 	if p.T != nil {
 		t, err := decodeTensor(p.T)
 		if err != nil {
@@ -256,6 +276,15 @@ func decodeAttr(p *pb.AttributeProto, sc *scope) (*Attribute, error) {
 		a.Graphs = append(a.Graphs, g)
 	}
 	return a, nil
+}
+
+// readType is the type of an attribute as read: its type field, or when
+// that is absent or UNDEFINED, the type its value fields imply.
+func readType(p *pb.AttributeProto) AttrType {
+	if t := AttrType(p.GetType()); t != AttrUndefined {
+		return t
+	}
+	return guessAttrType(p)
 }
 
 // guessAttrType reads the type of an attribute from IR version 1, which had no
@@ -305,16 +334,18 @@ func encodeModel(m *Model) *pb.ModelProto {
 		TrainingInfo:    o.TrainingInfo,
 		Functions:       o.Functions,
 	}
-	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	keepUnknown(p, o)
 	for i, op := range m.Opsets {
 		prev := &pb.OperatorSetIdProto{}
 		if i < len(o.OpsetImport) {
 			prev = o.OpsetImport[i]
 		}
-		p.OpsetImport = append(p.OpsetImport, &pb.OperatorSetIdProto{
+		q := &pb.OperatorSetIdProto{
 			Domain:  optString(prev.Domain, op.Domain),
 			Version: optInt64(prev.Version, op.Version),
-		})
+		}
+		keepUnknown(q, prev)
+		p.OpsetImport = append(p.OpsetImport, q)
 	}
 	if m.Graph != nil {
 		p.Graph = encodeGraph(m.Graph)
@@ -322,21 +353,34 @@ func encodeModel(m *Model) *pb.ModelProto {
 	return p
 }
 
-// encodeProps writes key/value pairs, matching presence positionally with the
-// pairs they were read from.
+// encodeProps writes key/value pairs. Each pair takes presence and unknown
+// fields from the first unused pair of the same key it was read from, so
+// edits elsewhere in the list do not move them to another pair.
 func encodeProps(orig []*pb.StringStringEntryProto, ps []Property) []*pb.StringStringEntryProto {
 	var out []*pb.StringStringEntryProto
-	for i, kv := range ps {
+	used := make([]bool, len(orig))
+	for _, kv := range ps {
 		prev := &pb.StringStringEntryProto{}
-		if i < len(orig) {
-			prev = orig[i]
+		for j, o := range orig {
+			if !used[j] && o.GetKey() == kv.Key {
+				prev, used[j] = o, true
+				break
+			}
 		}
-		out = append(out, &pb.StringStringEntryProto{
+		q := &pb.StringStringEntryProto{
 			Key:   optString(prev.Key, kv.Key),
 			Value: optString(prev.Value, kv.Value),
-		})
+		}
+		keepUnknown(q, prev)
+		out = append(out, q)
 	}
 	return out
+}
+
+// keepUnknown gives p the fields of orig that graft's schema does not know
+// (from a newer ONNX, say), so that they survive re-encoding.
+func keepUnknown(p, orig proto.Message) {
+	p.ProtoReflect().SetUnknown(orig.ProtoReflect().GetUnknown())
 }
 
 func encodeGraph(g *Graph) *pb.GraphProto {
@@ -351,7 +395,7 @@ func encodeGraph(g *Graph) *pb.GraphProto {
 		QuantizationAnnotation: o.QuantizationAnnotation,
 		MetadataProps:          encodeProps(o.MetadataProps, g.Metadata),
 	}
-	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	keepUnknown(p, o)
 	for _, n := range g.Nodes {
 		p.Node = append(p.Node, encodeNode(n))
 	}
@@ -363,16 +407,38 @@ func encodeGraph(g *Graph) *pb.GraphProto {
 		}
 		p.Initializer = append(p.Initializer, tp)
 	}
+	seen := map[*Value]int{}
 	for _, v := range g.Inputs {
-		p.Input = append(p.Input, encodeValueInfo(v))
+		p.Input = append(p.Input, encodeListing(v, seen))
 	}
 	for _, v := range g.Outputs {
-		p.Output = append(p.Output, encodeValueInfo(v))
+		p.Output = append(p.Output, encodeListing(v, seen))
 	}
 	for _, v := range g.ValueInfo {
-		p.ValueInfo = append(p.ValueInfo, encodeValueInfo(v))
+		p.ValueInfo = append(p.ValueInfo, encodeListing(v, seen))
 	}
 	return p
+}
+
+// encodeListing writes one listing of v (as an input, output or in
+// value_info), the k-th of v's listings, k counted in seen. A value listed
+// more than once, or with a type its listing did not give (an initializer's),
+// has one type and doc string in the IR but may have had different ones in
+// each listing: while it encodes as it did when read, each listing is
+// written as read.
+func encodeListing(v *Value, seen map[*Value]int) *pb.ValueInfoProto {
+	k := 0
+	if len(v.listed) > 1 {
+		k = seen[v]
+		seen[v]++
+	}
+	if k >= len(v.listed) {
+		return encodeValueInfo(v, v.origVI)
+	}
+	if v.asRead != nil && proto.Equal(encodeValueInfo(v, v.origVI), v.asRead) {
+		return v.listed[k]
+	}
+	return encodeValueInfo(v, v.listed[k])
 }
 
 func valueNames(vs []*Value) []string {
@@ -400,15 +466,14 @@ func encodeNode(n *Node) *pb.NodeProto {
 		Overload:      optString(o.Overload, n.Overload),
 		MetadataProps: encodeProps(o.MetadataProps, n.Metadata),
 	}
-	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	keepUnknown(p, o)
 	for _, a := range n.Attrs {
 		p.Attribute = append(p.Attribute, encodeAttr(a))
 	}
 	return p
 }
 
-func encodeValueInfo(v *Value) *pb.ValueInfoProto {
-	o := v.origVI
+func encodeValueInfo(v *Value, o *pb.ValueInfoProto) *pb.ValueInfoProto {
 	if o == nil {
 		o = &pb.ValueInfoProto{}
 	}
@@ -417,7 +482,7 @@ func encodeValueInfo(v *Value) *pb.ValueInfoProto {
 		DocString:     optString(o.DocString, v.DocString),
 		MetadataProps: o.MetadataProps,
 	}
-	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	keepUnknown(p, o)
 	if v.Type != nil {
 		p.Type = encodeType(v.Type)
 	}
@@ -432,33 +497,48 @@ func encodeType(t *Type) *pb.TypeProto {
 	if o == nil {
 		o = &pb.TypeProto{}
 	}
-	ot := o.GetTensorType()
+	ot := o.TensorType
 	if ot == nil {
 		ot = &pb.TypeProto_Tensor{}
 	}
 	tt := &pb.TypeProto_Tensor{ElemType: optInt32(ot.ElemType, int32(t.Elem))}
+	keepUnknown(tt, ot)
 	if t.Shape != nil {
 		tt.Shape = &pb.TensorShapeProto{}
+		if ot.Shape != nil {
+			keepUnknown(tt.Shape, ot.Shape)
+		}
 		for _, d := range t.Shape {
-			od := d.orig
-			if od == nil {
-				od = &pb.TensorShapeProto_Dimension{}
-			}
-			pd := &pb.TensorShapeProto_Dimension{Denotation: optString(od.Denotation, d.Denotation)}
-			switch {
-			case d.Param != "":
-				pd.Value = &pb.TensorShapeProto_Dimension_DimParam{DimParam: d.Param}
-			case d.Value >= 0:
-				pd.Value = &pb.TensorShapeProto_Dimension_DimValue{DimValue: d.Value}
-			}
-			tt.Shape.Dim = append(tt.Shape.Dim, pd)
+			tt.Shape.Dim = append(tt.Shape.Dim, encodeDim(d))
 		}
 	}
 	p := &pb.TypeProto{
-		Value:      &pb.TypeProto_TensorType{TensorType: tt},
+		TensorType: tt,
 		Denotation: optString(o.Denotation, t.Denotation),
 	}
-	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
+	keepUnknown(p, o)
+	return p
+}
+
+func encodeDim(d Dim) *pb.TensorShapeProto_Dimension {
+	od := d.orig
+	if od == nil {
+		od = &pb.TensorShapeProto_Dimension{}
+	}
+	p := &pb.TensorShapeProto_Dimension{Denotation: optString(od.Denotation, d.Denotation)}
+	keepUnknown(p, od)
+	if r := decodeDim(od); d.orig != nil && r.Value == d.Value && r.Param == d.Param {
+		// The size as read: an unknown one stays absent, dim_value -1 or an
+		// empty dim_param.
+		p.DimValue, p.DimParam = od.DimValue, od.DimParam
+		return p
+	}
+	switch {
+	case d.Param != "":
+		p.DimParam = proto.String(d.Param)
+	case d.Value >= 0:
+		p.DimValue = proto.Int64(d.Value)
+	}
 	return p
 }
 
@@ -476,37 +556,59 @@ func encodeAttr(a *Attribute) *pb.AttributeProto {
 		SparseTensor:  o.SparseTensor,
 		SparseTensors: o.SparseTensors,
 	}
-	p.ProtoReflect().SetUnknown(o.ProtoReflect().GetUnknown())
-	if o.Type != nil || a.Type != AttrUndefined {
+	keepUnknown(p, o)
+	// Only the field matching the type is meaningful, but a file may set
+	// others too, or leave the type out (IR version 1). While the attribute
+	// keeps the type it was read with, the type and every value field are
+	// written as read (a zero scalar the file left out stays out); otherwise
+	// the type and the matching field.
+	kept := a.orig != nil && a.Type == readType(o)
+	if kept {
+		p.Type = o.Type
+	} else if a.Type != AttrUndefined {
 		ty := pb.AttributeProto_AttributeType(a.Type)
 		p.Type = &ty
 	}
-	switch a.Type {
-	case AttrFloat:
+	has := func(t AttrType) bool { return kept || a.Type == t }
+	scalar := func(t AttrType, inFile, nonzero bool) bool {
+		if kept {
+			return inFile || nonzero
+		}
+		return a.Type == t
+	}
+	if scalar(AttrFloat, o.F != nil, math.Float32bits(a.Float) != 0) {
 		p.F = proto.Float32(a.Float)
-	case AttrInt:
+	}
+	if scalar(AttrInt, o.I != nil, a.Int != 0) {
 		p.I = proto.Int64(a.Int)
-	case AttrString:
-		p.S = optBytes(nil, a.String)
-	case AttrTensor:
-		if a.Tensor != nil {
-			p.T = encodeTensor(a.Tensor)
+	}
+	if scalar(AttrString, o.S != nil, len(a.String) > 0) {
+		p.S = a.String
+		if p.S == nil {
+			p.S = []byte{} // present, empty
 		}
-	case AttrGraph:
-		if a.Graph != nil {
-			p.G = encodeGraph(a.Graph)
-		}
-	case AttrFloats:
+	}
+	if has(AttrTensor) && a.Tensor != nil {
+		p.T = encodeTensor(a.Tensor)
+	}
+	if has(AttrGraph) && a.Graph != nil {
+		p.G = encodeGraph(a.Graph)
+	}
+	if has(AttrFloats) {
 		p.Floats = a.Floats
-	case AttrInts:
+	}
+	if has(AttrInts) {
 		p.Ints = a.Ints
-	case AttrStrings:
+	}
+	if has(AttrStrings) {
 		p.Strings = a.Strings
-	case AttrTensors:
+	}
+	if has(AttrTensors) {
 		for _, t := range a.Tensors {
 			p.Tensors = append(p.Tensors, encodeTensor(t))
 		}
-	case AttrGraphs:
+	}
+	if has(AttrGraphs) {
 		for _, g := range a.Graphs {
 			p.Graphs = append(p.Graphs, encodeGraph(g))
 		}

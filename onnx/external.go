@@ -79,31 +79,48 @@ func checkLocation(loc string) error {
 }
 
 // encode writes the entries back in the order they were read, updating
-// offset and length, and adding whichever of the three keys is missing.
+// offset and length, and adding whichever of the three keys is missing,
+// except that entries read from a file without length (the shape gives it)
+// or without an offset of 0 stay without. An entry whose value still holds
+// ("007" for 7) is written as read.
 func (e *External) encode() []*pb.StringStringEntryProto {
 	vals := map[string]string{
 		"location": e.Location,
 		"offset":   strconv.FormatInt(e.Offset, 10),
 		"length":   strconv.FormatInt(e.Length, 10),
 	}
+	holds := func(kv *pb.StringStringEntryProto) bool {
+		switch kv.GetKey() {
+		case "location":
+			return kv.GetValue() == e.Location
+		case "offset":
+			n, err := strconv.ParseInt(kv.GetValue(), 10, 64)
+			return kv.Value == nil && e.Offset == 0 || err == nil && n == e.Offset
+		case "length":
+			n, err := strconv.ParseInt(kv.GetValue(), 10, 64)
+			return err == nil && n == e.Length
+		}
+		return true
+	}
 	var out []*pb.StringStringEntryProto
 	seen := map[string]bool{}
 	for _, kv := range e.entries {
 		k := kv.GetKey()
-		if v, ok := vals[k]; ok {
-			// An absent offset of 0 stays absent.
-			if k == "offset" && kv.Value == nil && e.Offset == 0 {
-				out = append(out, kv)
-			} else {
-				out = append(out, &pb.StringStringEntryProto{Key: kv.Key, Value: &v})
-			}
+		if _, ok := vals[k]; ok {
 			seen[k] = true
+		}
+		if holds(kv) {
+			out = append(out, kv)
 			continue
 		}
-		out = append(out, kv)
+		v := vals[k]
+		q := &pb.StringStringEntryProto{Key: kv.Key, Value: &v}
+		keepUnknown(q, kv)
+		out = append(out, q)
 	}
 	for _, k := range []string{"location", "offset", "length"} {
-		if !seen[k] {
+		implied := k == "length" || k == "offset" && e.Offset == 0
+		if !seen[k] && !(e.entries != nil && implied) {
 			k, v := k, vals[k]
 			out = append(out, &pb.StringStringEntryProto{Key: &k, Value: &v})
 		}

@@ -2,10 +2,16 @@ package onnx
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graft-dev/graft/internal/testenv"
+	"github.com/graft-dev/graft/onnx/internal/pb"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // fuzzNodeTests are small ONNX backend test models used as fuzz seeds: plain
@@ -17,19 +23,20 @@ var fuzzNodeTests = []string{
 	"test_range_float_type_positive_delta_expanded", "test_reshape_negative_dim",
 }
 
-func FuzzDecode(f *testing.F) {
-	paths, _ := filepath.Glob("../testdata/models/*/model.onnx")
-	if len(paths) == 0 {
-		f.Fatal("no models in ../testdata/models")
-	}
+// nodeTestFiles names a file of each of fuzzNodeTests in the backend data.
+func nodeTestFiles(file string) []string {
+	var out []string
 	for _, name := range fuzzNodeTests {
-		paths = append(paths, filepath.Join(onnxTestData, "node", name, "model.onnx"))
+		out = append(out, filepath.Join("node", name, file))
 	}
+	return out
+}
+
+func FuzzDecode(f *testing.F) {
+	paths := committedModels(f)
+	paths = append(paths, testenv.Backend.FilesPart(f, nodeTestFiles("model.onnx")...)...)
 	for _, path := range paths {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // the ONNX test data is optional
-		}
+		b := readFile(f, path)
 		f.Add(b)
 		if len(b) < 4096 {
 			f.Add(b[:len(b)/2])
@@ -41,6 +48,11 @@ func FuzzDecode(f *testing.F) {
 		f.Add(cnn[:n])
 	}
 	f.Add(marshal(f, tinyProto()))
+	for _, c := range keepCases() {
+		p := tinyProto()
+		c.edit(p)
+		f.Add(marshal(f, p))
+	}
 	f.Add([]byte{})
 	f.Add([]byte("PK\x03\x04"))
 	f.Fuzz(checkDecode)
@@ -71,6 +83,9 @@ func checkDecode(t *testing.T, b []byte) {
 	if !bytes.Equal(enc, enc2) {
 		t.Fatalf("Encode is not idempotent: %d bytes, then %d", len(enc), len(enc2))
 	}
+	if diff := preserved(b, enc); diff != "" {
+		t.Fatalf("decode-encode lost or changed part of the input: %s", diff)
+	}
 	// A valid model has no cycle, and cleaning it up keeps it valid.
 	g := m2.Graph
 	if err := g.TopoSort(); err != nil {
@@ -91,10 +106,7 @@ func checkDecode(t *testing.T, b []byte) {
 
 func FuzzDecodeTensor(f *testing.F) {
 	paths, _ := filepath.Glob("../testdata/models/*/test_data_set_0/*.pb")
-	for _, name := range fuzzNodeTests {
-		more, _ := filepath.Glob(filepath.Join(onnxTestData, "node", name, "test_data_set_0", "*.pb"))
-		paths = append(paths, more...)
-	}
+	paths = append(paths, testenv.Backend.FilesPart(f, nodeTestFiles("test_data_set_0/output_0.pb")...)...)
 	for _, path := range paths {
 		if b, err := os.ReadFile(path); err == nil && len(b) < 1<<16 {
 			f.Add(b)
@@ -129,6 +141,9 @@ func checkDecodeTensor(t *testing.T, b []byte) {
 	if err != nil {
 		t.Fatalf("EncodeTensor of a decoded tensor: %v", err)
 	}
+	if diff := preservedAs(b, out, func() proto.Message { return &pb.TensorProto{} }); diff != "" {
+		t.Fatalf("decode-encode lost or changed part of the input: %s", diff)
+	}
 	y, err := DecodeTensor(out)
 	if err != nil {
 		t.Fatalf("DecodeTensor of an encoded tensor: %v", err)
@@ -140,4 +155,71 @@ func checkDecodeTensor(t *testing.T, b []byte) {
 	if !bytes.Equal(out, out2) {
 		t.Fatalf("EncodeTensor is not idempotent:\n% x\n% x", out, out2)
 	}
+}
+
+// preserved compares the model in out with the model in in, both parsed by
+// protobuf-go: "" when every field, doc string and unknown field of in
+// is in out with the same value, otherwise the first difference.
+func preserved(in, out []byte) string {
+	return preservedAs(in, out, func() proto.Message { return &pb.ModelProto{} })
+}
+
+// preservedAs is preserved for messages made by newMsg.
+func preservedAs(in, out []byte, newMsg func() proto.Message) string {
+	a, b := newMsg(), newMsg()
+	if err := proto.Unmarshal(in, a); err != nil {
+		return "input: " + err.Error()
+	}
+	if err := proto.Unmarshal(out, b); err != nil {
+		return "output: " + err.Error()
+	}
+	if proto.Equal(a, b) {
+		return ""
+	}
+	if d := firstDiff(a.ProtoReflect(), b.ProtoReflect(), string(a.ProtoReflect().Descriptor().Name())); d != "" {
+		return d
+	}
+	return "the messages differ"
+}
+
+// firstDiff names the first field where two messages differ, or returns "".
+func firstDiff(a, b protoreflect.Message, path string) string {
+	if !bytes.Equal(a.GetUnknown(), b.GetUnknown()) {
+		return fmt.Sprintf("%s: unknown fields % x, then % x", path, a.GetUnknown(), b.GetUnknown())
+	}
+	fields := a.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		p := path + "." + string(f.Name())
+		if a.Has(f) != b.Has(f) {
+			return fmt.Sprintf("%s: present %v, then %v", p, a.Has(f), b.Has(f))
+		}
+		va, vb := a.Get(f), b.Get(f)
+		switch {
+		case f.IsList():
+			la, lb := va.List(), vb.List()
+			if la.Len() != lb.Len() {
+				return fmt.Sprintf("%s: %d elements, then %d", p, la.Len(), lb.Len())
+			}
+			for j := 0; j < la.Len(); j++ {
+				pj := fmt.Sprintf("%s[%d]", p, j)
+				if f.Message() != nil {
+					if d := firstDiff(la.Get(j).Message(), lb.Get(j).Message(), pj); d != "" {
+						return d
+					}
+				} else if !la.Get(j).Equal(lb.Get(j)) {
+					return fmt.Sprintf("%s: %v, then %v", pj, la.Get(j), lb.Get(j))
+				}
+			}
+		case f.Message() != nil:
+			if a.Has(f) {
+				if d := firstDiff(va.Message(), vb.Message(), p); d != "" {
+					return d
+				}
+			}
+		case !va.Equal(vb):
+			return fmt.Sprintf("%s: %v, then %v", p, va, vb)
+		}
+	}
+	return ""
 }

@@ -120,6 +120,11 @@ type Value struct {
 	producer *Node
 	graph    *Graph // the graph that defines it; nil if undefined
 	origVI   *pb.ValueInfoProto
+	// listed holds every ValueInfoProto read for the value (inputs, outputs,
+	// value_info, in file order), origVI the last. asRead is set for a value
+	// whose listings the IR cannot hold apart: how it encoded when read.
+	listed []*pb.ValueInfoProto
+	asRead *pb.ValueInfoProto
 }
 
 // Producer returns the node whose output v is, or nil for graph inputs,

@@ -25,13 +25,3 @@ func optInt32(orig *int32, v int32) *int32 {
 	}
 	return &v
 }
-
-func optBytes(orig []byte, v []byte) []byte {
-	if orig == nil && len(v) == 0 {
-		return nil
-	}
-	if v == nil {
-		return []byte{}
-	}
-	return v
-}

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/graft-dev/graft/internal/testenv"
 )
 
 // clearTypes forgets every type but those of graph inputs and initializers.
@@ -19,11 +21,14 @@ func clearTypes(g *Graph) {
 
 func TestInferShapesOnTestModels(t *testing.T) {
 	paths, _ := filepath.Glob("../testdata/models/*/model.onnx")
-	big, _ := filepath.Glob("../testdata/big/resnet18_*/model.onnx")
-	paths = append(paths, big...)
-	if len(paths) == 0 {
-		t.Fatal("no test models: run testdata/gen/export_models.py --small")
+	if len(paths) < 7 {
+		t.Fatalf("%d models in testdata/models, want 7", len(paths))
 	}
+	inferShapes(t, paths)
+	t.Run("big", func(t *testing.T) { inferShapes(t, testenv.Big.Glob(t, "resnet18_*/model.onnx", 4)) })
+}
+
+func inferShapes(t *testing.T, paths []string) {
 	for _, path := range paths {
 		m, err := Load(path)
 		if err != nil {

@@ -1,7 +1,9 @@
 package onnx
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
@@ -98,6 +100,25 @@ func (t *Tensor) Bytes() int64 {
 // Raw returns the little-endian element bytes. The slice is the tensor's own:
 // do not modify it.
 func (t *Tensor) Raw() []byte { return t.raw }
+
+// SetRaw replaces the tensor's elements with raw, their little-endian bytes,
+// keeping the rest: name, type, shape, the field or file the data is stored
+// in, doc string, metadata and fields graft does not know. It fails if raw's
+// length does not fit the type and shape.
+func (t *Tensor) SetRaw(raw []byte) error {
+	n, err := t.checkShape()
+	if err != nil {
+		return err
+	}
+	if t.DType == String {
+		return fmt.Errorf("tensor %q: SetRaw cannot hold strings", t.Name)
+	}
+	if want := t.DType.rawSize(n); int64(len(raw)) != want {
+		return fmt.Errorf("tensor %q: %s%v needs %d bytes, got %d", t.Name, t.DType, t.Dims, want, len(raw))
+	}
+	t.raw = raw
+	return nil
+}
 
 // External returns where the tensor's data was stored outside the model file,
 // or nil if it is stored inside.
@@ -224,12 +245,6 @@ func decodeTensor(p *pb.TensorProto) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	have := func(field string, got, want int64) error {
-		if got != want {
-			return fmt.Errorf("tensor %q: %s%v has %d elements but %s holds %d", t.Name, t.DType, t.Dims, n, field, got)
-		}
-		return nil
-	}
 	if p.GetDataLocation() == pb.TensorProto_EXTERNAL {
 		t.storage = storeExternal
 		t.external, err = parseExternal(t.Name, p.GetExternalData())
@@ -257,76 +272,93 @@ func decodeTensor(p *pb.TensorProto) (*Tensor, error) {
 		return t, nil
 	}
 	t.storage = storeTyped
-	le := binary.LittleEndian
-	switch t.DType {
-	case Float, Complex64:
-		per := map[DType]int64{Float: 1, Complex64: 2}[t.DType]
-		if err := have("float_data", int64(len(p.FloatData)), n*per); err != nil {
-			return nil, err
+	t.raw, t.strs, err = typedData(p, t.DType, n)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %s%v %w", t.Name, t.DType, t.Dims, err)
+	}
+	return t, nil
+}
+
+// typedData converts the typed field that holds a tensor of type dt with n
+// elements (float_data, int32_data, ...) to little-endian bytes, or returns
+// the string elements.
+func typedData(p *pb.TensorProto, dt DType, n int64) (raw []byte, strs [][]byte, err error) {
+	have := func(field string, got, want int64) error {
+		if got != want {
+			return fmt.Errorf("has %d elements but %s holds %d", n, field, got)
 		}
-		t.raw = make([]byte, 4*len(p.FloatData))
+		return nil
+	}
+	le := binary.LittleEndian
+	switch dt {
+	case Float, Complex64:
+		per := map[DType]int64{Float: 1, Complex64: 2}[dt]
+		if err := have("float_data", int64(len(p.FloatData)), n*per); err != nil {
+			return nil, nil, err
+		}
+		raw = make([]byte, 4*len(p.FloatData))
 		for i, x := range p.FloatData {
-			le.PutUint32(t.raw[4*i:], math.Float32bits(x))
+			le.PutUint32(raw[4*i:], math.Float32bits(x))
 		}
 	case Double, Complex128:
-		per := map[DType]int64{Double: 1, Complex128: 2}[t.DType]
+		per := map[DType]int64{Double: 1, Complex128: 2}[dt]
 		if err := have("double_data", int64(len(p.DoubleData)), n*per); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		t.raw = make([]byte, 8*len(p.DoubleData))
+		raw = make([]byte, 8*len(p.DoubleData))
 		for i, x := range p.DoubleData {
-			le.PutUint64(t.raw[8*i:], math.Float64bits(x))
+			le.PutUint64(raw[8*i:], math.Float64bits(x))
 		}
 	case Int64:
 		if err := have("int64_data", int64(len(p.Int64Data)), n); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		t.raw = make([]byte, 8*len(p.Int64Data))
+		raw = make([]byte, 8*len(p.Int64Data))
 		for i, x := range p.Int64Data {
-			le.PutUint64(t.raw[8*i:], uint64(x))
+			le.PutUint64(raw[8*i:], uint64(x))
 		}
 	case Uint32, Uint64:
 		if err := have("uint64_data", int64(len(p.Uint64Data)), n); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		size := t.DType.bits() / 8
-		t.raw = make([]byte, size*len(p.Uint64Data))
+		size := dt.bits() / 8
+		raw = make([]byte, size*len(p.Uint64Data))
 		for i, x := range p.Uint64Data {
 			if size == 4 {
-				le.PutUint32(t.raw[4*i:], uint32(x))
+				le.PutUint32(raw[4*i:], uint32(x))
 			} else {
-				le.PutUint64(t.raw[8*i:], x)
+				le.PutUint64(raw[8*i:], x)
 			}
 		}
 	case Int32, Int16, Uint16, Int8, Uint8, Bool, Float16, BFloat16,
 		Float8E4M3FN, Float8E4M3FNUZ, Float8E5M2, Float8E5M2FNUZ:
 		// ONNX stores each of these in one int32_data entry per element.
 		if err := have("int32_data", int64(len(p.Int32Data)), n); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		size := t.DType.bits() / 8
-		t.raw = make([]byte, size*len(p.Int32Data))
+		size := dt.bits() / 8
+		raw = make([]byte, size*len(p.Int32Data))
 		for i, x := range p.Int32Data {
 			switch size {
 			case 1:
-				t.raw[i] = byte(x)
+				raw[i] = byte(x)
 			case 2:
-				le.PutUint16(t.raw[2*i:], uint16(x))
+				le.PutUint16(raw[2*i:], uint16(x))
 			case 4:
-				le.PutUint32(t.raw[4*i:], uint32(x))
+				le.PutUint32(raw[4*i:], uint32(x))
 			}
 		}
 	case String:
 		if err := have("string_data", int64(len(p.StringData)), n); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		t.strs = p.StringData
+		strs = p.StringData
 	default:
 		if n != 0 {
-			return nil, fmt.Errorf("tensor %q: %s data must be in raw_data", t.Name, t.DType)
+			return nil, nil, errors.New("data must be in raw_data")
 		}
 	}
-	return t, nil
+	return raw, strs, nil
 }
 
 // encodeTensor converts t back to a TensorProto. External data is described
@@ -341,6 +373,23 @@ func encodeTensor(t *Tensor) *pb.TensorProto {
 	p.DataType = optInt32(o.DataType, int32(t.DType))
 	p.Name = optString(o.Name, t.Name)
 	p.DocString = optString(o.DocString, t.DocString)
+	// While a tensor keeps the type and storage it was read with, the data
+	// fields graft does not read stay as they were (ONNX ignores them too),
+	// and typed data the bytes still match is written as read: int32_data
+	// may hold values outside the element type's range, which graft's bytes
+	// cannot.
+	kept := t.orig != nil && t.DType == DType(o.GetDataType()) && t.storage == readStorage(o)
+	if kept {
+		p.FloatData, p.Int32Data, p.StringData, p.Int64Data = o.FloatData, o.Int32Data, o.StringData, o.Int64Data
+		p.DoubleData, p.Uint64Data, p.RawData = o.DoubleData, o.Uint64Data, o.RawData
+		p.ExternalData, p.DataLocation = o.ExternalData, o.DataLocation
+		if t.storage == storeTyped {
+			raw, strs, err := typedData(o, t.DType, t.NumElements())
+			if err == nil && bytes.Equal(raw, t.raw) && sameStrings(strs, t.strs) {
+				return p
+			}
+		}
+	}
 	switch t.storage {
 	case storeExternal:
 		loc := pb.TensorProto_EXTERNAL
@@ -405,6 +454,29 @@ func encodeTensor(t *Tensor) *pb.TensorProto {
 		}
 	}
 	return p
+}
+
+// readStorage is the field a TensorProto holds its data in.
+func readStorage(p *pb.TensorProto) storage {
+	switch {
+	case p.GetDataLocation() == pb.TensorProto_EXTERNAL:
+		return storeExternal
+	case p.RawData != nil:
+		return storeRaw
+	}
+	return storeTyped
+}
+
+func sameStrings(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // cloneTensorShell copies the fields of p that graft does not model (segment,

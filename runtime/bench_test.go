@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
 	"gorgonia.org/tensor"
 )
@@ -13,10 +14,10 @@ import (
 // torchvision ResNet-18 (BatchNorm folded, as PyTorch exports by default).
 // testdata/gen/bench.sh runs it beside onnxruntime-node for the ratio.
 func BenchmarkResNet18Inference(b *testing.B) {
-	path := "../testdata/big/resnet18_op13_folded/model.onnx"
+	path := testenv.Big.Files(b, "resnet18_op13_folded/model.onnx")[0]
 	m, err := onnx.Load(path)
 	if err != nil {
-		b.Skipf("full-size model missing (testdata/gen/export_models.py --big): %v", err)
+		b.Fatal(err)
 	}
 	p, err := Compile(m, Options{})
 	if err != nil {

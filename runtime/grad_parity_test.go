@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
-	"github.com/graft-dev/graft/onnx/onnxtest"
 	"gorgonia.org/tensor"
 )
 
@@ -18,14 +18,11 @@ import (
 // agree only as far as their rounding does; graft's float32 is compared to
 // the exact value, and to PyTorch's float32 for information.
 func TestResNet18InputGradientMatchesPyTorch(t *testing.T) {
-	dir := "../testdata/big/resnet18_op13_bn"
-	ref64 := filepath.Join(dir, "test_data_set_0/fgsm_grad64.pb")
-	ref32 := filepath.Join(dir, "test_data_set_0/grad_input_0.pb")
-	for _, f := range []string{ref64, ref32} {
-		if _, err := onnx.LoadTensor(f); err != nil {
-			onnxtest.Missing(t, "gradient references (testdata/gen/setup.sh runs export_models.py --big and fgsm_refs.py): %v", err)
-		}
-	}
+	const model = "resnet18_op13_bn"
+	ds := filepath.Join(model, "test_data_set_0")
+	testenv.Big.Files(t, filepath.Join(model, "model.onnx"), filepath.Join(ds, "labels.pb"), filepath.Join(ds, "input_0.pb"))
+	refs := testenv.Big.Files(t, filepath.Join(ds, "fgsm_grad64.pb"), filepath.Join(ds, "grad_input_0.pb"))
+	dir, ref64, ref32 := testenv.Big.Path(model), refs[0], refs[1]
 	m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
-	"github.com/graft-dev/graft/onnx/onnxtest"
 )
 
 var (
@@ -131,10 +131,12 @@ func TestGridSampleForward(t *testing.T) {
 // to 4 decimals, so the conformance suite (tolerance 1e-5 + 1e-4 relative)
 // cannot run it; check it here within that rounding.
 func TestGridSampleBicubicBackendData(t *testing.T) {
-	dir := filepath.Join(backendData, "node", "test_gridsample_bicubic")
+	const test = "node/test_gridsample_bicubic"
+	testenv.Backend.Files(t, test+"/model.onnx", test+"/test_data_set_0/input_0.pb", test+"/test_data_set_0/input_1.pb", test+"/test_data_set_0/output_0.pb")
+	dir := testenv.Backend.Path(test)
 	m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
 	if err != nil {
-		onnxtest.Missing(t, "libonnx-testdata (apt-get install libonnx-testdata)")
+		t.Fatal(err)
 	}
 	x, xs := loadSampleRef(t, dir, "test_data_set_0/input_0")
 	grid, gs := loadSampleRef(t, dir, "test_data_set_0/input_1")

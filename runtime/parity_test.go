@@ -3,42 +3,41 @@ package runtime
 import (
 	"math"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
-	"github.com/graft-dev/graft/onnx/onnxtest"
 	"gorgonia.org/tensor"
 )
 
-// testModelDirs lists the exported test models: the committed small ones
-// and, when generated, the full-size ResNet-18s.
-func testModelDirs(t testing.TB, big bool) []string {
-	// A test model is a folder with model.onnx and test_data_set_0.
-	models := func(pattern string) []string {
-		dirs, _ := filepath.Glob(pattern)
-		var out []string
-		for _, d := range dirs {
-			_, e1 := os.Stat(filepath.Join(d, "model.onnx"))
-			_, e2 := os.Stat(filepath.Join(d, "test_data_set_0/input_0.pb"))
-			_, e3 := os.Stat(filepath.Join(d, "test_data_set_0/output_0.pb"))
-			if e1 == nil && e2 == nil && e3 == nil {
-				out = append(out, d)
-			}
-		}
-		return out
+// committedModelDirs lists the committed exported models (testdata/models),
+// each a folder with model.onnx and test_data_set_0.
+func committedModelDirs(t testing.TB) []string {
+	paths, _ := filepath.Glob("../testdata/models/*/model.onnx")
+	if len(paths) < 7 {
+		t.Fatalf("%d models in testdata/models, want 7", len(paths))
 	}
-	out := models("../testdata/models/*")
-	if big {
-		b := models("../testdata/big/resnet18_*")
-		if len(b) == 0 {
-			onnxtest.Missing(t, "full-size models (testdata/gen/export_models.py --big)")
-		}
-		out = append(out, b...)
+	var dirs []string
+	for _, p := range paths {
+		dirs = append(dirs, filepath.Dir(p))
 	}
-	return out
+	return dirs
+}
+
+// bigModelDirs lists the full-size exported models (testdata/big), calling
+// testenv.Missing unless all four are there with their test data.
+func bigModelDirs(t testing.TB) []string {
+	paths := testenv.Big.Glob(t, "resnet18_*/model.onnx", 4)
+	var dirs []string
+	for _, p := range paths {
+		dir := filepath.Dir(p)
+		name := filepath.Base(dir)
+		testenv.Big.Files(t, filepath.Join(name, "test_data_set_0/input_0.pb"), filepath.Join(name, "test_data_set_0/output_0.pb"))
+		dirs = append(dirs, dir)
+	}
+	return dirs
 }
 
 // loadDense reads a TensorProto file as a float32 or float64 tensor.
@@ -90,28 +89,35 @@ func maxAbsDiff(a, b []float64) float64 {
 
 // Every exported model's output equals PyTorch's within 1e-4.
 func TestParityWithPyTorch(t *testing.T) {
-	for _, dir := range testModelDirs(t, true) {
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := Compile(m, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			in := loadDense(t, filepath.Join(dir, "test_data_set_0/input_0.pb"), false)
-			want := loadDense(t, filepath.Join(dir, "test_data_set_0/output_0.pb"), false)
-			out, err := p.Run(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := maxAbsDiff(float64sOf(out[0]), float64sOf(want)); d > 1e-4 || math.IsNaN(d) {
-				t.Errorf("max |graft - PyTorch| = %g, want <= 1e-4", d)
-			} else {
-				t.Logf("max |graft - PyTorch| = %.2g", d)
-			}
-		})
+	for _, dir := range committedModelDirs(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) { checkParity(t, dir) })
+	}
+	t.Run("big", func(t *testing.T) {
+		for _, dir := range bigModelDirs(t) {
+			t.Run(filepath.Base(dir), func(t *testing.T) { checkParity(t, dir) })
+		}
+	})
+}
+
+func checkParity(t *testing.T, dir string) {
+	m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := loadDense(t, filepath.Join(dir, "test_data_set_0/input_0.pb"), false)
+	want := loadDense(t, filepath.Join(dir, "test_data_set_0/output_0.pb"), false)
+	out, err := p.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxAbsDiff(float64sOf(out[0]), float64sOf(want)); d > 1e-4 || math.IsNaN(d) {
+		t.Errorf("max |graft - PyTorch| = %g, want <= 1e-4", d)
+	} else {
+		t.Logf("max |graft - PyTorch| = %.2g", d)
 	}
 }
 

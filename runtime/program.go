@@ -514,31 +514,25 @@ func (p *Program) WriteBack() error {
 		case []float64:
 			vals = d
 		}
-		var t *onnx.Tensor
-		var err error
+		var raw []byte
 		switch v.Const.DType {
 		case onnx.Float:
-			f := make([]float32, len(vals))
+			raw = make([]byte, 4*len(vals))
 			for i, x := range vals {
-				f[i] = float32(x)
+				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(float32(x)))
 			}
-			t, err = onnx.FromFloat32(v.Name, v.Const.Dims, f)
 		case onnx.Double:
-			raw := make([]byte, 8*len(vals))
+			raw = make([]byte, 8*len(vals))
 			for i, x := range vals {
 				binary.LittleEndian.PutUint64(raw[8*i:], math.Float64bits(x))
 			}
-			t, err = onnx.NewTensor(v.Name, onnx.Double, v.Const.Dims, raw)
+		default:
+			continue
 		}
-		if err != nil {
+		// The tensor keeps its doc string, storage and unknown fields.
+		if err := v.Const.SetRaw(raw); err != nil {
 			return fmt.Errorf("write back %q: %w", v.Name, err)
 		}
-		if v.Const.External() != nil {
-			if err := t.SetExternal(true); err != nil {
-				return fmt.Errorf("write back %q: %w", v.Name, err)
-			}
-		}
-		v.Const = t
 	}
 	return nil
 }

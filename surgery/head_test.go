@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
 )
 
@@ -30,25 +31,25 @@ func TestFindHeadOnExportedModels(t *testing.T) {
 		{"resnet_tiny_op17_folded", "/fc/Gemm", 64, 10},
 		{"resnet_tiny_op17_bn", "/fc/Gemm", 64, 10},
 	}
-	big, _ := filepath.Glob("../testdata/big/resnet18_*/model.onnx")
-	for _, p := range big {
-		cases = append(cases, struct {
-			model   string
-			node    string
-			in, out int64
-		}{"../big/" + filepath.Base(filepath.Dir(p)), "/fc/Gemm", 512, 1000})
-	}
-	for _, c := range cases {
-		m := load(t, filepath.Join("../testdata/models", c.model, "model.onnx"))
+	check := func(t *testing.T, path, node string, in, out int64) {
+		m := load(t, path)
 		h, err := FindHead(m.Graph)
 		if err != nil {
-			t.Errorf("%s: %v", c.model, err)
-			continue
+			t.Errorf("%s: %v", path, err)
+			return
 		}
-		if h.Node.Name != c.node || h.InFeatures != c.in || h.OutFeatures != c.out {
-			t.Errorf("%s: head %q %d->%d, want %q %d->%d", c.model, h.Node.Name, h.InFeatures, h.OutFeatures, c.node, c.in, c.out)
+		if h.Node.Name != node || h.InFeatures != in || h.OutFeatures != out {
+			t.Errorf("%s: head %q %d->%d, want %q %d->%d", path, h.Node.Name, h.InFeatures, h.OutFeatures, node, in, out)
 		}
 	}
+	for _, c := range cases {
+		check(t, filepath.Join("../testdata/models", c.model, "model.onnx"), c.node, c.in, c.out)
+	}
+	t.Run("big", func(t *testing.T) {
+		for _, path := range testenv.Big.Glob(t, "resnet18_*/model.onnx", 4) {
+			check(t, path, "/fc/Gemm", 512, 1000)
+		}
+	})
 }
 
 // tiny builds input -> Flatten -> op(s) -> output graphs for the head shapes

@@ -171,10 +171,13 @@ func Initialize(rules []Rule, sel Selector, seed int64) Edit {
 						}
 					}
 					nt, err := onnx.FromFloat32(t.Name, t.Dims, v)
+					if err == nil {
+						// The tensor keeps its doc string, storage and unknown fields.
+						err = t.SetRaw(nt.Raw())
+					}
 					if err != nil {
 						return fmt.Errorf("initialise %q: %w", p.Name, err)
 					}
-					p.Value.Const = nt
 					done++
 					break
 				}

@@ -11,14 +11,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
-	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"github.com/graft-dev/graft/runtime/finetune"
 	"github.com/graft-dev/graft/runtime/train"
 )
-
-const fashionMNIST = "/usr/share/datasets/fashion-mnist"
 
 func readHistory(t *testing.T, path string) *train.History {
 	t.Helper()
@@ -32,14 +30,14 @@ func readHistory(t *testing.T, path string) *train.History {
 // Real transfer learning on real data: the clothes-pretrained demo model
 // moved to Fashion-MNIST classes 5-9 through IDX files, backbone frozen.
 func TestFinetuneFashionMNISTIDX(t *testing.T) {
-	if _, err := os.Stat(fashionMNIST); err != nil {
-		onnxtest.Missing(t, "Debian's dataset-fashion-mnist")
-	}
+	files := testenv.FashionMNIST.Files(t, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+		"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+	trainImages, valImages := files[0], files[2]
 	dir := t.TempDir()
 	out := filepath.Join(dir, "model.onnx")
 	code, stdout, errs := graft("finetune", "--model", "demo/pretrained.onnx",
-		"--data", filepath.Join(fashionMNIST, "train-images-idx3-ubyte.gz"), "--classes", "5,6,7,8,9", "--per-class", "200",
-		"--val", filepath.Join(fashionMNIST, "t10k-images-idx3-ubyte.gz"),
+		"--data", trainImages, "--classes", "5,6,7,8,9", "--per-class", "200",
+		"--val", valImages,
 		"--freeze", "backbone", "--epochs", "4", "--lr", "0.01", "-o", out)
 	if code != 0 {
 		t.Fatalf("graft finetune: %s\n%s", errs, stdout)
@@ -59,8 +57,8 @@ func TestFinetuneFashionMNISTIDX(t *testing.T) {
 
 	// --resume continues from the checkpoint to 6 epochs.
 	code, _, errs = graft("finetune", "--model", "demo/pretrained.onnx",
-		"--data", filepath.Join(fashionMNIST, "train-images-idx3-ubyte.gz"), "--classes", "5,6,7,8,9", "--per-class", "200",
-		"--val", filepath.Join(fashionMNIST, "t10k-images-idx3-ubyte.gz"),
+		"--data", trainImages, "--classes", "5,6,7,8,9", "--per-class", "200",
+		"--val", valImages,
 		"--freeze", "backbone", "--epochs", "6", "--lr", "0.01", "--resume", "-o", out)
 	if code != 0 {
 		t.Fatalf("graft finetune --resume: %s", errs)

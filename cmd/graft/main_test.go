@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/onnx/onnxtest"
@@ -73,10 +74,7 @@ func TestInspectTestModels(t *testing.T) {
 // The full-size torchvision exports: the head is fc 512 -> 1000, and the
 // parameter count equals the initializer sum computed by Python's onnx.
 func TestInspectFullSizeResNet18(t *testing.T) {
-	paths, _ := filepath.Glob("../../testdata/big/resnet18_*/model.onnx")
-	if len(paths) < 4 {
-		onnxtest.Missing(t, "full-size resnet18 exports (testdata/gen/export_models.py --big)")
-	}
+	paths := testenv.Big.Glob(t, "resnet18_*/model.onnx", 4)
 	onnxtest.NeedPython(t, "onnx", "numpy")
 	for _, p := range paths {
 		code, out, errs := graft("inspect", "--json", p)

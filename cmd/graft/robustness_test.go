@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/attacks"
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
-	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime/data"
 	"github.com/graft-dev/graft/runtime/dataset"
 )
@@ -201,10 +201,7 @@ func TestRobustnessBadInput(t *testing.T) {
 // The Fashion-MNIST files Debian ships (installed by testdata/gen/setup.sh)
 // are read under their standard names; the MNIST LeNet runs on them.
 func TestRobustnessFashionMNISTFiles(t *testing.T) {
-	images := "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-	if _, err := os.Stat(images); err != nil {
-		onnxtest.Missing(t, "Debian's dataset-fashion-mnist")
-	}
+	images := testenv.FashionMNIST.Files(t, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")[0]
 	dir := t.TempDir()
 	code, _, errs := robustness(t, "--model", lenetModel, "--data", images, "--limit", "30", "--eps", "0,0.1", "-o", dir)
 	if code != 0 {

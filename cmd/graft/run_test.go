@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/onnx/onnxtest"
@@ -72,14 +73,12 @@ func TestRunTensorMatchesPyTorch(t *testing.T) {
 
 // The full-size torchvision ResNet-18 exports (3x224x224, batch 2).
 func TestRunFullSizeResNet18(t *testing.T) {
-	dirs, _ := filepath.Glob("../../testdata/big/resnet18_*")
-	if len(dirs) == 0 {
-		onnxtest.Missing(t, "full-size resnet18 exports (testdata/gen/export_models.py --big)")
-	}
 	if testing.Short() {
 		t.Skip("full-size models are slow")
 	}
-	for _, dir := range dirs {
+	for _, model := range testenv.Big.Glob(t, "resnet18_*/model.onnx", 4) {
+		dir := filepath.Dir(model)
+		testenv.Big.Files(t, filepath.Join(filepath.Base(dir), "test_data_set_0", "input_0.pb"), filepath.Join(filepath.Base(dir), "test_data_set_0", "output_0.pb"))
 		t.Run(filepath.Base(dir), func(t *testing.T) { checkSavedOutput(t, dir) })
 	}
 }

@@ -3,8 +3,8 @@
 // compares tensors.
 //
 // A missing tool skips the test with the reason, unless GRAFT_REFERENCE=1
-// (set by CI), which turns it into a failure: in CI every reference check
-// must run.
+// (set by CI), which turns it into a failure: internal/testenv decides, as
+// for missing reference data.
 package onnxtest
 
 import (
@@ -14,9 +14,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"regexp"
+	"sort"
+	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
 )
 
@@ -24,22 +27,19 @@ import (
 const Python = "/usr/bin/python3"
 
 // Root returns the repository's root folder.
-func Root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
+func Root() string { return testenv.Root() }
 
 // Required reports whether reference tools must be present (GRAFT_REFERENCE=1).
-func Required() bool { return os.Getenv("GRAFT_REFERENCE") == "1" }
+//
+// Deprecated: use testenv.Required.
+func Required() bool { return testenv.Required() }
 
 // Missing skips t, or fails it when reference tools are required.
+//
+// Deprecated: use testenv.Missing.
 func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if Required() {
-		t.Fatalf("reference tool missing (GRAFT_REFERENCE=1): %s", msg)
-	}
-	t.Skipf("reference tool missing: %s (set up with .ci/run)", msg)
+	testenv.Missing(t, format, args...)
 }
 
 // NeedPython skips or fails t unless Python can import the given modules.
@@ -47,7 +47,7 @@ func NeedPython(t testing.TB, modules ...string) {
 	t.Helper()
 	for _, m := range modules {
 		if err := exec.Command(Python, "-c", "import "+m).Run(); err != nil {
-			Missing(t, "%s cannot import %s (apt-get install python3-%s)", Python, m, m)
+			testenv.Missing(t, "%s cannot import %s (apt-get install python3-%s)", Python, m, m)
 		}
 	}
 }
@@ -68,10 +68,10 @@ func RunORT(t testing.TB, model string, inputs ...string) []*onnx.Tensor {
 	t.Helper()
 	gen := filepath.Join(Root(), "testdata/gen")
 	if _, err := exec.LookPath("node"); err != nil {
-		Missing(t, "node is not installed")
+		testenv.Missing(t, "node is not installed")
 	}
 	if _, err := os.Stat(filepath.Join(gen, "node_modules/onnxruntime-node")); err != nil {
-		Missing(t, "onnxruntime-node is not installed (cd testdata/gen && ONNXRUNTIME_NODE_INSTALL=skip npm ci)")
+		testenv.Missing(t, "onnxruntime-node is not installed (cd testdata/gen && ONNXRUNTIME_NODE_INSTALL=skip npm ci)")
 	}
 	dir := t.TempDir()
 	args := append([]string{filepath.Join(gen, "ort_run.js"), model, dir}, inputs...)
@@ -151,4 +151,47 @@ func AllClose(a, b *onnx.Tensor, rtol, atol float64) error {
 		return fmt.Errorf("element %d: got %g, want %g (rtol %g, atol %g)", at, x[at], y[at], rtol, atol)
 	}
 	return nil
+}
+
+// The models of testdata/roundtrip (made by testdata/gen/roundtrip_models.py)
+// give every message a doc string, metadata and fields unknown to graft's
+// schema, each marked with the message's path: doc(model.graph.node[0]),
+// key(...) and meta(...) for metadata, unknown(...) for unknown fields.
+var markPattern = regexp.MustCompile(`(?:doc|key|meta|unknown)\(model[^()]*\)`)
+
+// Marks returns the set of marks in an encoded model.
+func Marks(b []byte) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range markPattern.FindAll(b, -1) {
+		out[string(m)] = true
+	}
+	return out
+}
+
+// KeepsMarks fails t unless every mark of before is in after, except those of
+// the messages an edit replaced: edited lists their paths, each covering the
+// messages inside it (model.graph.node[3] covers model.graph.node[3].attribute[0]).
+func KeepsMarks(t testing.TB, before, after []byte, edited ...string) {
+	t.Helper()
+	want, got := Marks(before), Marks(after)
+	if len(want) < 50 {
+		t.Fatalf("the model has %d marks: not a model of testdata/roundtrip", len(want))
+	}
+	var lost []string
+	for m := range want {
+		path := m[strings.Index(m, "(")+1 : len(m)-1]
+		replaced := false
+		for _, e := range edited {
+			if path == e || strings.HasPrefix(path, e+".") {
+				replaced = true
+			}
+		}
+		if !got[m] && !replaced {
+			lost = append(lost, m)
+		}
+	}
+	sort.Strings(lost)
+	if len(lost) > 0 {
+		t.Errorf("%d of %d doc strings, metadata and unknown fields were lost, among them %s", len(lost), len(want), strings.Join(lost[:min(len(lost), 8)], ", "))
+	}
 }

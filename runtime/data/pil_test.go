@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/onnxtest"
 )
@@ -140,27 +141,32 @@ func TestPILReferencesFullSize(t *testing.T) {
 
 // realPhotos lists JPEG photos available wherever this test can run: the
 // frames in Go's image/testdata and the dog photo of Gorgonia's YOLO
-// example, from the module cache.
+// example, from the module cache. A missing one is reported by
+// testenv.MissingPart (a failure under GRAFT_REFERENCE=1).
 func realPhotos(t *testing.T) []string {
-	var photos []string
+	var want []string
 	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
 		dir := filepath.Join(strings.TrimSpace(string(out)), "src", "image", "testdata")
 		for _, f := range []string{"video-001.jpeg", "video-001.q50.420.jpeg", "video-001.q50.422.jpeg", "video-001.q50.440.jpeg",
 			"video-001.q50.444.jpeg", "video-001.q50.411.jpeg", "video-001.q50.410.progressive.jpeg", "video-001.progressive.jpeg",
 			"video-001.cmyk.jpeg", "video-005.gray.jpeg"} {
-			if p := filepath.Join(dir, f); exists(p) {
-				photos = append(photos, p)
-			}
+			want = append(want, filepath.Join(dir, f))
 		}
+	} else {
+		testenv.MissingPart(t, "Go's image/testdata photos: go env GOROOT: %v", err)
 	}
 	if out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "gorgonia.org/gorgonia").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "examples", "tiny-yolo-v2-coco", "data", "dog.jpg")
+		want = append(want, filepath.Join(strings.TrimSpace(string(out)), "examples", "tiny-yolo-v2-coco", "data", "dog.jpg"))
+	} else {
+		testenv.MissingPart(t, "Gorgonia's example photo: go list -m gorgonia.org/gorgonia: %v", err)
+	}
+	var photos []string
+	for _, p := range want {
 		if exists(p) {
 			photos = append(photos, p)
+		} else {
+			testenv.MissingPart(t, "photo %s (part of Go's source tree and of the gorgonia module: go mod download)", p)
 		}
-	}
-	if len(photos) == 0 {
-		t.Log("no real photos found (Go's image/testdata, Gorgonia's module)")
 	}
 	return photos
 }

@@ -8,12 +8,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/graft-dev/graft/onnx/onnxtest"
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/runtime/data"
 )
-
-// fashionMNIST is where this machine keeps Fashion-MNIST's IDX files.
-const fashionMNIST = "/usr/share/datasets/fashion-mnist"
 
 var fashionNames = []string{"T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
 
@@ -21,13 +18,11 @@ var fashionNames = []string{"T-shirt_top", "Trouser", "Pullover", "Dress", "Coat
 // checks that folder and IDX data sets of the same images give the same
 // tensors.
 func TestFashionMNIST(t *testing.T) {
-	imagesPath := filepath.Join(fashionMNIST, "t10k-images-idx3-ubyte.gz")
-	if _, err := os.Stat(imagesPath); err != nil {
-		onnxtest.Missing(t, "Fashion-MNIST at %s", fashionMNIST)
-	}
+	files := testenv.FashionMNIST.Files(t, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+	imagesPath := files[0]
 	labelsPath, err := data.IDXLabelsPath(imagesPath)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || labelsPath != files[1] {
+		t.Fatalf("labels of %s: %s, %v; want %s", imagesPath, labelsPath, err, files[1])
 	}
 	all, err := IDX(imagesPath, labelsPath)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/attacks"
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime"
@@ -83,9 +84,9 @@ func photoFolder(t *testing.T, root string, perClass int) {
 	photos := map[string]string{"cat": "chelsea.png", "coffee": "coffee.png", "rocket": "rocket.jpg", "astronaut": "astronaut.png"}
 	rng := rand.New(rand.NewSource(1))
 	for class, file := range photos {
-		fin, err := os.Open(filepath.Join("../../testdata/big/photos", file))
+		fin, err := os.Open(testenv.Big.Files(t, "photos/"+file)[0])
 		if err != nil {
-			onnxtest.Missing(t, "sample photos (bash testdata/gen/setup.sh): %v", err)
+			t.Fatal(err)
 		}
 		src, _, err := image.Decode(fin)
 		fin.Close()
@@ -122,13 +123,10 @@ func photoFolder(t *testing.T, root string, perClass int) {
 // BatchNorm in training mode) on an image folder of real RGB photos, and
 // the result passes the ONNX checker.
 func TestResNet18OnPhotos(t *testing.T) {
-	model := "../../testdata/big/resnet18_op13_bn/model.onnx"
-	if _, err := os.Stat(model); err != nil {
-		onnxtest.Missing(t, "full-size ResNet-18 (testdata/gen/export_models.py --big)")
-	}
 	if testing.Short() {
 		t.Skip("trains the full-size ResNet-18 (-short)")
 	}
+	model := testenv.Big.Files(t, "resnet18_op13_bn/model.onnx")[0]
 	dir := t.TempDir()
 	photoFolder(t, filepath.Join(dir, "photos"), 6)
 	photos, err := dataset.ImageFolder(filepath.Join(dir, "photos"))

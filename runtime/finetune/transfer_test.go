@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/graft-dev/graft/onnx/onnxtest"
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"github.com/graft-dev/graft/runtime/train"
@@ -50,9 +50,6 @@ func flat(v any) []float64 {
 	return nil
 }
 
-// fashionMNIST is where Debian's dataset-fashion-mnist puts the files.
-const fashionMNIST = "/usr/share/datasets/fashion-mnist"
-
 func loadFashionRef(t *testing.T) *fashionRef {
 	t.Helper()
 	b, err := os.ReadFile("../../testdata/gen/fashion_finetune_ref.json")
@@ -75,12 +72,10 @@ func TestTransferLearningMatchesPyTorch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("15 epochs, three times (-short)")
 	}
-	if _, err := os.Stat(filepath.Join(fashionMNIST, "train-images-idx3-ubyte.gz")); err != nil {
-		onnxtest.Missing(t, "Debian's dataset-fashion-mnist")
-	}
+	f := testenv.FashionMNIST.Files(t, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 	ref := loadFashionRef(t)
 	b := ref.Settings["b"]
-	all, err := dataset.IDX(filepath.Join(fashionMNIST, "train-images-idx3-ubyte.gz"), filepath.Join(fashionMNIST, "train-labels-idx1-ubyte.gz"))
+	all, err := dataset.IDX(f[0], f[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +83,7 @@ func TestTransferLearningMatchesPyTorch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	test, err := dataset.IDX(filepath.Join(fashionMNIST, "t10k-images-idx3-ubyte.gz"), filepath.Join(fashionMNIST, "t10k-labels-idx1-ubyte.gz"))
+	test, err := dataset.IDX(f[2], f[3])
 	if err != nil {
 		t.Fatal(err)
 	}

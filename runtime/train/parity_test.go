@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
-	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
@@ -30,17 +30,19 @@ type parityRefs struct {
 }
 
 func loadParity(t *testing.T) (string, *parityRefs) {
-	dir := filepath.Join(onnxtest.Root(), "testdata/big/finetune_parity")
+	const folder = "finetune_parity" // by testdata/gen/finetune_refs.py
+	testenv.Big.Files(t, folder+"/losses.json", folder+"/inputs.pb", folder+"/labels.pb", folder+"/model.onnx")
+	dir := testenv.Big.Path(folder)
 	b, err := os.ReadFile(filepath.Join(dir, "losses.json"))
 	if err != nil {
-		onnxtest.Missing(t, "PyTorch fine-tuning references (%v); run testdata/gen/finetune_refs.py", err)
+		t.Fatal(err)
 	}
 	var refs parityRefs
 	if err := json.Unmarshal(b, &refs); err != nil {
 		t.Fatal(err)
 	}
 	if len(refs.Frozen) != refs.Steps || len(refs.Full) != refs.Steps || len(refs.Full64) != refs.Steps || refs.Steps < 3 {
-		onnxtest.Missing(t, "stale PyTorch fine-tuning references in %s; rerun testdata/gen/finetune_refs.py", dir)
+		testenv.Missing(t, "stale PyTorch fine-tuning references in %s; rerun testdata/gen/finetune_refs.py", dir)
 	}
 	return dir, &refs
 }

@@ -1219,6 +1219,11 @@ func (x *SparseTensorProto) GetDims() []int64 {
 	return nil
 }
 
+// ONNX declares Dimension's value and TypeProto's value as oneofs. Here they
+// are plain optional fields, which are the same on the wire: protobuf-go
+// marshals oneof fields after all others, so a dimension or type with a
+// denotation would not re-encode to the bytes ONNX's C++ and Python write
+// (field-number order). Exactly one of each group is set when graft writes.
 type TensorShapeProto struct {
 	state         protoimpl.MessageState        `protogen:"open.v1"`
 	Dim           []*TensorShapeProto_Dimension `protobuf:"bytes,1,rep,name=dim" json:"dim,omitempty"`
@@ -1264,18 +1269,15 @@ func (x *TensorShapeProto) GetDim() []*TensorShapeProto_Dimension {
 }
 
 type TypeProto struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Value:
-	//
-	//	*TypeProto_TensorType
-	//	*TypeProto_SequenceType
-	//	*TypeProto_MapType
-	//	*TypeProto_SparseTensorType
-	//	*TypeProto_OptionalType
-	Value         isTypeProto_Value `protobuf_oneof:"value"`
-	Denotation    *string           `protobuf:"bytes,6,opt,name=denotation" json:"denotation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState  `protogen:"open.v1"`
+	TensorType       *TypeProto_Tensor       `protobuf:"bytes,1,opt,name=tensor_type,json=tensorType" json:"tensor_type,omitempty"`
+	SequenceType     *TypeProto_Sequence     `protobuf:"bytes,4,opt,name=sequence_type,json=sequenceType" json:"sequence_type,omitempty"`
+	MapType          *TypeProto_Map          `protobuf:"bytes,5,opt,name=map_type,json=mapType" json:"map_type,omitempty"`
+	Denotation       *string                 `protobuf:"bytes,6,opt,name=denotation" json:"denotation,omitempty"`
+	SparseTensorType *TypeProto_SparseTensor `protobuf:"bytes,8,opt,name=sparse_tensor_type,json=sparseTensorType" json:"sparse_tensor_type,omitempty"`
+	OptionalType     *TypeProto_Optional     `protobuf:"bytes,9,opt,name=optional_type,json=optionalType" json:"optional_type,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TypeProto) Reset() {
@@ -1308,54 +1310,23 @@ func (*TypeProto) Descriptor() ([]byte, []int) {
 	return file_onnx_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *TypeProto) GetValue() isTypeProto_Value {
-	if x != nil {
-		return x.Value
-	}
-	return nil
-}
-
 func (x *TypeProto) GetTensorType() *TypeProto_Tensor {
 	if x != nil {
-		if x, ok := x.Value.(*TypeProto_TensorType); ok {
-			return x.TensorType
-		}
+		return x.TensorType
 	}
 	return nil
 }
 
 func (x *TypeProto) GetSequenceType() *TypeProto_Sequence {
 	if x != nil {
-		if x, ok := x.Value.(*TypeProto_SequenceType); ok {
-			return x.SequenceType
-		}
+		return x.SequenceType
 	}
 	return nil
 }
 
 func (x *TypeProto) GetMapType() *TypeProto_Map {
 	if x != nil {
-		if x, ok := x.Value.(*TypeProto_MapType); ok {
-			return x.MapType
-		}
-	}
-	return nil
-}
-
-func (x *TypeProto) GetSparseTensorType() *TypeProto_SparseTensor {
-	if x != nil {
-		if x, ok := x.Value.(*TypeProto_SparseTensorType); ok {
-			return x.SparseTensorType
-		}
-	}
-	return nil
-}
-
-func (x *TypeProto) GetOptionalType() *TypeProto_Optional {
-	if x != nil {
-		if x, ok := x.Value.(*TypeProto_OptionalType); ok {
-			return x.OptionalType
-		}
+		return x.MapType
 	}
 	return nil
 }
@@ -1367,39 +1338,19 @@ func (x *TypeProto) GetDenotation() string {
 	return ""
 }
 
-type isTypeProto_Value interface {
-	isTypeProto_Value()
+func (x *TypeProto) GetSparseTensorType() *TypeProto_SparseTensor {
+	if x != nil {
+		return x.SparseTensorType
+	}
+	return nil
 }
 
-type TypeProto_TensorType struct {
-	TensorType *TypeProto_Tensor `protobuf:"bytes,1,opt,name=tensor_type,json=tensorType,oneof"`
+func (x *TypeProto) GetOptionalType() *TypeProto_Optional {
+	if x != nil {
+		return x.OptionalType
+	}
+	return nil
 }
-
-type TypeProto_SequenceType struct {
-	SequenceType *TypeProto_Sequence `protobuf:"bytes,4,opt,name=sequence_type,json=sequenceType,oneof"`
-}
-
-type TypeProto_MapType struct {
-	MapType *TypeProto_Map `protobuf:"bytes,5,opt,name=map_type,json=mapType,oneof"`
-}
-
-type TypeProto_SparseTensorType struct {
-	SparseTensorType *TypeProto_SparseTensor `protobuf:"bytes,8,opt,name=sparse_tensor_type,json=sparseTensorType,oneof"`
-}
-
-type TypeProto_OptionalType struct {
-	OptionalType *TypeProto_Optional `protobuf:"bytes,9,opt,name=optional_type,json=optionalType,oneof"`
-}
-
-func (*TypeProto_TensorType) isTypeProto_Value() {}
-
-func (*TypeProto_SequenceType) isTypeProto_Value() {}
-
-func (*TypeProto_MapType) isTypeProto_Value() {}
-
-func (*TypeProto_SparseTensorType) isTypeProto_Value() {}
-
-func (*TypeProto_OptionalType) isTypeProto_Value() {}
 
 type TensorAnnotation struct {
 	state                     protoimpl.MessageState    `protogen:"open.v1"`
@@ -1706,13 +1657,10 @@ func (x *TensorProto_Segment) GetEnd() int64 {
 }
 
 type TensorShapeProto_Dimension struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Value:
-	//
-	//	*TensorShapeProto_Dimension_DimValue
-	//	*TensorShapeProto_Dimension_DimParam
-	Value         isTensorShapeProto_Dimension_Value `protobuf_oneof:"value"`
-	Denotation    *string                            `protobuf:"bytes,3,opt,name=denotation" json:"denotation,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DimValue      *int64                 `protobuf:"varint,1,opt,name=dim_value,json=dimValue" json:"dim_value,omitempty"`
+	DimParam      *string                `protobuf:"bytes,2,opt,name=dim_param,json=dimParam" json:"dim_param,omitempty"`
+	Denotation    *string                `protobuf:"bytes,3,opt,name=denotation" json:"denotation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1747,27 +1695,16 @@ func (*TensorShapeProto_Dimension) Descriptor() ([]byte, []int) {
 	return file_onnx_proto_rawDescGZIP(), []int{9, 0}
 }
 
-func (x *TensorShapeProto_Dimension) GetValue() isTensorShapeProto_Dimension_Value {
-	if x != nil {
-		return x.Value
-	}
-	return nil
-}
-
 func (x *TensorShapeProto_Dimension) GetDimValue() int64 {
-	if x != nil {
-		if x, ok := x.Value.(*TensorShapeProto_Dimension_DimValue); ok {
-			return x.DimValue
-		}
+	if x != nil && x.DimValue != nil {
+		return *x.DimValue
 	}
 	return 0
 }
 
 func (x *TensorShapeProto_Dimension) GetDimParam() string {
-	if x != nil {
-		if x, ok := x.Value.(*TensorShapeProto_Dimension_DimParam); ok {
-			return x.DimParam
-		}
+	if x != nil && x.DimParam != nil {
+		return *x.DimParam
 	}
 	return ""
 }
@@ -1778,22 +1715,6 @@ func (x *TensorShapeProto_Dimension) GetDenotation() string {
 	}
 	return ""
 }
-
-type isTensorShapeProto_Dimension_Value interface {
-	isTensorShapeProto_Dimension_Value()
-}
-
-type TensorShapeProto_Dimension_DimValue struct {
-	DimValue int64 `protobuf:"varint,1,opt,name=dim_value,json=dimValue,oneof"`
-}
-
-type TensorShapeProto_Dimension_DimParam struct {
-	DimParam string `protobuf:"bytes,2,opt,name=dim_param,json=dimParam,oneof"`
-}
-
-func (*TensorShapeProto_Dimension_DimValue) isTensorShapeProto_Dimension_Value() {}
-
-func (*TensorShapeProto_Dimension_DimParam) isTensorShapeProto_Dimension_Value() {}
 
 type TypeProto_Tensor struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2209,26 +2130,25 @@ const file_onnx_proto_rawDesc = "" +
 	"\x11SparseTensorProto\x12/\n" +
 	"\x06values\x18\x01 \x01(\v2\x17.graft.onnx.TensorProtoR\x06values\x121\n" +
 	"\aindices\x18\x02 \x01(\v2\x17.graft.onnx.TensorProtoR\aindices\x12\x12\n" +
-	"\x04dims\x18\x03 \x03(\x03R\x04dims\"\xc0\x01\n" +
+	"\x04dims\x18\x03 \x03(\x03R\x04dims\"\xb3\x01\n" +
 	"\x10TensorShapeProto\x128\n" +
-	"\x03dim\x18\x01 \x03(\v2&.graft.onnx.TensorShapeProto.DimensionR\x03dim\x1ar\n" +
-	"\tDimension\x12\x1d\n" +
-	"\tdim_value\x18\x01 \x01(\x03H\x00R\bdimValue\x12\x1d\n" +
-	"\tdim_param\x18\x02 \x01(\tH\x00R\bdimParam\x12\x1e\n" +
+	"\x03dim\x18\x01 \x03(\v2&.graft.onnx.TensorShapeProto.DimensionR\x03dim\x1ae\n" +
+	"\tDimension\x12\x1b\n" +
+	"\tdim_value\x18\x01 \x01(\x03R\bdimValue\x12\x1b\n" +
+	"\tdim_param\x18\x02 \x01(\tR\bdimParam\x12\x1e\n" +
 	"\n" +
 	"denotation\x18\x03 \x01(\tR\n" +
-	"denotationB\a\n" +
-	"\x05value\"\xa3\x06\n" +
-	"\tTypeProto\x12?\n" +
-	"\vtensor_type\x18\x01 \x01(\v2\x1c.graft.onnx.TypeProto.TensorH\x00R\n" +
-	"tensorType\x12E\n" +
-	"\rsequence_type\x18\x04 \x01(\v2\x1e.graft.onnx.TypeProto.SequenceH\x00R\fsequenceType\x126\n" +
-	"\bmap_type\x18\x05 \x01(\v2\x19.graft.onnx.TypeProto.MapH\x00R\amapType\x12R\n" +
-	"\x12sparse_tensor_type\x18\b \x01(\v2\".graft.onnx.TypeProto.SparseTensorH\x00R\x10sparseTensorType\x12E\n" +
-	"\roptional_type\x18\t \x01(\v2\x1e.graft.onnx.TypeProto.OptionalH\x00R\foptionalType\x12\x1e\n" +
+	"denotation\"\x90\x06\n" +
+	"\tTypeProto\x12=\n" +
+	"\vtensor_type\x18\x01 \x01(\v2\x1c.graft.onnx.TypeProto.TensorR\n" +
+	"tensorType\x12C\n" +
+	"\rsequence_type\x18\x04 \x01(\v2\x1e.graft.onnx.TypeProto.SequenceR\fsequenceType\x124\n" +
+	"\bmap_type\x18\x05 \x01(\v2\x19.graft.onnx.TypeProto.MapR\amapType\x12\x1e\n" +
 	"\n" +
 	"denotation\x18\x06 \x01(\tR\n" +
-	"denotation\x1aY\n" +
+	"denotation\x12P\n" +
+	"\x12sparse_tensor_type\x18\b \x01(\v2\".graft.onnx.TypeProto.SparseTensorR\x10sparseTensorType\x12C\n" +
+	"\roptional_type\x18\t \x01(\v2\x1e.graft.onnx.TypeProto.OptionalR\foptionalType\x1aY\n" +
 	"\x06Tensor\x12\x1b\n" +
 	"\telem_type\x18\x01 \x01(\x05R\belemType\x122\n" +
 	"\x05shape\x18\x02 \x01(\v2\x1c.graft.onnx.TensorShapeProtoR\x05shape\x1a>\n" +
@@ -2242,8 +2162,7 @@ const file_onnx_proto_rawDesc = "" +
 	"\telem_type\x18\x01 \x01(\v2\x15.graft.onnx.TypeProtoR\belemType\x1a_\n" +
 	"\fSparseTensor\x12\x1b\n" +
 	"\telem_type\x18\x01 \x01(\x05R\belemType\x122\n" +
-	"\x05shape\x18\x02 \x01(\v2\x1c.graft.onnx.TensorShapeProtoR\x05shapeB\a\n" +
-	"\x05value\"\x98\x01\n" +
+	"\x05shape\x18\x02 \x01(\v2\x1c.graft.onnx.TensorShapeProtoR\x05shape\"\x98\x01\n" +
 	"\x10TensorAnnotation\x12\x1f\n" +
 	"\vtensor_name\x18\x01 \x01(\tR\n" +
 	"tensorName\x12c\n" +
@@ -2375,17 +2294,6 @@ func init() { file_onnx_proto_init() }
 func file_onnx_proto_init() {
 	if File_onnx_proto != nil {
 		return
-	}
-	file_onnx_proto_msgTypes[10].OneofWrappers = []any{
-		(*TypeProto_TensorType)(nil),
-		(*TypeProto_SequenceType)(nil),
-		(*TypeProto_MapType)(nil),
-		(*TypeProto_SparseTensorType)(nil),
-		(*TypeProto_OptionalType)(nil),
-	}
-	file_onnx_proto_msgTypes[15].OneofWrappers = []any{
-		(*TensorShapeProto_Dimension_DimValue)(nil),
-		(*TensorShapeProto_Dimension_DimParam)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
