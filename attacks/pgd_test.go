@@ -90,11 +90,11 @@ func TestBIMAndPGDMatchPyTorch(t *testing.T) {
 				}
 				path[s] = adv[0].Data().([]float32)
 			}
-			want, err := loadPB(t, filepath.Join(dir, fmt.Sprintf("%s_%d.pb", name, k))).Float32s()
+			want, err := readPB(t, filepath.Join(dir, fmt.Sprintf("%s_%d.pb", name, k))).Float32s()
 			if err != nil {
 				t.Fatal(err)
 			}
-			ties, err := loadPB(t, filepath.Join(dir, fmt.Sprintf("%s_ties_%d.pb", name, k))).Int64s()
+			ties, err := readPB(t, filepath.Join(dir, fmt.Sprintf("%s_ties_%d.pb", name, k))).Int64s()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,4 +146,14 @@ func TestBIMAndPGDMatchPyTorch(t *testing.T) {
 			t.Errorf("eps %g: BIM's default step is not 2.5*eps/steps", e)
 		}
 	}
+}
+
+// readPB reads a tensor file the reference script wrote.
+func readPB(t *testing.T, path string) *onnx.Tensor {
+	t.Helper()
+	x, err := onnx.LoadTensor(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
 }
