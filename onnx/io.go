@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx/internal/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -114,13 +113,6 @@ func (m *Model) readExternal(dir string) error {
 	}
 	if dir == "" {
 		return fmt.Errorf("tensor %q has external data (%q) but the model was not read from a file, so there is no folder to find it in", ext[0].Name, ext[0].external.Location)
-	}
-	var total int64
-	for _, t := range ext {
-		total = memlimit.Add(total, t.DType.rawSize(t.NumElements()))
-	}
-	if err := memlimit.Check(fmt.Sprintf("the external data of %d tensors", len(ext)), total); err != nil {
-		return err
 	}
 	r, err := newExternalReader(dir)
 	if err != nil {
