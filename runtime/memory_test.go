@@ -138,3 +138,37 @@ func TestSessionsDroppedToFit(t *testing.T) {
 		t.Errorf("%d sessions cached, want the first dropped", len(p.cache))
 	}
 }
+
+// A constant folded while building the graph is checked before it is made.
+func TestConstantOfShapeChecked(t *testing.T) {
+	g := &onnx.Graph{Name: "const"}
+	x := g.AddInput("x", onnx.TensorType(onnx.Float, 1))
+	shape, err := onnx.NewTensor("shape", onnx.Int64, []int64{2}, []byte{0x40, 0x9c, 0, 0, 0, 0, 0, 0, 0x40, 0x9c, 0, 0, 0, 0, 0, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := g.AddNode("ConstantOfShape", "big", []*onnx.Value{g.AddInitializer(shape)}, []string{"c"},
+		&onnx.Attribute{Name: "value", Type: onnx.AttrTensor, Tensor: mustFloats(t, "v", []int64{1}, 1)})
+	add := g.AddNode("Add", "add", []*onnx.Value{x, c.Outputs[0]}, []string{"y"})
+	g.Outputs = add.Outputs
+	p, err := Compile(&onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 17}}, Graph: g}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer memlimit.Set(0, "")
+	memlimit.Set(1<<30, "--memory-limit")
+	_, err = p.Estimate(Plan{Inputs: [][]int{{1}}})
+	want := `compile: ConstantOfShape node "big": the constant [40000,40000] needs 6.0 GiB, over graft's memory limit of 1.0 GiB (--memory-limit); set GRAFT_MEMORY_LIMIT or --memory-limit to change it`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
+func mustFloats(t *testing.T, name string, dims []int64, v ...float32) *onnx.Tensor {
+	t.Helper()
+	x, err := onnx.FromFloat32(name, dims, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
