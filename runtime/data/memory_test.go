@@ -31,7 +31,7 @@ func writeBlackPNG(t *testing.T, path string, w, h int) {
 	}
 	ihdr := binary.BigEndian.AppendUint32(nil, uint32(w))
 	ihdr = binary.BigEndian.AppendUint32(ihdr, uint32(h))
-	chunk("IHDR", append(ihdr, 16, 2, 0, 0, 0)) // 16-bit RGB
+	chunk("IHDR", append(ihdr, 16, 2, 0, 0, 0))     // 16-bit RGB
 	chunk("IDAT", zlibZeros(int64(h)*int64(1+6*w))) // each row: filter type 0, then zero samples
 
 	chunk("IEND", nil)
@@ -99,4 +99,64 @@ func TestDevZeroImageMemory(t *testing.T) {
 		return err
 	})
 	r.Want(t, "image /dev/zero: not a PNG, JPEG or GIF image", 300<<20)
+}
+
+// writeGzipIDXZeros writes a gzipped IDX file of unsigned bytes with the
+// given dimensions, all zero: a megabyte or so however large it declares.
+func writeGzipIDXZeros(t *testing.T, path string, dims ...uint32) {
+	t.Helper()
+	head := []byte{0, 0, IDXUint8, byte(len(dims))}
+	n := int64(1)
+	for _, d := range dims {
+		head = binary.BigEndian.AppendUint32(head, d)
+		n *= int64(d)
+	}
+	var out bytes.Buffer
+	out.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) // gzip header, no name
+	var hb bytes.Buffer
+	fw, _ := flate.NewWriter(&hb, flate.BestCompression)
+	fw.Write(head)
+	fw.Flush()
+	out.Write(hb.Bytes())
+	z := zlibZeros(n)
+	out.Write(z[2 : len(z)-4]) // the raw deflate blocks
+	crc := crc32.Update(0, crc32.IEEETable, head)
+	zero := make([]byte, 1<<20)
+	for left := n; left > 0; left -= int64(len(zero)) {
+		crc = crc32.Update(crc, crc32.IEEETable, zero[:min(left, int64(len(zero)))])
+	}
+	out.Write(binary.LittleEndian.AppendUint32(nil, crc))
+	out.Write(binary.LittleEndian.AppendUint32(nil, uint32(n+int64(len(head)))))
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A gzipped IDX file of about 1 MB declaring a gigabyte of images is
+// refused from its header under a 256 MiB limit.
+func TestIDXBombMemory(t *testing.T) {
+	path := os.Getenv("GRAFT_TEST_IDX")
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "bomb-images-idx3-ubyte.gz")
+		writeGzipIDXZeros(t, path, 1000, 1000, 1000)
+		if st, _ := os.Stat(path); st.Size() > 2<<20 {
+			t.Fatalf("the bomb takes %d bytes", st.Size())
+		}
+	}
+	r := memtest.Run(t, func() error {
+		_, err := ReadIDXImages(path)
+		return err
+	}, memlimit.EnvVar+"=256MiB", "GRAFT_TEST_IDX="+path)
+	r.Want(t, "IDX file "+path+": the data of dimensions [1000 1000 1000] needs 953.7 MiB, over graft's memory limit of 256.0 MiB (set by GRAFT_MEMORY_LIMIT); set GRAFT_MEMORY_LIMIT or --memory-limit to change it", 300<<20)
+}
+
+// The same kind of file, small enough, reads whole: the stream is valid and
+// the buffer grows in steps to the declared size.
+func TestIDXGzipZerosRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zeros-images-idx3-ubyte.gz")
+	writeGzipIDXZeros(t, path, 3000, 28, 28)
+	im, err := ReadIDXImages(path)
+	if err != nil || im.Count != 3000 || len(im.Pixels) != 3000*28*28 || cap(im.Pixels) != len(im.Pixels) {
+		t.Fatalf("%v (%d bytes, capacity %d)", err, len(im.Pixels), cap(im.Pixels))
+	}
 }
