@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"runtime"
 
+	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/runtime/data"
 )
 
@@ -77,7 +79,23 @@ func (p Preprocessing) Check() error {
 			return fmt.Errorf("preprocessing: a std of 0")
 		}
 	}
-	return nil
+	return p.checkMemory(runtime.GOMAXPROCS(0))
+}
+
+// checkMemory checks that workers images resized at once fit in graft's
+// memory limit. Resizing makes the image at least Resize×Resize pixels (the
+// shorter side becomes Resize) and passes through an intermediate image as
+// large, so each worker holds at least twice that; augmentation crops first
+// and resizes to the input size.
+func (p Preprocessing) checkMemory(workers int) error {
+	side := int64(p.Resize)
+	if p.Augment {
+		side = int64(max(p.Height, p.Width))
+	}
+	side = max(side, int64(p.Height), int64(p.Width))
+	need := memlimit.Mul(2, side, side, int64(p.Channels), int64(workers))
+	return memlimit.Check(fmt.Sprintf("preprocessing: resizing images to %d pixels on the shorter side (at least two %dx%d %d-channel images in each of %d workers)",
+		side, side, side, p.Channels, workers), need)
 }
 
 // Pipeline returns the evaluation pipeline: convert channels, resize,
