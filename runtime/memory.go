@@ -60,6 +60,7 @@ func planOf(req *Request) Plan {
 // when training, the gradients) all add up; each convolution keeps its
 // im2col buffer.
 type MemoryEstimate struct {
+	Model       int64 // the tensor data of the ONNX model the program keeps
 	Params      int64 // the model's float parameters (shared by every plan)
 	Inputs      int64 // the inputs and targets the caller passes
 	Constants   int64 // float constants folded when the graph was built
@@ -67,9 +68,13 @@ type MemoryEstimate struct {
 	Gradients   int64 // gradient tensors, when the plan asks for any
 	Scratch     int64 // buffers kernels keep: im2col matrices, transposed weights
 	Results     int64 // the copies Step returns: outputs and gradients
-	Total       int64
-	Largest     TensorBytes // the largest single tensor
-	plan        Plan
+	// Garbage is the previous run's activations, gradients and results:
+	// each run makes new ones, and the old stay in memory until the
+	// garbage collector runs.
+	Garbage int64
+	Total   int64
+	Largest TensorBytes // the largest single tensor
+	plan    Plan
 }
 
 // TensorBytes describes one tensor of an estimate.
@@ -90,8 +95,8 @@ func (e *MemoryEstimate) String() string {
 	for _, c := range []struct {
 		name string
 		n    int64
-	}{{"parameters", e.Params}, {"inputs", e.Inputs}, {"constants", e.Constants}, {"activations", e.Activations},
-		{"gradients", e.Gradients}, {"scratch", e.Scratch}, {"results", e.Results}} {
+	}{{"model", e.Model}, {"parameters", e.Params}, {"inputs", e.Inputs}, {"constants", e.Constants}, {"activations", e.Activations},
+		{"gradients", e.Gradients}, {"scratch", e.Scratch}, {"results", e.Results}, {"garbage of the previous run", e.Garbage}} {
 		if c.n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %s", c.name, memlimit.Format(c.n)))
 		}
@@ -223,7 +228,11 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 	for _, n := range append(append([]*G.Node(nil), s.paramGrads...), s.inputGrads...) {
 		e.Results = memlimit.Add(e.Results, bytes(n.Shape()))
 	}
-	e.Total = memlimit.Add(e.Params, e.Inputs, e.Constants, e.Activations, e.Gradients, e.Scratch, e.Results)
+	for _, v := range b.p.model.Graph.Initializers {
+		e.Model = memlimit.Add(e.Model, v.Const.Bytes())
+	}
+	e.Garbage = memlimit.Add(e.Activations, e.Gradients, e.Results)
+	e.Total = memlimit.Add(e.Model, e.Params, e.Inputs, e.Constants, e.Activations, e.Gradients, e.Scratch, e.Results, e.Garbage)
 	return e
 }
 

@@ -62,6 +62,10 @@ func Run(t *testing.T, work func() error, env ...string) Result {
 	return r
 }
 
+// Child reports whether this process is a child started by Run, so a test
+// can skip the setup only its parent needs.
+func Child() bool { return os.Getenv(envCase) != "" }
+
 // peakRSS reads VmHWM, the peak resident set size, in bytes.
 func peakRSS() int64 {
 	f, err := os.Open("/proc/self/status")
