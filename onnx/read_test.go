@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -110,4 +111,31 @@ func TestDevZeroMemory(t *testing.T) {
 		return err
 	})
 	r.Want(t, "load /dev/zero: not an ONNX model: the protobuf does not decode: field number 0 at byte 0 (the data starts 00)", 300<<20)
+}
+
+// FuzzReadStream checks the stream reader against the decoder: it never
+// panics, its errors are one line, what it accepts is the stream's bytes
+// unchanged, and it refuses no model that Decode accepts.
+func FuzzReadStream(f *testing.F) {
+	// Small seeds only: the fuzzer spends long minimising large ones.
+	f.Add(marshal(f, tinyProto()))
+	f.Add(marshal(f, nestedProto(3)))
+	f.Add([]byte{0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{0x0b, 0x08, 0x01, 0x0c})
+	f.Add([]byte{0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := modelMessage.read(bytes.NewReader(b))
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			if _, derr := Decode(b); derr == nil {
+				t.Fatalf("the stream reader refuses a model Decode accepts: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(got, b) {
+			t.Fatalf("read %d bytes of %d, or changed them", len(got), len(b))
+		}
+	})
 }
