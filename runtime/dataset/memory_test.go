@@ -4,6 +4,8 @@ import (
 	"errors"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -57,7 +59,7 @@ func TestResizeMemory(t *testing.T) {
 		_, err := p.Config(nil, 8, false, 1)
 		return err
 	}, memlimit.EnvVar+"=16GiB")
-	r.Want(t, "preprocessing: resizing images to 100000 pixels on the shorter side (at least two 100000x100000 3-channel images in each of 2 workers) needs 111.8 GiB, over graft's memory limit of 16.0 GiB (set by GRAFT_MEMORY_LIMIT); set GRAFT_MEMORY_LIMIT or --memory-limit to change it", 300<<20)
+	r.Want(t, "preprocessing: resizing images to 100000 pixels on the shorter side and cropping them to 224x224, in 2 workers with batches of 1 needs 111.8 GiB, over graft's memory limit of 16.0 GiB (set by GRAFT_MEMORY_LIMIT); set GRAFT_MEMORY_LIMIT or --memory-limit to change it", 300<<20)
 }
 
 func TestResizeWithinLimit(t *testing.T) {
@@ -66,12 +68,34 @@ func TestResizeWithinLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer memlimit.Set(0, "")
-	memlimit.Set(int64(2*256*256*3*runtime.GOMAXPROCS(0)), "--memory-limit")
+	// Each worker: two 256x256 RGB images, five 224x224 RGB images' worth
+	// for the crop and its float32 tensor; 3 batches in flight, twice over.
+	need := int64(runtime.GOMAXPROCS(0)*(2*256*256*3+5*224*224*3) + 3*2*224*224*3*4)
+	memlimit.Set(need, "--memory-limit")
 	if err := p.Check(); err != nil {
 		t.Errorf("at exactly the limit: %v", err)
 	}
-	memlimit.Set(int64(2*256*256*3*runtime.GOMAXPROCS(0))-1, "--memory-limit")
+	memlimit.Set(need-1, "--memory-limit")
 	if err := p.Check(); !errors.Is(err, memlimit.ErrExceeded) {
 		t.Errorf("a byte under: %v", err)
+	}
+	// A batch of 64 takes more than Check's batch of 1.
+	memlimit.Set(need+1000, "--memory-limit")
+	if _, err := p.Config(nil, 64, false, 1); !errors.Is(err, memlimit.ErrExceeded) {
+		t.Errorf("batches of 64: %v", err)
+	}
+}
+
+// The tiny model of issue 8 takes [batch,1,60000,60000]: its usual
+// preprocessing (resize to 68571, crop to 60000) is refused up front.
+func TestHugeInputPreprocessing(t *testing.T) {
+	defer memlimit.Set(0, "")
+	memlimit.Set(16<<30, "--memory-limit")
+	p := ForInput(1, 60000, 60000)
+	_, err := p.Config(nil, 1, false, 1)
+	want := "preprocessing: resizing images to 68571 pixels on the shorter side and cropping them to 60000x60000, in " +
+		strconv.Itoa(runtime.GOMAXPROCS(0)) + " workers with batches of 1 needs "
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, memlimit.ErrExceeded) {
+		t.Errorf("got %v\nwant %s...", err, want)
 	}
 }

@@ -79,23 +79,28 @@ func (p Preprocessing) Check() error {
 			return fmt.Errorf("preprocessing: a std of 0")
 		}
 	}
-	return p.checkMemory(runtime.GOMAXPROCS(0))
+	return p.checkMemory(runtime.GOMAXPROCS(0), 1)
 }
 
-// checkMemory checks that workers images resized at once fit in graft's
-// memory limit. Resizing makes the image at least Resize×Resize pixels (the
-// shorter side becomes Resize) and passes through an intermediate image as
-// large, so each worker holds at least twice that; augmentation crops first
-// and resizes to the input size.
-func (p Preprocessing) checkMemory(workers int) error {
-	side := int64(p.Resize)
-	if p.Augment {
-		side = int64(max(p.Height, p.Width))
+// checkMemory checks that preprocessing with workers decoders at once and
+// batches of batch examples fits in graft's memory limit. Each worker
+// resizes an image to at least Resize×Resize pixels (the shorter side
+// becomes Resize; augmentation resizes its crop to the input size) through
+// an intermediate image as large, crops it to the input size and makes a
+// float32 tensor of it; the batches in flight (the one in use and
+// DefaultPrefetch ahead) hold their examples' tensors and the batch built
+// from them.
+func (p Preprocessing) checkMemory(workers, batch int) error {
+	side := int64(max(p.Height, p.Width))
+	if !p.Augment {
+		side = max(side, int64(p.Resize))
 	}
-	side = max(side, int64(p.Height), int64(p.Width))
-	need := memlimit.Mul(2, side, side, int64(p.Channels), int64(workers))
-	return memlimit.Check(fmt.Sprintf("preprocessing: resizing images to %d pixels on the shorter side (at least two %dx%d %d-channel images in each of %d workers)",
-		side, side, side, p.Channels, workers), need)
+	c, input := int64(p.Channels), memlimit.Mul(int64(p.Height), int64(p.Width), int64(p.Channels))
+	worker := memlimit.Add(memlimit.Mul(2, side, side, c), memlimit.Mul(5, input))
+	batches := memlimit.Mul(DefaultPrefetch+1, 2, int64(batch), input, 4)
+	need := memlimit.Add(memlimit.Mul(int64(workers), worker), batches)
+	return memlimit.Check(fmt.Sprintf("preprocessing: resizing images to %d pixels on the shorter side and cropping them to %dx%d, in %d workers with batches of %d",
+		side, p.Width, p.Height, workers, batch), need)
 }
 
 // Pipeline returns the evaluation pipeline: convert channels, resize,
@@ -129,6 +134,9 @@ func (p Preprocessing) Augmentation() func(rng *rand.Rand) data.Transform {
 // and the loader serves the images without preprocessing them.
 func (p Preprocessing) Config(ds *Dataset, batchSize int, shuffle bool, seed int64) (Config, error) {
 	if err := p.Check(); err != nil {
+		return Config{}, err
+	}
+	if err := p.checkMemory(runtime.GOMAXPROCS(0), batchSize); err != nil {
 		return Config{}, err
 	}
 	cfg := Config{BatchSize: batchSize, Shuffle: shuffle, Seed: seed, Pipeline: p.Pipeline(), Augment: p.Augmentation()}
