@@ -139,3 +139,24 @@ func FuzzReadStream(f *testing.F) {
 		}
 	})
 }
+
+// External data is checked against the limit before it is allocated.
+func TestExternalDataMemory(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "w.bin"), make([]byte, 4000))
+	p := extProto("location", "w.bin")
+	p.Graph.Initializer[0].Dims = []int64{1000}
+	path := filepath.Join(dir, "model.onnx")
+	writeFile(t, path, marshal(t, p))
+	defer memlimit.Set(0, "")
+	memlimit.Set(3999, "--memory-limit")
+	_, err := Load(path)
+	want := "load " + path + `: the external data up to tensor "W" needs 3.9 KiB, over graft's memory limit of 3.9 KiB (--memory-limit); set GRAFT_MEMORY_LIMIT or --memory-limit to change it`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	memlimit.Set(4000, "--memory-limit")
+	if _, err := Load(path); err != nil {
+		t.Errorf("at the limit: %v", err)
+	}
+}
