@@ -3,7 +3,9 @@ module github.com/graft-dev/graft
 go 1.26.8
 
 require (
+	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/chewxy/hm v1.0.0
+	github.com/dustin/go-humanize v1.1.0
 	github.com/owulveryck/onnx-go v0.5.0
 	golang.org/x/sys v0.38.0
 	golang.org/x/image v0.0.0-20220302094943-723b81ca9867
@@ -29,6 +31,7 @@ require (
 	github.com/google/flatbuffers v2.0.6+incompatible // indirect
 	github.com/google/uuid v1.3.0 // indirect
 	github.com/leesper/go_rng v0.0.0-20190531154944-a612b043e353 // indirect
+	github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/xtgo/set v1.0.0 // indirect
 	go4.org/unsafe/assume-no-moving-gc v0.0.0-20231121144256-b99613f794b6 // indirect

@@ -1,9 +1,11 @@
 package onnx
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"unicode"
 
 	"github.com/graft-dev/graft/onnx/internal/pb"
@@ -51,6 +53,23 @@ type scope struct {
 	graph  *Graph
 	defs   map[string]*Value
 	parent *scope
+	depth  int // 0 for the main graph, 1 for an If or Loop body in it, ...
+}
+
+// MaxNesting is how deeply graft lets subgraphs (If, Loop and Scan bodies)
+// nest inside each other. ONNX's own tools stop near 32 levels (C++
+// protobuf's recursion limit of 100 messages); the checks on a graph cost
+// more the deeper it nests, so deeper models are refused when read.
+const MaxNesting = 64
+
+// A nestingError reports subgraphs nested beyond MaxNesting. It names the
+// first graph too deep and is passed up unchanged: wrapping it with every
+// enclosing graph and node would make a message as long as the nesting.
+type nestingError struct{ graph string }
+
+func (e *nestingError) Error() string {
+	return fmt.Sprintf("subgraph %s is nested %d deep (If, Loop or Scan bodies within each other); graft reads at most %d levels",
+		quote(e.graph), MaxNesting+1, MaxNesting)
 }
 
 func (s *scope) lookup(name string) *Value {
@@ -62,7 +81,12 @@ func (s *scope) lookup(name string) *Value {
 	return nil
 }
 
+// graphsDecoded counts decodeGraph calls, so tests can check that a deeply
+// nested model is refused after a bounded amount of work.
+var graphsDecoded atomic.Int64
+
 func decodeGraph(p *pb.GraphProto, parent *scope) (*Graph, error) {
+	graphsDecoded.Add(1)
 	g := &Graph{
 		Name:      p.GetName(),
 		DocString: p.GetDocString(),
@@ -72,6 +96,10 @@ func decodeGraph(p *pb.GraphProto, parent *scope) (*Graph, error) {
 	sc := &scope{graph: g, defs: map[string]*Value{}, parent: parent}
 	if parent != nil {
 		g.parent = parent.graph
+		sc.depth = parent.depth + 1
+		if sc.depth > MaxNesting {
+			return nil, &nestingError{graph: g.Name}
+		}
 	}
 	where := "graph " + quote(g.Name)
 
@@ -160,6 +188,10 @@ func decodeGraph(p *pb.GraphProto, parent *scope) (*Graph, error) {
 		}
 		for _, ap := range np.GetAttribute() {
 			a, err := decodeAttr(ap, sc)
+			var deep *nestingError
+			if errors.As(err, &deep) {
+				return nil, err
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s: attribute %q: %w", where, n, ap.GetName(), err)
 			}

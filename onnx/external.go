@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx/internal/pb"
 )
 
@@ -133,6 +134,7 @@ func (e *External) encode() []*pb.StringStringEntryProto {
 type externalReader struct {
 	dir   string // the model's folder, links resolved
 	files map[string]*os.File
+	total int64 // bytes read so far
 }
 
 func newExternalReader(dir string) (*externalReader, error) {
@@ -184,6 +186,12 @@ func (r *externalReader) read(t *Tensor) error {
 	if e.Offset > st.Size() || e.Length > st.Size()-e.Offset {
 		return fmt.Errorf("tensor %q: external data %q: bytes [%d, %d) are past the end of the file (%d bytes)",
 			t.Name, e.Location, e.Offset, e.Offset+e.Length, st.Size())
+	}
+	// A tensor's data fits in its file; all of them together must fit in
+	// memory too.
+	r.total = memlimit.Add(r.total, e.Length)
+	if err := memlimit.Check(fmt.Sprintf("the external data up to tensor %q", t.Name), r.total); err != nil {
+		return err
 	}
 	t.raw = make([]byte, e.Length)
 	if _, err := f.ReadAt(t.raw, e.Offset); err != nil && err != io.EOF {

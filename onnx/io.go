@@ -52,26 +52,23 @@ func (o DecodeOptions) Load(path string) (*Model, error) {
 	if o.Dir == "" {
 		o.Dir = filepath.Dir(path)
 	}
-	f, err := os.Open(path)
+	b, err := modelMessage.readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, fmt.Errorf("load %s: %w", path, unwrapPath(err))
 	}
-	defer f.Close()
-	m, err := o.Read(f)
+	m, err := o.Decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	return m, nil
 }
 
-// Read reads a whole model from r.
+// Read reads a whole model from r, only as far as the protobuf's framing
+// allows and within protobuf's 2 GiB limit and graft's memory limit.
 func (o DecodeOptions) Read(r io.Reader) (*Model, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxModelBytes+1))
+	b, err := modelMessage.read(r)
 	if err != nil {
 		return nil, err
-	}
-	if len(b) > maxModelBytes {
-		return nil, fmt.Errorf("%w: larger than protobuf's 2 GiB limit", ErrNotONNX)
 	}
 	return o.Decode(b)
 }
@@ -84,8 +81,8 @@ func (o DecodeOptions) Decode(b []byte) (*Model, error) {
 	switch {
 	case len(b) == 0:
 		return nil, fmt.Errorf("%w: the file is empty", ErrNotONNX)
-	case bytes.HasPrefix(b, []byte("PK\x03\x04")):
-		return nil, fmt.Errorf("%w: this is a zip archive, such as a PyTorch .pt/.pth checkpoint; export the model with torch.onnx.export first", ErrNotONNX)
+	case bytes.HasPrefix(b, zipMagic):
+		return nil, fmt.Errorf("%w: %s", ErrNotONNX, zipAdvice)
 	}
 	p := &pb.ModelProto{}
 	if err := proto.Unmarshal(b, p); err != nil {
@@ -447,11 +444,13 @@ func EncodeTensor(t *Tensor) ([]byte, error) {
 	return proto.Marshal(encodeTensor(t))
 }
 
-// LoadTensor reads a TensorProto file.
+// LoadTensor reads a TensorProto file: a regular file's size is checked
+// against graft's memory limit before reading, and special files are read
+// only as far as the protobuf's framing allows.
 func LoadTensor(path string) (*Tensor, error) {
-	b, err := os.ReadFile(path)
+	b, err := tensorMessage.readFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("load %s: %w", path, unwrapPath(err))
 	}
 	t, err := DecodeTensor(b)
 	if err != nil {

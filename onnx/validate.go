@@ -31,6 +31,9 @@ func (m *Model) Validate() error {
 	}
 	if m.Graph == nil {
 		probs = append(probs, "the model has no graph")
+	} else if deep := m.Graph.tooDeep(0); deep != nil {
+		// The other checks cost more the deeper the nesting: stop here.
+		probs = append(probs, deep.Error())
 	} else {
 		if len(m.Graph.Outputs) == 0 {
 			probs = append(probs, fmt.Sprintf("graph %s has no outputs", quote(m.Graph.Name)))
@@ -50,6 +53,24 @@ func (m *Model) Validate() error {
 	}
 	if len(probs) > 0 {
 		return &ValidationError{Problems: probs}
+	}
+	return nil
+}
+
+// tooDeep returns the first subgraph of g nested deeper than MaxNesting,
+// given g's own depth; it never descends past that depth.
+func (g *Graph) tooDeep(depth int) *nestingError {
+	if depth > MaxNesting {
+		return &nestingError{graph: g.Name}
+	}
+	for _, n := range g.Nodes {
+		for _, a := range n.Attrs {
+			for _, sg := range a.subgraphs() {
+				if e := sg.tooDeep(depth + 1); e != nil {
+					return e
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -187,7 +187,7 @@ func (b *builder[T]) apply(k kernel[T], in ...*val[T]) (*val[T], error) {
 		nodes[i] = v.node
 	}
 	b.kernels = append(b.kernels, k)
-	op := newKernelOp[T](k, shapes, need)
+	op := newKernelOp[T](k, shapes, need, b.node)
 	n, err := G.ApplyOp(op, nodes...)
 	if err != nil {
 		return nil, err

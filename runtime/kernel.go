@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/chewxy/hm"
+	"github.com/graft-dev/graft/onnx"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -45,10 +46,11 @@ type kernelOp[T Float] struct {
 	// parameters and constants get none, so no work is spent on them.
 	needGrad []bool
 	id       uint64
+	origin   *onnx.Node // the node it computes, for messages; nil for the loss
 }
 
-func newKernelOp[T Float](k kernel[T], inShapes [][]int, needGrad []bool) *kernelOp[T] {
-	return &kernelOp[T]{k: k, inShapes: inShapes, needGrad: needGrad, id: opIDs.Add(1)}
+func newKernelOp[T Float](k kernel[T], inShapes [][]int, needGrad []bool, origin *onnx.Node) *kernelOp[T] {
+	return &kernelOp[T]{k: k, inShapes: inShapes, needGrad: needGrad, id: opIDs.Add(1), origin: origin}
 }
 
 func tensorType(rank int) hm.Type {

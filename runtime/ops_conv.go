@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"fmt"
+	"sync"
+	"unsafe"
 
 	"github.com/graft-dev/graft/onnx"
 )
@@ -151,9 +153,12 @@ type conv[T Float] struct {
 	// image and group already is the im2col matrix.
 	direct bool
 	// gather[(c*kN+q)*oN+o]: for each (channel, kernel position) pair of
-	// one group and output position, the input offset or -1. Built only
-	// when plane is nil.
-	gather []int32
+	// one group and output position, the input offset or -1. Built on the
+	// first run, only when plane is nil and the window is not direct: it is
+	// as large as an im2col matrix, so it waits until the memory estimate
+	// has passed.
+	gather     []int32
+	gatherOnce sync.Once
 	// cols is the reusable im2col buffer, wt the weight's transpose.
 	cols, wt scratch[T]
 }
@@ -322,9 +327,6 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 		}
 	}
 	k.plane = newPlane2d(win)
-	if k.plane == nil && !k.direct {
-		k.buildGather()
-	}
 	args := []*val[T]{in[0], in[1]}
 	if k.hasBias {
 		if len(in[2].shape) != 1 || in[2].shape[0] != w[0] {
@@ -378,6 +380,7 @@ func (k *conv[T]) im2col(x []T, cols []T) {
 		parallelFor(rows, len(cols), func(lo, hi int) { planeIm2col(k.plane, x, cols, lo, hi) })
 		return
 	}
+	k.gatherOnce.Do(k.buildGather)
 	for j, src := range k.gather {
 		if src >= 0 {
 			cols[j] = x[src]
@@ -401,6 +404,7 @@ func (k *conv[T]) col2im(cols, dx []T) {
 		parallelFor(cg, len(cols), func(lo, hi int) { planeCol2im(p, cols, dx, lo*kN, hi*kN, 0, p.h) })
 		return
 	}
+	k.gatherOnce.Do(k.buildGather)
 	for j, src := range k.gather {
 		if src >= 0 {
 			dx[src] += cols[j]
@@ -417,6 +421,22 @@ func (k *conv[T]) colsFor(x []T, xo int, buf []T) []T {
 	}
 	k.im2col(x[xo:], buf)
 	return buf
+}
+
+// scratchBytes counts the buffers a convolution keeps: the im2col matrix of
+// one image's group and, for 3-d windows, its gather table (neither for a
+// direct window), and the weight's transpose (for the input gradient).
+func (k *conv[T]) scratchBytes() int64 {
+	cg, mg, kN, oN, _ := k.sizes()
+	elem := int64(unsafe.Sizeof(T(0)))
+	n := int64(k.group*mg*cg*kN) * elem
+	if !k.direct {
+		n += int64(cg*kN) * int64(oN) * elem
+		if k.plane == nil {
+			n += int64(cg*kN) * int64(oN) * 4
+		}
+	}
+	return n
 }
 
 func (k *conv[T]) takeCols() []T {

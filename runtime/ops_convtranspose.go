@@ -141,6 +141,9 @@ func (k *convTranspose[T]) describe() string {
 	return fmt.Sprintf("ConvTranspose(%dx%d->%d g%d %v op%v)", s.n, s.m, s.c, s.group, s.win, k.outPad)
 }
 func (k *convTranspose[T]) outShape() []int { return k.out }
+
+// scratchBytes is the shadow convolution's.
+func (k *convTranspose[T]) scratchBytes() int64 { return k.shadow.scratchBytes() }
 func (k *convTranspose[T]) differentiable() []bool {
 	if k.hasBias {
 		return []bool{true, true, true}

@@ -3,6 +3,8 @@ package runtime
 import (
 	"fmt"
 	"math"
+	"sync"
+	"unsafe"
 
 	"github.com/graft-dev/graft/onnx"
 )
@@ -23,8 +25,10 @@ func registerPool[T Float](r registry[T]) {
 }
 
 // pool is max or average pooling over the spatial axes of x [N, C,
-// spatial...], each of the N*C planes alike. The windows are tabulated at
-// build time, so forward and backward are loops over precomputed offsets.
+// spatial...], each of the N*C planes alike. The windows are tabulated on
+// the first run (the tables are as large as a plane times the kernel, so
+// they wait until the memory estimate has passed), and forward and
+// backward are loops over precomputed offsets.
 type pool[T Float] struct {
 	name   string
 	isMax  bool
@@ -40,6 +44,7 @@ type pool[T Float] struct {
 	div []T
 	// countPad is AveragePool's count_include_pad.
 	countPad bool
+	tables   sync.Once
 }
 
 func buildPool[T Float](b *builder[T], n *onnx.Node, in []*val[T], isMax, global bool) ([]*val[T], error) {
@@ -83,7 +88,6 @@ func buildPool[T Float](b *builder[T], n *onnx.Node, in []*val[T], isMax, global
 	if !isMax && !global {
 		k.countPad = n.AttrInt("count_include_pad", 0) == 1
 	}
-	k.buildTable()
 	return one(b.apply(k, in[0]))
 }
 
@@ -91,6 +95,15 @@ func buildPool[T Float](b *builder[T], n *onnx.Node, in []*val[T], isMax, global
 // number of input elements in the window, or with count_include_pad the
 // number of kernel taps inside the padded input (as PyTorch counts them: a
 // window that ceil_mode lets run past the end padding is cut there).
+// scratchBytes is the size of the tables.
+func (k *pool[T]) scratchBytes() int64 {
+	n := int64(k.oN)*int64(size(k.win.kernel))*4 + int64(k.oN+1)*4
+	if !k.isMax {
+		n += int64(k.oN) * int64(unsafe.Sizeof(T(0)))
+	}
+	return n
+}
+
 func (k *pool[T]) buildTable() {
 	w := k.win
 	k.start = make([]int32, k.oN+1)
@@ -159,6 +172,7 @@ func argmax[T Float](x []T, taps []int32, y T) int32 {
 }
 
 func (k *pool[T]) forward(in [][]T, out []T) error {
+	k.tables.Do(k.buildTable)
 	x := in[0]
 	negInf := T(math.Inf(-1))
 	parallelFor(k.planes, k.planes*len(k.taps), func(p0, p1 int) {
@@ -191,6 +205,7 @@ func (k *pool[T]) forward(in [][]T, out []T) error {
 // PyTorch does on ties), found as the first tap equal to the output, or
 // spreads it evenly over the window's input elements (average).
 func (k *pool[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
+	k.tables.Do(k.buildTable)
 	x := in[0]
 	// Each plane adds only into its own part of gin.
 	parallelFor(k.planes, k.planes*len(k.taps), func(p0, p1 int) {

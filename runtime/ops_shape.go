@@ -3,7 +3,9 @@ package runtime
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
+	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx"
 )
 
@@ -618,6 +620,15 @@ func buildConstantOfShape[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([
 			}
 			ints = v[0]
 		}
+	}
+	// The result is computed now, while the graph is built: check it
+	// before the session's estimate can.
+	elem := int64(8)
+	if isFloat {
+		elem = int64(unsafe.Sizeof(T(0)))
+	}
+	if err := memlimit.Check(fmt.Sprintf("the constant %s", shapeString(shape)), memlimit.Mul(int64(size(shape)), elem)); err != nil {
+		return nil, err
 	}
 	if !isFloat {
 		data := make([]int64, size(shape))

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -43,10 +44,15 @@ type Program struct {
 	ints   map[*onnx.Value][]int64 // integer initializers
 	rng    *rand.Rand
 	cache  map[string]session
+	// retained is the estimated memory the cached sessions keep between
+	// runs (their activations, gradients and scratch buffers).
+	retained int64
 }
 
 // A session is one compiled graph with its machine.
 type session interface {
+	// start makes the machine that runs the graph.
+	start()
 	run(req *Request) (*Result, error)
 }
 
@@ -58,6 +64,9 @@ func Compile(m *onnx.Model, opts Options) (p *Program, err error) {
 		return nil, fmt.Errorf("compile: no model")
 	}
 	if err := checkSupported(m.Graph); err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	if err := checkParams(m, opts); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	p = &Program{
@@ -207,30 +216,55 @@ func (p *Program) Step(req *Request) (res *Result, err error) {
 	if err := p.checkRequest(req); err != nil {
 		return nil, err
 	}
-	key := p.key(req)
+	plan := planOf(req)
+	key := plan.key()
 	s, ok := p.cache[key]
 	if !ok {
-		if p.opts.Float64 {
-			s, err = newSession[float64](p, req)
-		} else {
-			s, err = newSession[float32](p, req)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("compile: %w", err)
+		if s, err = p.newSession(plan); err != nil {
+			return nil, err
 		}
 		p.cache[key] = s
 	}
 	return s.run(req)
 }
 
-func (p *Program) key(req *Request) string {
-	var b strings.Builder
-	for _, in := range req.Inputs {
-		fmt.Fprint(&b, in.Shape(), ";")
+// newSession builds the graph for plan, checks its memory estimate against
+// graft's memory limit, and only then makes the machine that allocates.
+// Sessions cached for other shapes keep their tensors between runs; when
+// the new one does not fit beside them, they are dropped.
+func (p *Program) newSession(plan Plan) (session, error) {
+	var s session
+	var est *MemoryEstimate
+	var err error
+	if p.opts.Float64 {
+		s, est, err = buildSession[float64](p, plan)
+	} else {
+		s, est, err = buildSession[float32](p, plan)
 	}
-	params := append([]string(nil), req.Params...)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	if err := est.Check(); err != nil {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	retained := est.retained()
+	if memlimit.Check("", memlimit.Add(est.Total, p.retained)) != nil {
+		clear(p.cache)
+		p.retained = 0
+	}
+	p.retained = memlimit.Add(p.retained, retained)
+	s.start()
+	return s, nil
+}
+
+func (plan Plan) key() string {
+	var b strings.Builder
+	for _, in := range plan.Inputs {
+		fmt.Fprint(&b, in, ";")
+	}
+	params := append([]string(nil), plan.Params...)
 	sort.Strings(params)
-	fmt.Fprint(&b, req.Loss, ";", req.LossOn, ";", req.Train, req.InputGrads, params)
+	fmt.Fprint(&b, plan.Loss, ";", plan.LossOn, ";", plan.Train, plan.InputGrads, params, plan.Targets)
 	return b.String()
 }
 
@@ -247,14 +281,32 @@ func (p *Program) checkRequest(req *Request) error {
 		if x == nil {
 			return fmt.Errorf("input %q is nil", v.Name)
 		}
-		if x.Shape().TotalSize() == 0 {
-			return fmt.Errorf("input %q has shape %v: empty tensors are not supported (Gorgonia's tensors cannot be empty)", v.Name, x.Shape())
-		}
 		if x.Dtype() != want {
 			return fmt.Errorf("input %q is %v, the program computes in %v", v.Name, x.Dtype(), want)
 		}
+	}
+	if req.Loss != NoLoss && (req.Targets == nil || req.Targets.Dtype() != want || len(req.Targets.Shape()) != 2) {
+		return fmt.Errorf("a loss needs targets of shape [batch, classes] in %v", want)
+	}
+	return p.checkPlan(planOf(req))
+}
+
+// checkPlan checks what a plan asks for against the model.
+func (p *Program) checkPlan(plan Plan) error {
+	if len(plan.Inputs) != len(p.inputs) {
+		return fmt.Errorf("the model has %d inputs (%s), got %d shapes", len(p.inputs), strings.Join(p.Inputs(), ", "), len(plan.Inputs))
+	}
+	for i, v := range p.inputs {
+		s := tensor.Shape(plan.Inputs[i])
+		if size(s) == 0 {
+			return fmt.Errorf("input %q has shape %v: empty tensors are not supported (Gorgonia's tensors cannot be empty)", v.Name, s)
+		}
+		for _, d := range s {
+			if d < 0 {
+				return fmt.Errorf("input %q has shape %v", v.Name, s)
+			}
+		}
 		if v.Type != nil && v.Type.Shape != nil {
-			s := x.Shape()
 			ok := len(s) == len(v.Type.Shape)
 			for j := 0; ok && j < len(s); j++ {
 				d := v.Type.Shape[j]
@@ -265,16 +317,12 @@ func (p *Program) checkRequest(req *Request) error {
 			}
 		}
 	}
-	for _, name := range req.Params {
+	for _, name := range plan.Params {
 		if p.byName[name] == nil {
 			return fmt.Errorf("no parameter named %q", name)
 		}
 	}
-	if req.Loss != NoLoss {
-		if req.Targets == nil || req.Targets.Dtype() != want || len(req.Targets.Shape()) != 2 {
-			return fmt.Errorf("a loss needs targets of shape [batch, classes] in %v", want)
-		}
-	} else if len(req.Params) > 0 || req.InputGrads {
+	if plan.Loss == NoLoss && (len(plan.Params) > 0 || plan.InputGrads) {
 		return fmt.Errorf("gradients need a loss")
 	}
 	return nil
@@ -294,31 +342,34 @@ type graphSession[T Float] struct {
 	inputGrads   []*G.Node
 }
 
-func newSession[T Float](p *Program, req *Request) (session, error) {
+// buildSession builds the graph for plan and estimates the memory running
+// it takes, allocating nothing in proportion to the activations: the
+// machine that allocates them is made by start.
+func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEstimate, error) {
 	b := &builder[T]{
 		p:     p,
 		g:     G.NewGraph(),
 		opset: p.model.OpsetVersion(""),
-		mode:  buildMode{train: req.Train},
+		mode:  buildMode{train: plan.Train},
 		vals:  map[*onnx.Value]*val[T]{},
 	}
-	if len(req.Params) > 0 {
+	if len(plan.Params) > 0 {
 		b.mode.trained = map[string]bool{}
-		for _, name := range req.Params {
+		for _, name := range plan.Params {
 			b.mode.trained[name] = true
 		}
 	}
 	s := &graphSession[T]{g: b.g}
 	wantParam := map[string]bool{}
-	for _, name := range req.Params {
+	for _, name := range plan.Params {
 		wantParam[name] = true
 	}
 	feeds := map[*onnx.Value]*val[T]{}
 	for i, v := range p.inputs {
-		shape := req.Inputs[i].Shape().Clone()
+		shape := tensor.Shape(append([]int(nil), plan.Inputs[i]...))
 		n := G.NewTensor(b.g, b.dtype(), len(shape), G.WithShape(shape...), G.WithName("input:"+v.Name))
 		s.inputs = append(s.inputs, n)
-		feeds[v] = &val[T]{node: n, shape: shape, need: req.InputGrads}
+		feeds[v] = &val[T]{node: n, shape: shape, need: plan.InputGrads}
 	}
 	paramNodes := map[string]*G.Node{}
 	for _, v := range p.model.Graph.Initializers {
@@ -333,13 +384,13 @@ func newSession[T Float](p *Program, req *Request) (session, error) {
 		feeds[v] = &val[T]{node: n, shape: prm.Value.Shape().Clone(), consts: prm.Value.Data().([]T), need: wantParam[v.Name]}
 	}
 	if err := b.build(p.model.Graph, feeds); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, v := range p.model.Graph.Outputs {
 		x := b.vals[v]
 		switch {
 		case x == nil:
-			return nil, fmt.Errorf("output %q is not computed by the graph", v.Name)
+			return nil, nil, fmt.Errorf("output %q is not computed by the graph", v.Name)
 		case x.node == nil:
 			// Integer results (Shape and the like) are known at compile time.
 			if s.constOutputs == nil {
@@ -349,56 +400,65 @@ func newSession[T Float](p *Program, req *Request) (session, error) {
 		}
 		s.outputs = append(s.outputs, x.node)
 	}
-	if req.Loss != NoLoss {
+	forward := len(b.g.AllNodes())
+	if plan.Loss != NoLoss {
 		scores := p.model.Graph.Outputs[0]
-		if req.LossOn != "" {
-			if scores = p.model.Graph.Value(req.LossOn); scores == nil {
-				return nil, fmt.Errorf("the loss reads %q, which the graph does not have", req.LossOn)
+		if plan.LossOn != "" {
+			if scores = p.model.Graph.Value(plan.LossOn); scores == nil {
+				return nil, nil, fmt.Errorf("the loss reads %q, which the graph does not have", plan.LossOn)
 			}
 		}
 		out := b.vals[scores]
 		if out == nil || out.node == nil {
-			return nil, fmt.Errorf("the loss reads %q, which is not computed as floats", scores.Name)
+			return nil, nil, fmt.Errorf("the loss reads %q, which is not computed as floats", scores.Name)
 		}
-		tshape := req.Targets.Shape().Clone()
-		if len(out.shape) != 2 || out.shape[0] != tshape[0] || out.shape[1] != tshape[1] {
+		tshape := tensor.Shape(plan.Targets).Clone()
+		if plan.Targets == nil { // an estimate: the targets the scores need
+			tshape = tensor.Shape(out.shape).Clone()
+		}
+		if len(out.shape) != 2 || len(tshape) != 2 || out.shape[0] != tshape[0] || out.shape[1] != tshape[1] {
 			what := fmt.Sprintf("output %q", scores.Name)
-			if req.LossOn != "" {
+			if plan.LossOn != "" {
 				what = fmt.Sprintf("%q, which the loss reads,", scores.Name)
 			}
-			return nil, fmt.Errorf("targets have shape %v but %s has shape %v", tshape, what, out.shape)
+			return nil, nil, fmt.Errorf("targets have shape %v but %s has shape %v", tshape, what, out.shape)
 		}
 		s.target = G.NewTensor(b.g, b.dtype(), 2, G.WithShape(tshape...), G.WithName("targets"))
-		lossVal, err := b.apply(&crossEntropy[T]{n: tshape[0], k: tshape[1], scores: req.Loss},
+		b.node = nil // the loss is no node of the model
+		lossVal, err := b.apply(&crossEntropy[T]{n: tshape[0], k: tshape[1], scores: plan.Loss},
 			out, &val[T]{node: s.target, shape: tshape})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.loss = lossVal.node
+		forward = len(b.g.AllNodes())
 		var wrt G.Nodes
-		for _, name := range req.Params {
+		for _, name := range plan.Params {
 			s.paramNames = append(s.paramNames, name)
 			wrt = append(wrt, paramNodes[name])
 		}
-		if req.InputGrads {
+		if plan.InputGrads {
 			wrt = append(wrt, s.inputs...)
 		}
 		if len(wrt) > 0 {
 			grads, err := G.Grad(s.loss, wrt...)
 			if err != nil {
 				if strings.Contains(err.Error(), "Non Differentiable WRTs") {
-					return nil, fmt.Errorf("differentiate: some requested parameters have no gradient (BatchNormalization running statistics, or values the loss does not depend on): %v", req.Params)
+					return nil, nil, fmt.Errorf("differentiate: some requested parameters have no gradient (BatchNormalization running statistics, or values the loss does not depend on): %v", plan.Params)
 				}
-				return nil, fmt.Errorf("differentiate: %w", err)
+				return nil, nil, fmt.Errorf("differentiate: %w", err)
 			}
-			s.paramGrads = grads[:len(req.Params)]
-			s.inputGrads = grads[len(req.Params):]
+			s.paramGrads = grads[:len(plan.Params)]
+			s.inputGrads = grads[len(plan.Params):]
 		}
 	}
-	if len(b.g.AllNodes()) > 0 { // else every output is known at compile time
-		s.vm = G.NewTapeMachine(b.g)
+	return s, estimate(b, s, plan, forward), nil
+}
+
+func (s *graphSession[T]) start() {
+	if len(s.g.AllNodes()) > 0 { // else every output is known at compile time
+		s.vm = G.NewTapeMachine(s.g)
 	}
-	return s, nil
 }
 
 func (s *graphSession[T]) run(req *Request) (*Result, error) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
 )
@@ -55,6 +56,9 @@ func ReplaceHead(k int, opts HeadOptions) Edit {
 				v[i] = float32((rng.Float64()*2 - 1) * bound)
 			}
 			return v
+		}
+		if err := checkHeadMemory(h, int64(k)); err != nil {
+			return err
 		}
 		old := h.Node
 		out := old.Outputs[0]
@@ -230,4 +234,22 @@ func retypeDownstream(m *onnx.Model, from *onnx.Value, oldK, k int64) {
 		}
 	}
 	g.ValueInfo = keep
+}
+
+// checkHeadMemory refuses a new head whose weight would not fit in graft's
+// memory limit, before drawing it: the weight is drawn as float32 values and
+// converted to the tensor's bytes (a MatMul head's also transposed), so it
+// is held two or three times over while it is made.
+func checkHeadMemory(h *Head, k int64) error {
+	copies := int64(2)
+	shape := fmt.Sprintf("[%d,%d]", k, h.InFeatures)
+	switch h.Node.OpType {
+	case "MatMul":
+		copies = 3
+		shape = fmt.Sprintf("[%d,%d]", h.InFeatures, k)
+	case "Conv":
+		shape = fmt.Sprintf("[%d,%d,1,1]", k, h.InFeatures)
+	}
+	need := memlimit.Mul(k, h.InFeatures, 4, copies)
+	return memlimit.Check(fmt.Sprintf("replace head: the new weight %q %s float32 (%s)", h.Weight.Name, shape, memlimit.Format(memlimit.Mul(k, h.InFeatures, 4))), need)
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/graft-dev/graft/internal/fileio"
+	"github.com/graft-dev/graft/internal/memlimit"
 	"gorgonia.org/tensor"
 )
 
@@ -146,6 +147,9 @@ func decodeIDX(r io.Reader, fileSize int64) (*IDXArray, error) {
 			total *= d
 		}
 	}
+	if err := memlimit.Check(fmt.Sprintf("the data of dimensions %v", a.Dims), total); err != nil {
+		return nil, err
+	}
 	if fileSize >= 0 {
 		switch have := fileSize - int64(4+4*nd); {
 		case have < total:
@@ -160,14 +164,23 @@ func decodeIDX(r io.Reader, fileSize int64) (*IDXArray, error) {
 		return a, nil
 	}
 	// Compressed or streamed: the size is unknown, so memory grows with
-	// the data actually read rather than with what the header claims.
-	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(br, total))
-	if err != nil {
-		return nil, fmt.Errorf("reading data: %w", idxTruncated(err))
-	}
-	if n < total {
-		return nil, fmt.Errorf("dimensions %v need %d bytes of data, the file has %d: truncated", a.Dims, total, n)
+	// the data actually read rather than with what the header claims, in
+	// steps that never take the buffer past the declared size.
+	data := make([]byte, 0, min(total, 64<<10))
+	for int64(len(data)) < total {
+		if len(data) == cap(data) { // double, up to the declared size exactly
+			grown := make([]byte, len(data), min(2*int64(cap(data)), total))
+			copy(grown, data)
+			data = grown
+		}
+		n, err := br.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF && int64(len(data)) < total {
+			return nil, fmt.Errorf("dimensions %v need %d bytes of data, the file has %d: truncated", a.Dims, total, len(data))
+		}
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("reading data: %w", idxTruncated(err))
+		}
 	}
 	// Reading on to the end also checks a gzip file's checksum and length.
 	switch extra, err := io.ReadFull(br, make([]byte, 1)); {
@@ -176,7 +189,7 @@ func decodeIDX(r io.Reader, fileSize int64) (*IDXArray, error) {
 	case err != io.EOF:
 		return nil, fmt.Errorf("at the end of the data: %w", idxTruncated(err))
 	}
-	a.Data = buf.Bytes()
+	a.Data = data
 	return a, nil
 }
 

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/graft-dev/graft/internal/memlimit"
 )
 
 // MaxPixels is the largest image, in pixels (width × height), that Load and
@@ -66,13 +69,23 @@ func IsImageFile(name string) bool {
 
 // Load reads and decodes an image file. Gray images have 1 channel and all
 // others 3; alpha is dropped, as PIL's convert("RGB") does.
-func Load(path string) (*Image, error) {
+func Load(path string) (*Image, error) { return LoadConcurrent(path, 1) }
+
+// LoadConcurrent is Load for one of n decoders running at once (a loader's
+// workers): the memory a decode needs, from the header's size and sample
+// depth, times n, must fit in graft's memory limit, or the image is refused
+// before it is decoded.
+func LoadConcurrent(path string, n int) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{File: path, Err: unwrapPath(err)}
 	}
 	defer f.Close()
-	return Decode(f, path)
+	size := int64(-1)
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
+	}
+	return decode(f, path, size, n)
 }
 
 // unwrapPath drops the *fs.PathError wrapper, whose message repeats the path.
@@ -85,24 +98,43 @@ func unwrapPath(err error) error {
 }
 
 // Decode decodes an image from r; name is used in errors.
-func Decode(r io.Reader, name string) (*Image, error) {
+func Decode(r io.Reader, name string) (*Image, error) { return decode(r, name, -1, 1) }
+
+// decode decodes an image of size bytes (-1 if unknown) from r, for one of
+// n decoders at once. The header is read first: only once its size and
+// depth pass the pixel and memory limits is the rest read and decoded, so
+// neither a small file declaring a huge image nor an endless stream
+// (/dev/zero) is read further than its header.
+func decode(r io.Reader, name string, size int64, n int) (*Image, error) {
 	fail := func(err error) (*Image, error) { return nil, &Error{File: name, Err: err} }
-	b, err := io.ReadAll(io.LimitReader(r, maxFileBytes+1))
-	if err != nil {
-		return fail(unwrapPath(err))
-	}
-	if len(b) > maxFileBytes {
+	if size > maxFileBytes {
 		return fail(fmt.Errorf("%w: the file is over %d bytes", ErrTooLarge, maxFileBytes))
 	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	var head bytes.Buffer
+	br := bufio.NewReader(r)
+	cfg, format, err := image.DecodeConfig(io.TeeReader(br, &head))
 	if err != nil {
-		return fail(decodeError(format, err, len(b)))
+		if rest, _ := br.Peek(1); len(rest) == 0 && size < 0 {
+			size = int64(head.Len()) // the stream ended: its size is known
+		}
+		return fail(decodeError(format, err, int(max(size, int64(head.Len())))))
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 {
 		return fail(fmt.Errorf("%s header declares an empty %dx%d image", format, cfg.Width, cfg.Height))
 	}
 	if int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
 		return fail(fmt.Errorf("%w: %s header declares %dx%d pixels, over the limit of %d", ErrTooLarge, format, cfg.Width, cfg.Height, MaxPixels))
+	}
+	if err := checkDecodeMemory(cfg, format, size, n); err != nil {
+		return fail(err)
+	}
+	rest, err := io.ReadAll(io.LimitReader(br, maxFileBytes+1-int64(head.Len())))
+	if err != nil {
+		return fail(unwrapPath(err))
+	}
+	b := append(head.Bytes(), rest...)
+	if len(b) > maxFileBytes {
+		return fail(fmt.Errorf("%w: the file is over %d bytes", ErrTooLarge, maxFileBytes))
 	}
 	var m image.Image
 	if format == "jpeg" {
@@ -127,6 +159,43 @@ func Decode(r io.Reader, name string) (*Image, error) {
 		return fail(fmt.Errorf("%s: decoded %dx%d pixels, the header declares %dx%d", format, im.Width, im.Height, cfg.Width, cfg.Height))
 	}
 	return im, nil
+}
+
+// checkDecodeMemory checks what decoding an image of cfg takes, times n
+// decoders at once, against graft's memory limit: the file's bytes (a
+// stream's are bounded by maxFileBytes only), the decoder's image at
+// the depth the header declares (a 16-bit RGB PNG decodes to 8 bytes a
+// pixel), and the 1- or 3-channel result.
+func checkDecodeMemory(cfg image.Config, format string, size int64, n int) error {
+	px := int64(cfg.Width) * int64(cfg.Height)
+	depth := decodedBytesPerPixel(cfg.ColorModel)
+	one := memlimit.Add(max(size, 0), memlimit.Mul(px, depth), memlimit.Mul(px, 3))
+	what := fmt.Sprintf("decoding this %dx%d %s image (%d bytes a pixel, %s)", cfg.Width, cfg.Height, format, depth, memlimit.Format(one))
+	if n > 1 {
+		what += fmt.Sprintf(" in each of %d workers at once", n)
+	}
+	return memlimit.Check(what, memlimit.Mul(one, int64(max(n, 1))))
+}
+
+// decodedBytesPerPixel is the size of a pixel of the image the standard
+// decoders return for a color model.
+func decodedBytesPerPixel(m color.Model) int64 {
+	switch m {
+	case color.GrayModel, color.AlphaModel:
+		return 1
+	case color.Gray16Model, color.Alpha16Model:
+		return 2
+	case color.RGBA64Model, color.NRGBA64Model:
+		return 8
+	case color.YCbCrModel:
+		return 3
+	case color.CMYKModel, color.RGBAModel, color.NRGBAModel:
+		return 4
+	}
+	if _, ok := m.(color.Palette); ok {
+		return 1
+	}
+	return 8 // the widest standard pixel
 }
 
 // decodeError words a standard decoder's error (format is "png", "jpeg"

@@ -86,16 +86,16 @@ func (d *Dataset) Skipped() int { return len(d.skipped) }
 // values naming the files, in folder order.
 func (d *Dataset) SkippedErrors() []error { return slices.Clone(d.skipped) }
 
-// image returns example i as an 8-bit image: decoded from its file, or a
-// copy of the in-memory pixels.
-func (d *Dataset) image(i int) (*data.Image, error) {
+// image returns example i as an 8-bit image: decoded from its file (by one
+// of workers decoders at once), or a copy of the in-memory pixels.
+func (d *Dataset) image(i, workers int) (*data.Image, error) {
 	if m := d.images; m != nil {
 		size := m.Rows * m.Cols
 		r := d.rows[i]
 		pix := slices.Clone(m.Pixels[r*size : (r+1)*size])
 		return &data.Image{Width: m.Cols, Height: m.Rows, Channels: 1, Pix: pix}, nil
 	}
-	return data.Load(d.paths[i])
+	return data.LoadConcurrent(d.paths[i], workers)
 }
 
 // derive returns a data set of the given examples of d (indices into d),

@@ -51,7 +51,7 @@ func TestFashionMNIST(t *testing.T) {
 	// folder order is the IDX order.
 	root := t.TempDir()
 	for i := range sub.Len() {
-		im, _ := sub.image(i)
+		im, _ := sub.image(i, 1)
 		g := &image.Gray{Pix: im.Pix, Stride: im.Width, Rect: image.Rect(0, 0, im.Width, im.Height)}
 		path := filepath.Join(root, sub.Classes()[sub.Label(i)], filepath.Base(sub.Name(i))+".png")
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

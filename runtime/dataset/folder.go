@@ -22,9 +22,11 @@ type folderOptions struct {
 
 // SkipBad makes ImageFolder decode every image once, in parallel, before
 // returning, and leave out the ones that fail (Dataset.Skipped counts them,
-// SkippedErrors says why). Training then never meets a corrupt file, and
-// every epoch has the same examples. Without it the folder is only listed,
-// and a corrupt image is an error when the first batch holding it loads.
+// SkippedErrors says why), and the entries with image names that are not
+// regular files. Training then never meets a corrupt file, and every epoch
+// has the same examples. Without it the folder is only listed, a corrupt
+// image is an error when the first batch holding it loads, and a named pipe
+// or device with an image name is an error at once.
 func SkipBad() Option { return func(o *folderOptions) { o.skipBad = true } }
 
 // ImageFolder reads a data set laid out as torchvision's ImageFolder
@@ -34,7 +36,10 @@ func SkipBad() Option { return func(o *folderOptions) { o.skipBad = true } }
 // labelled 0, 1, ... in that order; a class's images are ordered as
 // torchvision orders them (by folder path, then file name). Entries whose
 // names start with "." (hidden files and folders, macOS "._" files) and
-// files that are not images are ignored; symbolic links are followed.
+// files that are not images are ignored; symbolic links are followed. An
+// entry with an image name that is not a regular file (a named pipe, a
+// device) is never opened: it is an error naming it, or, with SkipBad,
+// left out like an unreadable image.
 //
 // It is an error if root does not exist or is not a folder, has no class
 // folders, has a class folder without images, or has only one class:
@@ -73,12 +78,17 @@ func ImageFolder(root string, opts ...Option) (*Dataset, error) {
 		return fail("no class folders: want one sub-folder of images per class (%s)", filepath.Join(root, "CLASS", "IMAGE.jpg"))
 	}
 	ds := &Dataset{source: root, inputs: []string{root}, classes: classes}
+	var specials []error
 	for label, c := range classes {
 		dir := filepath.Join(root, c)
-		files, err := listImages(dir)
+		files, sp, err := listImages(dir)
 		if err != nil {
 			return nil, fmt.Errorf("image folder %s: %w", root, err)
 		}
+		if len(sp) > 0 && !o.skipBad {
+			return nil, fmt.Errorf("image folder %s: %w (use SkipBad to leave such files out)", root, sp[0])
+		}
+		specials = append(specials, sp...)
 		if len(files) == 0 {
 			return fail("class folder %s has no images (PNG, JPEG or GIF files)", dir)
 		}
@@ -94,6 +104,7 @@ func ImageFolder(root string, opts ...Option) (*Dataset, error) {
 		if err := ds.dropBad(); err != nil {
 			return nil, err
 		}
+		ds.skipped = append(ds.skipped, specials...)
 	}
 	return ds, nil
 }
@@ -133,8 +144,10 @@ func unwrapPath(err error) error {
 }
 
 // listImages returns the image files under dir, in torchvision's order:
-// sorted by folder path, then by name within a folder.
-func listImages(dir string) ([]string, error) {
+// sorted by folder path, then by name within a folder, and the entries
+// with image names that are not regular files (pipes, devices, sockets),
+// which are never opened: opening a named pipe waits for a writer.
+func listImages(dir string) (images []string, specials []error, err error) {
 	type file struct{ dir, name string }
 	var files []file
 	seen := map[string]bool{} // real paths of the folders walked, against link cycles
@@ -160,13 +173,17 @@ func listImages(dir string) ([]string, error) {
 					return err
 				}
 			} else if data.IsImageFile(e.Name()) {
+				if kind := special(p, e); kind != "" {
+					specials = append(specials, &data.Error{File: p, Err: fmt.Errorf("%w (%s)", ErrNotRegular, kind)})
+					continue
+				}
 				files = append(files, file{d, e.Name()})
 			}
 		}
 		return nil
 	}
 	if err := walk(dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	slices.SortFunc(files, func(a, b file) int {
 		if c := strings.Compare(a.dir, b.dir); c != 0 {
@@ -178,7 +195,35 @@ func listImages(dir string) ([]string, error) {
 	for i, f := range files {
 		out[i] = filepath.Join(f.dir, f.name)
 	}
-	return out, nil
+	return out, specials, nil
+}
+
+// ErrNotRegular is wrapped by the error for an entry with an image name
+// that is not a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// special names the kind of a non-regular file (following links), or
+// returns "" for a regular one.
+func special(path string, e os.DirEntry) string {
+	mode := e.Type()
+	if mode&os.ModeSymlink != 0 {
+		st, err := os.Stat(path)
+		if err != nil {
+			return "" // a broken link fails as an image, with its reason
+		}
+		mode = st.Mode().Type()
+	}
+	switch {
+	case mode.IsRegular():
+		return ""
+	case mode&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case mode&os.ModeSocket != 0:
+		return "a socket"
+	case mode&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 // dropBad decodes every image in parallel and removes those that fail.
@@ -186,10 +231,11 @@ func (d *Dataset) dropBad() error {
 	errs := make([]error, len(d.paths))
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(d.paths)) {
+	workers := min(runtime.GOMAXPROCS(0), len(d.paths))
+	for range workers {
 		wg.Go(func() {
 			for i := range next {
-				_, errs[i] = data.Load(d.paths[i])
+				_, errs[i] = data.LoadConcurrent(d.paths[i], workers)
 			}
 		})
 	}

@@ -199,7 +199,7 @@ func (l *Loader) normalization() (mean, std []float32, ok bool) {
 
 // example loads and preprocesses example i for the epoch.
 func (l *Loader) example(epoch, i int) (*data.Tensor, error) {
-	im, err := l.ds.image(i)
+	im, err := l.ds.image(i, l.workers)
 	if err != nil {
 		return nil, err
 	}

@@ -158,7 +158,7 @@ func TestLoaderIDXFastPathEqualsPipeline(t *testing.T) {
 	if l3.direct || !slices.Equal(b[0].X.Shape(), []int{4, 3, 32, 32}) {
 		t.Fatalf("shape %v", b[0].X.Shape())
 	}
-	im, _ := ds.image(1)
+	im, _ := ds.image(1, 1)
 	want, err := pp3.Pipeline().Apply(im)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,9 @@ package dataset
 import (
 	"fmt"
 	"math/rand"
+	"runtime"
 
+	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime/data"
 )
@@ -78,7 +80,28 @@ func (p Preprocessing) Check() error {
 	if err := checkMeanStd(p.Mean, p.Std, p.Channels); err != nil {
 		return fmt.Errorf("preprocessing: %w", err)
 	}
-	return nil
+	return p.checkMemory(runtime.GOMAXPROCS(0), 1)
+}
+
+// checkMemory checks that preprocessing with workers decoders at once and
+// batches of batch examples fits in graft's memory limit. Each worker
+// resizes an image to at least Resize×Resize pixels (the shorter side
+// becomes Resize; augmentation resizes its crop to the input size) through
+// an intermediate image as large, crops it to the input size and makes a
+// float32 tensor of it; the batches in flight (the one in use and
+// DefaultPrefetch ahead) hold their examples' tensors and the batch built
+// from them.
+func (p Preprocessing) checkMemory(workers, batch int) error {
+	side := int64(max(p.Height, p.Width))
+	if !p.Augment {
+		side = max(side, int64(p.Resize))
+	}
+	c, input := int64(p.Channels), memlimit.Mul(int64(p.Height), int64(p.Width), int64(p.Channels))
+	worker := memlimit.Add(memlimit.Mul(2, side, side, c), memlimit.Mul(5, input))
+	batches := memlimit.Mul(DefaultPrefetch+1, 2, int64(batch), input, 4)
+	need := memlimit.Add(memlimit.Mul(int64(workers), worker), batches)
+	return memlimit.Check(fmt.Sprintf("preprocessing: resizing images to %d pixels on the shorter side and cropping them to %dx%d, in %d workers with batches of %d",
+		side, p.Width, p.Height, workers, batch), need)
 }
 
 // Pipeline returns the evaluation pipeline: convert channels, resize,
@@ -112,6 +135,9 @@ func (p Preprocessing) Augmentation() func(rng *rand.Rand) data.Transform {
 // and the loader serves the images without preprocessing them.
 func (p Preprocessing) Config(ds *Dataset, batchSize int, shuffle bool, seed int64) (Config, error) {
 	if err := p.Check(); err != nil {
+		return Config{}, err
+	}
+	if err := p.checkMemory(runtime.GOMAXPROCS(0), batchSize); err != nil {
 		return Config{}, err
 	}
 	cfg := Config{BatchSize: batchSize, Shuffle: shuffle, Seed: seed, Pipeline: p.Pipeline(), Augment: p.Augmentation()}

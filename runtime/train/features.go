@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
@@ -101,6 +102,14 @@ func CacheFeatures(ctx context.Context, extractor *runtime.Program, src dataset.
 		f := out[0]
 		if len(f.Shape()) < 1 || f.Shape()[0] != len(b.Labels) {
 			return nil, fmt.Errorf("cache features: %d examples gave features of shape %v", len(b.Labels), f.Shape())
+		}
+		if k == 0 {
+			// The batches' features and their layout by example are both
+			// held at the end: check them now, before computing the rest.
+			per := int64(f.Shape().TotalSize()/len(b.Labels)) * int64(f.Dtype().Size())
+			if err := memlimit.Check(fmt.Sprintf("cache features: the features of %d examples (%v each)", n, []int(f.Shape()[1:])), memlimit.Mul(2, int64(n), per)); err != nil {
+				return nil, err
+			}
 		}
 		var idx []int
 		if isOrdered {

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"github.com/graft-dev/graft/internal/memlimit"
 	"math"
 	"math/rand"
 	"slices"
@@ -196,5 +197,33 @@ func TestSplitAtHeadRefuses(t *testing.T) {
 	}
 	if _, _, err := SplitAtHead(m, []string{"fc2.weight"}); err == nil || !strings.Contains(err.Error(), "Dropout") {
 		t.Errorf("Dropout in the frozen part: %v", err)
+	}
+}
+
+// The features' memory is checked after the first batch, before the rest
+// are computed.
+func TestCacheFeaturesMemory(t *testing.T) {
+	x, labels := images(5, 4)
+	ext, _, err := SplitAtHead(loadModel(t, "resnet_tiny_op13_bn"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extractor := compile(t, ext)
+	src := unordered{memory(t, x, labels, 1, true, 9)}
+	// Compile the session for batches of 1 first: it needs more than the
+	// limit below.
+	for b := range src.Batches(0) {
+		if _, err := extractor.Run(b.X); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	defer memlimit.Set(0, "")
+	memlimit.Set(2*5*64*4-1, "--memory-limit")
+	batches := 0
+	_, err = CacheFeatures(context.Background(), extractor, src, func(int, int) { batches++ })
+	want := "cache features: the features of 5 examples ([64] each) needs 2.5 KiB, over graft's memory limit of 2.5 KiB (--memory-limit); set GRAFT_MEMORY_LIMIT or --memory-limit to change it"
+	if err == nil || err.Error() != want || batches != 0 {
+		t.Errorf("after %d batches: got %v\nwant %s", batches, err, want)
 	}
 }
