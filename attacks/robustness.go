@@ -166,6 +166,16 @@ func Robustness(ctx context.Context, m *onnx.Model, data *dataset.Dataset, opts 
 	if s := c.Input.Shape; len(s) > 0 && s[0].Known() && s[0].Value > 0 {
 		batch = int(s[0].Value)
 	}
+	// The attack's gradient step, refused before any work if it would not
+	// fit in graft's memory limit.
+	est, err := clf.Program.Estimate(runtime.Plan{Inputs: [][]int{{batch, c.Input.Channels, c.Input.Height, c.Input.Width}},
+		Loss: clf.Loss, LossOn: clf.LossOn, InputGrads: true})
+	if err != nil {
+		return nil, fmt.Errorf("attacks: %w", err)
+	}
+	if err := est.Check(); err != nil {
+		return nil, fmt.Errorf("attacks: %w", err)
+	}
 	pre.Mean, pre.Std = nil, nil
 	cfg, err := pre.Config(data, batch, false, 0)
 	if err != nil {

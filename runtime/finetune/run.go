@@ -153,6 +153,9 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 	if err != nil {
 		return nil, err
 	}
+	if err := checkMemory(p, c, res.Trainable, opts.Batch); err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
 	opt, err := opts.optimizer()
 	if err != nil {
 		return nil, err
@@ -243,6 +246,18 @@ func checkOutputs(m *onnx.Model, trainData, valData *dataset.Dataset, dir string
 		return fmt.Errorf("finetune: %w", err)
 	}
 	return nil
+}
+
+// checkMemory refuses, before any work, a training step of batch images
+// that would not fit in graft's memory limit (see runtime.Estimate).
+func checkMemory(p *runtime.Program, c *contract.Contract, trainable []string, batch int) error {
+	loss, on := runtime.LossFor(c.Output)
+	est, err := p.Estimate(runtime.Plan{Inputs: [][]int{{batch, c.Input.Channels, c.Input.Height, c.Input.Width}},
+		Loss: loss, LossOn: on, Train: true, Params: trainable})
+	if err != nil {
+		return err
+	}
+	return est.Check()
 }
 
 // prepare edits m for k classes: a new head when its class count differs
