@@ -9,6 +9,7 @@ import (
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
+	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/surgery"
 )
 
@@ -49,6 +50,10 @@ type Report struct {
 	// ContractError says why there is none.
 	Contract      *contract.Contract `json:"contract,omitempty"`
 	ContractError string             `json:"contract_error,omitempty"`
+	// Memory is what running the model on one image takes (see
+	// runtime.Estimate), in bytes; 0 when the input is not images or the
+	// model does not compile.
+	Memory int64 `json:"memory_one_image,omitempty"`
 }
 
 // OpsetInfo is one opset import.
@@ -141,6 +146,11 @@ func inspect(path string, m *onnx.Model) *Report {
 	}
 	if c, err := contract.Derive(m); err == nil {
 		r.Contract = c
+		if c.Input.Layout == contract.NCHW {
+			if est, err := runtime.Estimate(m, runtime.Options{}, runtime.Plan{Inputs: [][]int{{1, c.Input.Channels, c.Input.Height, c.Input.Width}}}); err == nil {
+				r.Memory = est.Total
+			}
+		}
 	} else {
 		r.ContractError = err.Error()
 	}
@@ -196,6 +206,9 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "output:      %s %s\n", t.Name, t.typeString())
 	}
 	fmt.Fprintf(w, "parameters:  %d in %d initializers (%s)\n", r.Parameters, r.Initializers, humanBytes(r.ParameterBytes))
+	if r.Memory > 0 {
+		fmt.Fprintf(w, "memory:      %s to run on one image\n", humanBytes(r.Memory))
+	}
 	if r.Head != nil {
 		fmt.Fprintf(w, "head:        %s (%s) %d -> %d\n", r.Head.Node, r.Head.Op, r.Head.InFeatures, r.Head.OutFeatures)
 	} else {

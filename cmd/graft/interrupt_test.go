@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx"
 )
 
@@ -20,10 +25,7 @@ func TestInterruptKeepsBestCheckpoint(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "graft")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildGraft(t)
 	out := filepath.Join(dir, "model.onnx")
 	cmd := exec.Command(bin, "finetune", "--model", "../../testdata/models/stn/model.onnx",
 		"--data", filepath.Join(lenetDir, "heldout-images-idx3-ubyte.gz"), "--labels", filepath.Join(lenetDir, "heldout-labels-idx1-ubyte.gz"),
@@ -73,6 +75,76 @@ func TestInterruptKeepsBestCheckpoint(t *testing.T) {
 	for _, e := range entries {
 		if strings.Contains(e.Name(), "tmp") {
 			t.Errorf("partial file left: %s", e.Name())
+		}
+	}
+}
+
+// buildGraft builds the binary once for the tests that signal it.
+func buildGraft(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "graft-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "graft")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// SIGTERM stops graft like Ctrl-C, and a second signal stops it at once,
+// in whatever phase it is (here compiling and starting to train): exit
+// code 130, or, if the first stop was quick enough, the note that nothing
+// was written. No file is left half-written either way.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(buildGraft(t), "finetune", "--model", "../../testdata/models/stn/model.onnx",
+		"--data", filepath.Join(lenetDir, "heldout-images-idx3-ubyte.gz"), "--epochs", "1000", "-o", filepath.Join(dir, "model.onnx"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(stdout).ReadString('\n') // "fine-tuning ...": the work has begun
+	go io.Copy(io.Discard, stdout)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("graft did not stop within a minute of two signals (after %q)", line)
+	}
+	code := cmd.ProcessState.ExitCode()
+	if code != 130 && !(code == 1 && strings.Contains(stderr.String(), "nothing was written")) {
+		t.Errorf("exit code %d after two SIGTERMs, stderr %q", code, stderr.String())
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if fileio.IsTemp(e.Name()) {
+			t.Errorf("left %s", e.Name())
 		}
 	}
 }

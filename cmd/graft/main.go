@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/graft-dev/graft/internal/memlimit"
 )
 
 // A command is one subcommand: its flags are parsed by run itself.
@@ -154,17 +156,35 @@ func interruptible() (context.Context, func()) {
 // graceTime is how long a stop may take before graft exits at once.
 const graceTime = 10 * time.Second
 
+// A flagSet is a command's flags and its --help text.
+type flagSet struct {
+	*flag.FlagSet
+	help func()
+}
+
 // newFlags returns a flag set whose --help prints the command's synopsis.
-func newFlags(c *command, stdout io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
+// A bad flag is one line on stderr (see run), not the whole usage.
+func newFlags(c *command, stdout io.Writer) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(c.name, flag.ContinueOnError)}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.Func("memory-limit", "refuse work that needs more than `SIZE` of memory (512MiB, 8GB, ...; default: $GRAFT_MEMORY_LIMIT, else 80% of the machine's)", func(s string) error {
+		n, err := memlimit.Parse(s)
+		if err != nil {
+			return err
+		}
+		memlimit.Set(n, "--memory-limit")
+		return nil
+	})
+	fs.help = func() {
 		fmt.Fprintf(stdout, "Usage: graft %s %s\n\n%s\n", c.name, c.args, c.summary)
 		var has bool
 		fs.VisitAll(func(*flag.Flag) { has = true })
 		if has {
 			fmt.Fprintln(stdout, "\nFlags:")
+			fs.SetOutput(stdout)
 			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
 		}
 	}
 	return fs
@@ -172,17 +192,21 @@ func newFlags(c *command, stdout io.Writer) *flag.FlagSet {
 
 // parse parses flags that may come before or after the positional arguments
 // (graft inspect model.onnx --json), returning the positional ones.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+func parse(fs *flagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.help()
 				return nil, err
 			}
 			return nil, usage("%v", err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
+			if _, err := memlimit.Get(); err != nil {
+				return nil, usage("%v", err)
+			}
 			return pos, nil
 		}
 		pos = append(pos, args[0])

@@ -16,6 +16,7 @@ import (
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/onnx/onnxtest"
+	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/surgery"
 	"gorgonia.org/tensor"
 )
@@ -269,5 +270,31 @@ func TestInspectContract(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("text lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// --memory-limit (or GRAFT_MEMORY_LIMIT) bounds every command: a bad size
+// is a command-line error, and work over the limit is refused before it
+// starts, naming the tensor and the limit.
+func TestMemoryLimitFlag(t *testing.T) {
+	defer runtime.SetMemoryLimit(0) // the flag sets the process's limit
+	model := "../../testdata/models/cnn/model.onnx"
+	img := "../../testdata/images/fashion/bag/0001.png"
+	if code, _, errs := graft("inspect", model, "--memory-limit", "lots"); code != 2 || !strings.Contains(errs, "not a size") {
+		t.Errorf("--memory-limit lots: code %d, %q", code, errs)
+	}
+	t.Setenv("GRAFT_MEMORY_LIMIT", "lots")
+	if code, _, errs := graft("inspect", model); code != 2 || !strings.Contains(errs, `GRAFT_MEMORY_LIMIT="lots": not a size`) {
+		t.Errorf("GRAFT_MEMORY_LIMIT=lots: code %d, %q", code, errs)
+	}
+	t.Setenv("GRAFT_MEMORY_LIMIT", "")
+	code, out, errs := graft("run", model, "--input", img, "--memory-limit", "1MiB")
+	if code != 1 || out != "" || !strings.Contains(errs, `largest tensor: the output of Conv node "/conv1/Conv"`) ||
+		!strings.Contains(errs, "over graft's memory limit of 1.0 MiB (--memory-limit)") {
+		t.Errorf("run under 1 MiB: code %d, %q %q", code, out, errs)
+	}
+	runtime.SetMemoryLimit(0)
+	if code, out, errs := graft("run", model, "--input", img); code != 0 {
+		t.Errorf("run under the default limit: %d %s %s", code, out, errs)
 	}
 }

@@ -71,7 +71,8 @@ func Set(n int64, from string) {
 }
 
 // Get returns the limit in force. It fails only when GRAFT_MEMORY_LIMIT is
-// set to something that is not a size (and Set has not overridden it).
+// set to something that is not a size (and Set has not overridden it); an
+// empty GRAFT_MEMORY_LIMIT counts as unset.
 func Get() (Limit, error) {
 	mu.Lock()
 	s := set
@@ -79,7 +80,7 @@ func Get() (Limit, error) {
 	if s != nil {
 		return *s, nil
 	}
-	if env, ok := os.LookupEnv(EnvVar); ok {
+	if env := os.Getenv(EnvVar); env != "" { // empty counts as unset
 		n, err := Parse(env)
 		if err != nil {
 			return Limit{}, fmt.Errorf("%s=%q: %w", EnvVar, env, err)

@@ -111,6 +111,17 @@ func New(m *onnx.Model, opts Options) (*Predictor, error) {
 		p.fixed = int(in.Type.Shape[0].Value)
 		p.batch = p.fixed
 	}
+	if c.Input.Layout == contract.NCHW {
+		// A batch of images must fit in graft's memory limit; refuse now,
+		// before any image is read, if it would not.
+		est, err := prog.Estimate(runtime.Plan{Inputs: [][]int{{p.batch, c.Input.Channels, c.Input.Height, c.Input.Width}}})
+		if err != nil {
+			return nil, err
+		}
+		if err := est.Check(); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
