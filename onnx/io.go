@@ -54,7 +54,7 @@ func (o DecodeOptions) Load(path string) (*Model, error) {
 	}
 	b, err := modelMessage.readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("load %s: %w", path, fileio.Reason(err))
 	}
 	m, err := o.Decode(b)
 	if err != nil {
@@ -450,7 +450,7 @@ func EncodeTensor(t *Tensor) ([]byte, error) {
 func LoadTensor(path string) (*Tensor, error) {
 	b, err := tensorMessage.readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("load %s: %w", path, fileio.Reason(err))
 	}
 	t, err := DecodeTensor(b)
 	if err != nil {

@@ -172,13 +172,3 @@ func (m message) streamError(err error, at int64) error {
 }
 
 const zipAdvice = "this is a zip archive, such as a PyTorch .pt/.pth checkpoint; export the model with torch.onnx.export first"
-
-// unwrapPath drops an *os.PathError's wrapper, whose message repeats the
-// path the caller already names.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
-	}
-	return err
-}

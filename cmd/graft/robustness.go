@@ -199,12 +199,8 @@ func robustParseEps(s string) ([]float64, error) {
 // terminal and a line per quarter otherwise, and a function that ends an
 // unfinished terminal line.
 func robustProgress(w io.Writer, start time.Time) (progress func(done, total int), end func()) {
-	term := false
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			term = true
-		}
-	}
+	f, ok := w.(*os.File)
+	term := ok && isTerminal(f)
 	quarter, open := 0, false
 	end = func() {
 		if open {

@@ -36,7 +36,7 @@ func LockDir(dir string) (*DirLock, error) {
 	}
 	f, err := openLockFile(filepath.Join(dir, LockName))
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", dir, unwrapPath(err))
+		return nil, fmt.Errorf("lock %s: %w", dir, Reason(err))
 	}
 	ok, err := tryLock(f)
 	if err != nil {

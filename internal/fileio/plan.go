@@ -72,7 +72,7 @@ func (p *Plan) Check() error {
 	for _, in := range p.inputs {
 		fi, err := os.Stat(in.path)
 		if err != nil {
-			return fmt.Errorf("%s: %w", in.name("input"), unwrapPath(err))
+			return fmt.Errorf("%s: %w", in.name("input"), Reason(err))
 		}
 		ins = append(ins, input{in, fi, canonical(in.path)})
 	}
@@ -98,7 +98,7 @@ func (p *Plan) Check() error {
 			case err == nil && !fi.IsDir():
 				return fmt.Errorf("%s is a file, not a folder", name)
 			case err != nil && !errors.Is(err, fs.ErrNotExist):
-				return fmt.Errorf("%s: %w", name, unwrapPath(err))
+				return fmt.Errorf("%s: %w", name, Reason(err))
 			}
 			o.real, folder = canonical(out.path), out.path
 		} else {
@@ -163,17 +163,17 @@ func probe(name, folder string) error {
 			break
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%s: %w", name, unwrapPath(err))
+			return fmt.Errorf("%s: %w", name, Reason(err))
 		}
 		up := filepath.Dir(dir)
 		if up == dir {
-			return fmt.Errorf("%s: %w", name, unwrapPath(err))
+			return fmt.Errorf("%s: %w", name, Reason(err))
 		}
 		dir = up
 	}
 	f, err := createTemp(dir, "graft-check", 0o600)
 	if err != nil {
-		return fmt.Errorf("%s: cannot create a file in folder %s: %w", name, dir, unwrapPath(err))
+		return fmt.Errorf("%s: cannot create a file in folder %s: %w", name, dir, Reason(err))
 	}
 	os.Remove(f.Name())
 	f.Close()

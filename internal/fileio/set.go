@@ -144,14 +144,14 @@ func readCurrent(dir string) (string, error) {
 		return "", &plainError{"no committed set in " + dir, fs.ErrNotExist}
 	}
 	if err != nil {
-		return "", fmt.Errorf("set in %s: %w", dir, unwrapPath(err))
+		return "", fmt.Errorf("set in %s: %w", dir, Reason(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("set in %s: %s is not a regular file", dir, path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("set in %s: %w", dir, unwrapPath(err))
+		return "", fmt.Errorf("set in %s: %w", dir, Reason(err))
 	}
 	name := strings.TrimSpace(string(b))
 	if _, ok := genNumber(name); !ok {

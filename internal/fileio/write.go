@@ -73,10 +73,10 @@ func Sync(paths ...string) error {
 	for _, p := range paths {
 		real, err := filepath.EvalSymlinks(p)
 		if err != nil {
-			return fmt.Errorf("sync %s: %w", p, unwrapPath(err))
+			return fmt.Errorf("sync %s: %w", p, Reason(err))
 		}
 		if err := syncFile(real); err != nil {
-			return fmt.Errorf("sync %s: %w", p, unwrapPath(err))
+			return fmt.Errorf("sync %s: %w", p, Reason(err))
 		}
 		dirs[filepath.Dir(real)] = true
 	}
@@ -128,7 +128,7 @@ func resolve(path, name string, force bool) (target, error) {
 		return target{path: path}, nil
 	}
 	if err != nil {
-		return target{}, fmt.Errorf("%s: %w", name, unwrapPath(err))
+		return target{}, fmt.Errorf("%s: %w", name, Reason(err))
 	}
 	real, what := path, name
 	if fi.Mode()&fs.ModeSymlink != 0 {
@@ -137,10 +137,10 @@ func resolve(path, name string, force bool) (target, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				return target{}, &plainError{fmt.Sprintf("%s is a symlink to %s, which does not exist; graft writes through a symlink only to an existing file", name, dest), ErrNotRegular}
 			}
-			return target{}, fmt.Errorf("%s: %w", name, unwrapPath(err))
+			return target{}, fmt.Errorf("%s: %w", name, Reason(err))
 		}
 		if fi, err = os.Lstat(real); err != nil {
-			return target{}, fmt.Errorf("%s: %w", name, unwrapPath(err))
+			return target{}, fmt.Errorf("%s: %w", name, Reason(err))
 		}
 		what = fmt.Sprintf("%s is a symlink to %s, which", name, dest)
 	}
@@ -190,7 +190,7 @@ func (t target) write(path string, data []byte, o options) error {
 	}
 	f, err := createTemp(dir, filepath.Base(t.path), perm)
 	if err != nil {
-		return fmt.Errorf("write %s: cannot create a file in folder %s: %w", path, dir, unwrapPath(err))
+		return fmt.Errorf("write %s: cannot create a file in folder %s: %w", path, dir, Reason(err))
 	}
 	tmp := f.Name()
 	renamed := false
@@ -201,26 +201,26 @@ func (t target) write(path string, data []byte, o options) error {
 		f.Close()
 	}()
 	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+		return fmt.Errorf("write %s: %w", path, Reason(err))
 	}
 	if like != nil {
 		keepOwner(f, like) // best effort: only root may give a file away
 		if err := f.Chmod(like.Mode().Perm()); err != nil {
-			return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+			return fmt.Errorf("write %s: %w", path, Reason(err))
 		}
 	}
 	if !o.noSync {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+			return fmt.Errorf("write %s: %w", path, Reason(err))
 		}
 	}
 	if closeBeforeRename {
 		if err := f.Close(); err != nil {
-			return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+			return fmt.Errorf("write %s: %w", path, Reason(err))
 		}
 	}
 	if err := os.Rename(tmp, t.path); err != nil {
-		return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+		return fmt.Errorf("write %s: %w", path, Reason(err))
 	}
 	renamed = true
 	// The rename is done; a lost directory flush only risks the new name
@@ -285,14 +285,15 @@ func removeDeadTemps(dir string) {
 	}
 }
 
-// unwrapPath drops an *fs.PathError's own path, which would name our
-// temporary file rather than the output.
-func unwrapPath(err error) error {
+// Reason returns what went wrong in a file operation without the path:
+// an *fs.PathError's Err. graft's messages name the file themselves, and
+// the path inside could be a temporary file's, not the one the user gave.
+func Reason(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
 	}
-	var le *os.LinkError
+	var le *os.LinkError // a rename's
 	if errors.As(err, &le) {
 		return le.Err
 	}

@@ -85,7 +85,7 @@ type IDXArray struct {
 func ReadIDX(path string) (*IDXArray, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, idxError(path, idxUnwrapPath(err))
+		return nil, idxError(path, fileio.Reason(err))
 	}
 	defer f.Close()
 	var size int64 = -1
@@ -211,15 +211,7 @@ func idxTruncated(err error) error {
 	if msg, ok := strings.CutPrefix(err.Error(), "gzip: "); ok {
 		return errors.New(msg)
 	}
-	return idxUnwrapPath(err)
-}
-
-func idxUnwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
+	return fileio.Reason(err)
 }
 
 func idxError(path string, err error) error {
@@ -334,7 +326,7 @@ func WriteIDXLabels(path string, labels []int) error {
 // image file must exist.
 func IDXLabelsPath(images string) (string, error) {
 	if _, err := os.Stat(images); err != nil {
-		return "", idxError(images, idxUnwrapPath(err))
+		return "", idxError(images, fileio.Reason(err))
 	}
 	dir, base := filepath.Split(images)
 	if !strings.Contains(base, "images") || !strings.Contains(base, "idx3") {

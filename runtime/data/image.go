@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/internal/memlimit"
 )
 
@@ -78,7 +79,7 @@ func Load(path string) (*Image, error) { return LoadConcurrent(path, 1) }
 func LoadConcurrent(path string, n int) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &Error{File: path, Err: unwrapPath(err)}
+		return nil, &Error{File: path, Err: fileio.Reason(err)}
 	}
 	defer f.Close()
 	size := int64(-1)
@@ -86,15 +87,6 @@ func LoadConcurrent(path string, n int) (*Image, error) {
 		size = st.Size()
 	}
 	return decode(f, path, size, n)
-}
-
-// unwrapPath drops the *fs.PathError wrapper, whose message repeats the path.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // Decode decodes an image from r; name is used in errors.
@@ -130,7 +122,7 @@ func decode(r io.Reader, name string, size int64, n int) (*Image, error) {
 	}
 	rest, err := io.ReadAll(io.LimitReader(br, maxFileBytes+1-int64(head.Len())))
 	if err != nil {
-		return fail(unwrapPath(err))
+		return fail(fileio.Reason(err))
 	}
 	b := append(head.Bytes(), rest...)
 	if len(b) > maxFileBytes {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/runtime/data"
 )
 
@@ -55,14 +56,14 @@ func ImageFolder(root string, opts ...Option) (*Dataset, error) {
 	}
 	st, err := os.Stat(root)
 	if err != nil {
-		return nil, fmt.Errorf("image folder %s: %w", root, unwrapPath(err))
+		return nil, fmt.Errorf("image folder %s: %w", root, fileio.Reason(err))
 	}
 	if !st.IsDir() {
 		return fail("not a folder")
 	}
 	entries, err := os.ReadDir(root)
 	if err != nil {
-		return nil, fmt.Errorf("image folder %s: %w", root, unwrapPath(err))
+		return nil, fmt.Errorf("image folder %s: %w", root, fileio.Reason(err))
 	}
 	var classes []string
 	for _, e := range entries {
@@ -135,14 +136,6 @@ func isDir(path string, e os.DirEntry) bool {
 	return e.IsDir()
 }
 
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // listImages returns the image files under dir, in torchvision's order:
 // sorted by folder path, then by name within a folder, and the entries
 // with image names that are not regular files (pipes, devices, sockets),
@@ -161,7 +154,7 @@ func listImages(dir string) (images []string, specials []error, err error) {
 		}
 		entries, err := os.ReadDir(d)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", d, unwrapPath(err))
+			return fmt.Errorf("reading %s: %w", d, fileio.Reason(err))
 		}
 		for _, e := range entries {
 			if hidden(e.Name()) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/runtime/data"
 )
 
@@ -36,7 +37,7 @@ type OpenOptions struct {
 func Open(path string, o OpenOptions) (*Dataset, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("data %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("data %s: %w", path, fileio.Reason(err))
 	}
 	notFor := func(opt, kind string) error {
 		return fmt.Errorf("%w: %s applies to IDX data, and %s is %s", ErrNotApplicable, opt, path, kind)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
@@ -182,7 +182,7 @@ type Class struct {
 func (p *Predictor) Path(ctx context.Context, path string) (*Result, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("input %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("input %s: %w", path, fileio.Reason(err))
 	}
 	if st.IsDir() {
 		paths, err := ListImages(path)
@@ -206,7 +206,7 @@ func (p *Predictor) Path(ctx context.Context, path string) (*Result, error) {
 func ListImages(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("input %s: %w", dir, unwrapPath(err))
+		return nil, fmt.Errorf("input %s: %w", dir, fileio.Reason(err))
 	}
 	var paths []string
 	for _, e := range entries {
@@ -219,16 +219,6 @@ func ListImages(dir string) ([]string, error) {
 	}
 	sort.Strings(paths)
 	return paths, nil
-}
-
-// unwrapPath drops the *fs.PathError wrapper, whose message repeats the
-// path the caller names anyway.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // Images preprocesses the image files as the contract says and classifies
