@@ -144,7 +144,7 @@ func resolve(path, name string, force bool) (target, error) {
 		}
 		what = fmt.Sprintf("%s is a symlink to %s, which", name, dest)
 	}
-	if kind := kindOf(fi.Mode()); kind != "" {
+	if kind := Kind(fi.Mode()); kind != "" {
 		return target{}, &plainError{fmt.Sprintf("%s is %s, not a regular file; graft writes only regular files", what, kind), ErrNotRegular}
 	}
 	if fi.Mode().Perm()&0o222 == 0 && !force {
@@ -153,8 +153,9 @@ func resolve(path, name string, force bool) (target, error) {
 	return target{path: real, info: fi}, nil
 }
 
-// kindOf names what a non-regular file is, or returns "" for a regular one.
-func kindOf(m fs.FileMode) string {
+// Kind names what a file that is not a regular file is ("a named pipe
+// (FIFO)", "a character device", ...), or returns "" for a regular one.
+func Kind(m fs.FileMode) string {
 	switch {
 	case m.IsRegular():
 		return ""

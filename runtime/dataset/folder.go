@@ -167,7 +167,7 @@ func listImages(dir string) (images []string, specials []error, err error) {
 				}
 			} else if data.IsImageFile(e.Name()) {
 				if kind := special(p, e); kind != "" {
-					specials = append(specials, &data.Error{File: p, Err: fmt.Errorf("%w (%s)", ErrNotRegular, kind)})
+					specials = append(specials, &data.Error{File: p, Err: fmt.Errorf("%s, %w", kind, ErrNotRegular)})
 					continue
 				}
 				files = append(files, file{d, e.Name()})
@@ -206,17 +206,7 @@ func special(path string, e os.DirEntry) string {
 		}
 		mode = st.Mode().Type()
 	}
-	switch {
-	case mode.IsRegular():
-		return ""
-	case mode&os.ModeNamedPipe != 0:
-		return "a named pipe"
-	case mode&os.ModeSocket != 0:
-		return "a socket"
-	case mode&os.ModeDevice != 0:
-		return "a device"
-	}
-	return "a special file"
+	return fileio.Kind(mode)
 }
 
 // dropBad decodes every image in parallel and removes those that fail.

@@ -26,7 +26,7 @@ func TestImageFolderFIFO(t *testing.T) {
 		t.Skipf("mkfifo: %v", err)
 	}
 	_, err := ImageFolder(root)
-	want := "image folder " + root + ": image " + pipe + ": not a regular file (a named pipe) (use SkipBad to leave such files out)"
+	want := "image folder " + root + ": image " + pipe + ": a named pipe (FIFO), not a regular file (use SkipBad to leave such files out)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
@@ -37,7 +37,7 @@ func TestImageFolderFIFO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ds.Len() != 3 || ds.Skipped() != 1 || ds.SkippedErrors()[0].Error() != "image "+pipe+": not a regular file (a named pipe)" {
+	if ds.Len() != 3 || ds.Skipped() != 1 || ds.SkippedErrors()[0].Error() != "image "+pipe+": a named pipe (FIFO), not a regular file" {
 		t.Errorf("%d examples, skipped %v", ds.Len(), ds.SkippedErrors())
 	}
 	for i := range ds.Len() {
