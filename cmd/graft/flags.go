@@ -5,6 +5,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/graft-dev/graft/internal/fileio"
+	"github.com/graft-dev/graft/onnx"
 )
 
 // listFlag collects a repeatable flag.
@@ -68,4 +71,16 @@ func parseMeanStdFlags(mean, std string) (m, s []float32, err error) {
 		}
 	}
 	return m, s, nil
+}
+
+// modelPlan starts the output plan of a command that reads the model at
+// path: the model file and its external data are inputs no output may
+// replace, unless forced with --force.
+func modelPlan(path string, m *onnx.Model) *fileio.Plan {
+	plan := &fileio.Plan{ForceFlag: "--force"}
+	plan.Input(path, "the model")
+	for _, f := range m.ExternalDataFiles() {
+		plan.Input(f, "the model's external data")
+	}
+	return plan
 }

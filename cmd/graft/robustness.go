@@ -128,11 +128,7 @@ func runRobustness(args []string, stdout io.Writer) error {
 		return err
 	}
 	sum := sha256.Sum256(raw)
-	plan := fileio.Plan{}
-	plan.Input(model, "--model")
-	for _, f := range m.ExternalDataFiles() {
-		plan.Input(f, "the model's external data")
-	}
+	plan := modelPlan(model, m)
 	for _, f := range ds.Inputs() {
 		plan.Input(f, "--data")
 	}

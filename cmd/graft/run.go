@@ -107,11 +107,7 @@ func runRun(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	plan := fileio.Plan{ForceFlag: "--force"}
-	plan.Input(pos[0], "the model")
-	for _, f := range m.ExternalDataFiles() {
-		plan.Input(f, "the model's external data")
-	}
+	plan := modelPlan(pos[0], m)
 	plan.Input(input, "--input")
 	if labels != "" {
 		plan.Input(labels, "--labels")

@@ -98,11 +98,7 @@ func runSurgery(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	plan := fileio.Plan{ForceFlag: "--force"}
-	plan.Input(pos[0], "the model")
-	for _, f := range m.ExternalDataFiles() {
-		plan.Input(f, "the model's external data")
-	}
+	plan := modelPlan(pos[0], m)
 	var forced []fileio.Option
 	if *force {
 		forced = append(forced, fileio.Force())
