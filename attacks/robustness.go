@@ -117,6 +117,9 @@ func Robustness(ctx context.Context, m *onnx.Model, data *dataset.Dataset, opts 
 	if data == nil || data.Len() == 0 {
 		return nil, errors.New("attacks: no examples")
 	}
+	if err := m.CheckFinite(); err != nil {
+		return nil, fmt.Errorf("attacks: %w", err)
+	}
 	c, err := contract.Derive(m)
 	if err != nil {
 		return nil, err

@@ -112,6 +112,10 @@ func TestFinetuneBadInput(t *testing.T) {
 		{append(base, "--data", folder, "--val", folder, "--val-split", "0.3"), 2, "--val-split and --val"},
 		{append(base, "--data", folder, "--lr", "NaN"), 2, "--lr NaN"},
 		{append(base, "--data", folder, "--weight-decay", "-1"), 2, "--weight-decay -1"},
+		{append(base, "--data", folder, "--val-split", "NaN"), 2, "--val-split NaN"},
+		{append(base, "--data", folder, "--momentum", "NaN"), 2, "--momentum NaN"},
+		{append(base, "--data", folder, "--freeze", "["), 2, `--freeze "[": invalid pattern`},
+		{append(base, "--data", folder, "--labels", "x"), 2, "a labels file applies to IDX data"},
 		{append(base, "--data", folder, "--freeze", "all"), 1, "no trainable parameters"},
 	} {
 		code, _, errs := graft(c.args...)

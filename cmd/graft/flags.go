@@ -16,19 +16,32 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
-// parseFloatList parses a flag's comma-separated numbers ("0.485,0.456");
+// parseNumbers parses a flag's comma-separated numbers ("0.485,0.456");
 // empty means nil. NaN and infinities are refused.
-func parseFloatList(flag, s string) ([]float32, error) {
+func parseNumbers(flag, s string) ([]float64, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var out []float32
+	var out []float64
 	for _, part := range strings.Split(s, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(part), 32)
+		v, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
 		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, usage("%s %q: %q is not a number", flag, s, strings.TrimSpace(part))
 		}
-		out = append(out, float32(v))
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// parseFloatList is parseNumbers for float32 values (means, stds).
+func parseFloatList(flag, s string) ([]float32, error) {
+	v, err := parseNumbers(flag, s)
+	if v == nil || err != nil {
+		return nil, err
+	}
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
 	}
 	return out, nil
 }

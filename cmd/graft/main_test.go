@@ -33,6 +33,16 @@ func TestHelp(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "inspect") {
 		t.Errorf("graft help: code %d, output %q", code, out)
 	}
+	// One line a command.
+	_, list, _ := strings.Cut(out, "Commands:\n")
+	list, _, _ = strings.Cut(list, "\n\n")
+	if lines := strings.Split(list, "\n"); len(lines) != len(commands) {
+		t.Errorf("graft help lists %d lines for %d commands:\n%s", len(lines), len(commands), list)
+	}
+	// A bad flag is one line and the hint, not the whole usage.
+	if code, out, errs := graft("inspect", "--bogus", "m.onnx"); code != 2 || out != "" || strings.Count(errs, "\n") != 2 {
+		t.Errorf("a bad flag: code %d, stdout %q, stderr %q", code, out, errs)
+	}
 	code, out, _ = graft("inspect", "--help")
 	if code != 0 || !strings.Contains(out, "--json") && !strings.Contains(out, "-json") {
 		t.Errorf("graft inspect --help: code %d, output %q", code, out)

@@ -173,17 +173,14 @@ func runRobustness(args []string, stdout io.Writer) error {
 // robustData opens --data: an image folder, or IDX images with their
 // labels (given, or found by the standard name). desc names it for the
 func robustParseEps(s string) ([]float64, error) {
-	var eps []float64
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
+	eps, err := parseNumbers("--eps", s)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range eps {
+		if !(e >= 0 && e <= 1) {
+			return nil, usage("--eps: %g is not a radius in [0, 1] (pixels are in [0, 1]: 8/255 is 0.0314)", e)
 		}
-		e, err := strconv.ParseFloat(part, 64)
-		if err != nil || !(e >= 0 && e <= 1) {
-			return nil, usage("--eps: %q is not a radius in [0, 1] (pixels are in [0, 1]: 8/255 is 0.0314)", part)
-		}
-		eps = append(eps, e)
 	}
 	if len(eps) == 0 {
 		return nil, usage("--eps: no radii")

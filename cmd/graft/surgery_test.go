@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -118,5 +119,43 @@ func TestSurgeryNormalizeFlag(t *testing.T) {
 	c, err := contract.Derive(m)
 	if err != nil || !c.Input.NormalizedInside || !slices.Equal(c.Input.Mean, []float32{0.5, 0.5, 0.5}) {
 		t.Errorf("the surgered model's contract: %+v, %v", c.Input, err)
+	}
+}
+
+// A read-only output is replaced only with --force, and keeps its mode; an
+// output that is the model itself likewise.
+func TestSurgeryForce(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "a.onnx")
+	if err := os.WriteFile(out, []byte("old"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	model := "../../testdata/models/cnn/model.onnx"
+	code, _, errs := graft("surgery", model, "--replace-head", "3", "-o", out)
+	if b, _ := os.ReadFile(out); code != 1 || !strings.Contains(errs, "is read-only") || !strings.Contains(errs, "--force") || string(b) != "old" {
+		t.Errorf("read-only output: code %d, %q, file %q", code, errs, b)
+	}
+	if code, _, errs := graft("surgery", model, "--replace-head", "3", "-o", out, "--force"); code != 0 {
+		t.Fatalf("--force: %s", errs)
+	}
+	st, err := os.Stat(out)
+	if err != nil || st.Mode().Perm() != 0o444 {
+		t.Errorf("forced output: %v, mode %v", err, st.Mode())
+	}
+	if _, err := onnx.Load(out); err != nil {
+		t.Errorf("forced output does not load: %v", err)
+	}
+	// Surgery on a copy of the model, in place, only when forced.
+	copyPath := filepath.Join(dir, "m.onnx")
+	raw, _ := os.ReadFile(model)
+	os.WriteFile(copyPath, raw, 0o644)
+	if code, _, errs := graft("surgery", copyPath, "--replace-head", "3", "-o", copyPath); code != 1 || !strings.Contains(errs, "is the same file as the model") {
+		t.Errorf("in place: code %d, %q", code, errs)
+	}
+	if b, _ := os.ReadFile(copyPath); !bytes.Equal(b, raw) {
+		t.Error("the model changed")
+	}
+	if code, _, errs := graft("surgery", copyPath, "--replace-head", "3", "-o", copyPath, "--force"); code != 0 {
+		t.Errorf("in place with --force: %s", errs)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
@@ -501,6 +502,51 @@ func TestHardeningPutsTheNormalisationInside(t *testing.T) {
 		}
 		if mean, _ := c.Input.PixelNormalization(); mean != nil {
 			t.Errorf("overrides %+v: the saved model still wants normalised inputs", over)
+		}
+	}
+}
+
+// Refused before any work, leaving nothing behind: a model whose weights
+// are not finite, an output folder another run holds, a metrics file that
+// cannot be replaced.
+func TestRefusedBeforeWork(t *testing.T) {
+	trainData, valData := demoData(t, 4)
+
+	m := demoModel(t)
+	w := m.Graph.Value("fc.weight").Const
+	raw := slices.Clone(w.Raw())
+	copy(raw[8:], []byte{0, 0, 0xc0, 0x7f}) // element 2: NaN
+	if err := w.SetRaw(raw); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err := Run(context.Background(), m, trainData, valData, quick(dir))
+	if err == nil || !strings.Contains(err.Error(), `initializer "fc.weight" holds NaN at element 2`) {
+		t.Errorf("NaN weights: %v", err)
+	}
+
+	held, err := fileio.LockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), demoModel(t), trainData, valData, quick(dir))
+	held.Unlock()
+	if !errors.Is(err, fileio.ErrLocked) || !strings.Contains(err.Error(), "is writing to "+dir) {
+		t.Errorf("a held folder: %v", err)
+	}
+
+	metrics := filepath.Join(dir, MetricsFile)
+	if err := os.WriteFile(metrics, []byte("{}"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), demoModel(t), trainData, valData, quick(dir))
+	if err == nil || !strings.Contains(err.Error(), "metrics.json is read-only") {
+		t.Errorf("a read-only metrics.json: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != MetricsFile && e.Name() != fileio.LockName {
+			t.Errorf("a refused run left %s", e.Name())
 		}
 	}
 }
