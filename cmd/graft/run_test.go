@@ -346,6 +346,9 @@ func TestRunBadInputs(t *testing.T) {
 		{[]string{model}, 2, []string{"--input is required"}},
 		{[]string{"--input", img}, 2, []string{"want exactly one model file"}},
 		{[]string{model, "--input", img, "--save-output", filepath.Join(dir, "nodir", "out.pb")}, 1, []string{"out.pb"}},
+		{[]string{model, "--input", img, "--save-output", model}, 1, []string{"--save-output", "is the same file as the model", "--force"}},
+		{[]string{model, "--input", img, "--save-output", img}, 1, []string{"is the same file as --input"}},
+		{[]string{model, "--input", img, "--save-output", "/dev/null"}, 1, []string{"/dev/null is a character device"}},
 	}
 	for _, c := range cases {
 		code, out, errs := graft(append([]string{"run"}, c.args...)...)
