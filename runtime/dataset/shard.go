@@ -22,7 +22,8 @@ import (
 //
 // The zero Shard (and Count 1) is the whole data set.
 type Shard struct {
-	Index, Count int
+	Index int `json:"index"`
+	Count int `json:"count"`
 }
 
 // ParseShard parses "I/N", 0 <= I < N: the form of the --shard flag, which
