@@ -75,18 +75,18 @@ type Report struct {
 // Settings record how a sweep was made. Sweep fills the attack's part;
 // Robustness (or the caller of Sweep) describes the model and the data.
 type Settings struct {
-	Model       string    `json:"model,omitempty"`
-	ModelSHA256 string    `json:"model_sha256,omitempty"`
-	Data        string    `json:"data,omitempty"`
+	Model       string `json:"model,omitempty"`
+	ModelSHA256 string `json:"model_sha256,omitempty"`
+	Data        string `json:"data,omitempty"`
 	// DataFingerprint is the data set's dataset.Fingerprint (after the
 	// limit): shards of other data are not merged.
-	DataFingerprint string `json:"data_fingerprint,omitempty"`
-	Attack      Info      `json:"attack"`
-	Loss        string    `json:"loss,omitempty"`
-	Targeted    bool      `json:"targeted"`
-	Eps         []float64 `json:"eps"`
-	Limit       int       `json:"limit,omitempty"`
-	BatchSize   int       `json:"batch_size,omitempty"`
+	DataFingerprint string    `json:"data_fingerprint,omitempty"`
+	Attack          Info      `json:"attack"`
+	Loss            string    `json:"loss,omitempty"`
+	Targeted        bool      `json:"targeted"`
+	Eps             []float64 `json:"eps"`
+	Limit           int       `json:"limit,omitempty"`
+	BatchSize       int       `json:"batch_size,omitempty"`
 	// Mean and Std are the normalisation (x - mean) / std of pixels in
 	// [0, 1] inside the attacked model: put there by Robustness from the
 	// model's contract, or the model's own.
