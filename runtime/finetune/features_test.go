@@ -158,7 +158,12 @@ func TestFeaturesRefused(t *testing.T) {
 		parts []*Features
 		want  string
 	}{
-		{"another model", []*Features{shard(0, 2, trainData, fo), func() *Features { o := fo; o.Shard = dataset.Shard{Index: 1, Count: 2}; f, _ := ComputeFeatures(ctx, other, trainData, o); return f }()}, "model sha256"},
+		{"another model", []*Features{shard(0, 2, trainData, fo), func() *Features {
+			o := fo
+			o.Shard = dataset.Shard{Index: 1, Count: 2}
+			f, _ := ComputeFeatures(ctx, other, trainData, o)
+			return f
+		}()}, "model sha256"},
 		{"other data", []*Features{shard(0, 2, trainData, fo), shard(1, 2, fewer, fo)}, "data fingerprint"},
 		{"another batch size", []*Features{shard(0, 2, trainData, fo), shard(1, 2, trainData, FeatureOptions{Batch: 4})}, "batch size 8 and 4"},
 		{"other preprocessing", []*Features{shard(0, 2, trainData, fo), shard(1, 2, trainData, FeatureOptions{Batch: 8, Overrides: contract.Overrides{Mean: []float32{0.5}, Std: []float32{0.5}}})}, "preprocessing"},
@@ -237,13 +242,13 @@ func TestReadFeaturesRefusesBadFiles(t *testing.T) {
 		want string
 	}{
 		"cut short":         {good[:len(good)-1], "data offsets [320 5440]"},
-		"no header":         {good[:7], "shorter than a safetensors header"},
+		"no header":         {good[:7], "shorter than its header length"},
 		"another format":    {edit(`"format":"graft.features"`, `"format":"graft.featurez"`), `format "graft.featurez"`},
 		"a later version":   {edit(`"version":"1"`, `"version":"2"`), `version "2"`},
 		"a bad shard":       {edit(`"shard":"0/1"`, `"shard":"1/1"`), "shard 1/1"},
 		"a label too big":   {edit(`"classes":"[\"0\",\"1\",\"2\",\"3\",\"4\"]"`, `"classes":"[\"0\",\"1\"]"`), "is not one of the 2 classes"},
 		"a non-finite":      {nan, "not finite"},
-		"a wrong dtype":     {edit(`"dtype":"F32"`, `"dtype":"I64"`), "dtype"},
+		"a wrong dtype":     {edit(`"dtype":"F32"`, `"dtype":"I32"`), "dtypes: index I64, labels I64, features I32"},
 		"an extra tensor":   {edit(`"labels":`, `"labelz":`), `unexpected tensor "labelz"`},
 		"a short data size": {edit(`"examples":"20"`, `"examples":"2"`), "of a data set of 2"},
 	} {
