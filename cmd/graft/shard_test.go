@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/graft-dev/graft/runtime/finetune"
 )
 
 // runShards runs graft once per shard, count processes at once, as the
@@ -180,5 +182,88 @@ func TestShardFlagsAndMergeErrors(t *testing.T) {
 	}
 	if code, stdout, errs := graft("merge-reports", "-o", out, parts[1], parts[0]); code != 0 || !strings.Contains(stdout, "merged 2 shards") {
 		t.Errorf("merge: code %d, %s %s", code, stdout, errs)
+	}
+}
+
+// The acceptance test of sharded features: the frozen LeNet backbone's
+// features of all 2,000 held-out digits, in 3 and 7 shards, each a
+// separate graft features process, merged, are the single process's file
+// byte for byte; and graft finetune --features on the 7 shards writes the
+// model graft finetune --data writes with its in-process cache, byte for
+// byte, same seed.
+func TestFeaturesShardsAsProcessesTrainTheSameModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 14 graft processes")
+	}
+	bin := buildGraft(t)
+	dir := t.TempDir()
+	graftRun := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("graft %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	args := []string{"features", "--model", lenetModel, "--data", lenetImages, "--batch", "32"}
+	single := filepath.Join(dir, "single")
+	if out := graftRun(append(args, "-o", single)...); !strings.Contains(out, "features of 2000 of 2000 examples (shard 0/1") {
+		t.Errorf("graft features printed %q", out)
+	}
+	want, err := os.ReadFile(filepath.Join(single, finetune.FeaturesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shards []string
+	for _, n := range []int{3, 7} {
+		shards = runShards(t, bin, filepath.Join(dir, fmt.Sprint(n)), n, args...)
+		merged, err := readFeatures(shards)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := merged.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%d shards merged: the features differ from the single process's", n)
+		}
+	}
+
+	train := []string{"finetune", "--model", lenetModel, "--freeze", "backbone", "--replace-head", "10", "--epochs", "2", "--batch", "32", "--lr", "0.01", "--seed", "3"}
+	cached := filepath.Join(dir, "cached", "model.onnx")
+	if out := graftRun(append(train, "--data", lenetImages, "-o", cached)...); !strings.Contains(out, "computing the frozen backbone's features once") {
+		t.Errorf("finetune --data did not use its cache:\n%s", out)
+	}
+	fromShards := filepath.Join(dir, "shards", "model.onnx")
+	graftRun(append(append(train, "-o", fromShards, "--features"), shards...)...)
+	a, _ := os.ReadFile(cached)
+	b, _ := os.ReadFile(fromShards)
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Error("finetune --features (7 shards) wrote another model than finetune --data with its cache")
+	}
+	base, _ := os.ReadFile(lenetModel)
+	if bytes.Equal(a, base) {
+		t.Error("finetune wrote the model it read")
+	}
+
+	// What does not go together is refused in one line.
+	other := filepath.Join(dir, "other")
+	graftRun("features", "--model", "../../testdata/models/cnn/model.onnx", "--data", lenetImages, "-o", other)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{append(train, "-o", filepath.Join(dir, "x.onnx"), "--features", shards[0]), 1, "7 shards given; missing"},
+		{append(train, "-o", filepath.Join(dir, "x.onnx"), "--features", other), 1, "come from another model"},
+		{append(train, "-o", filepath.Join(dir, "x.onnx"), "--data", lenetImages, "--features", single), 2, "--features and --data"},
+		{append(train, "-o", filepath.Join(dir, "x.onnx"), "--val-features", single), 2, "--val-features needs --features"},
+		{[]string{"features", "--model", lenetModel, "--data", lenetImages, "--shard", "1/x", "-o", other}, 2, "--shard"},
+	} {
+		code, _, errs := graft(tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) || strings.Count(errs, "\n") > 2 {
+			t.Errorf("graft %v: code %d, %q; want %d and %q", tc.args, code, errs, tc.code, tc.want)
+		}
 	}
 }
