@@ -166,6 +166,15 @@ func computeFeatures(ctx context.Context, m *onnx.Model, params []string, data *
 	if err != nil {
 		return nil, err
 	}
+	// A batch through the backbone, refused before any work if it would
+	// not fit in graft's memory limit.
+	est, err := ep.Estimate(runtime.Plan{Inputs: [][]int{{opts.Batch, pre.Channels, pre.Height, pre.Width}}})
+	if err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	if err := est.Check(); err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
 	shard := opts.Shard
 	if shard.Count == 0 {
 		shard = dataset.Shard{Index: 0, Count: 1}

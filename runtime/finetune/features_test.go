@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
@@ -292,4 +293,17 @@ func FuzzReadFeatures(f *testing.F) {
 			t.Fatal("features change when written again")
 		}
 	})
+}
+
+// A batch the backbone cannot run within graft's memory limit is refused
+// before any image is read, naming the tensor and the bytes.
+func TestComputeFeaturesChecksMemory(t *testing.T) {
+	trainData, _ := demoData(t, 4)
+	m := demoModel(t)
+	t.Cleanup(func() { memlimit.Set(0, "") })
+	memlimit.Set(64<<20, "the test")
+	_, err := ComputeFeatures(context.Background(), m, trainData, FeatureOptions{Batch: 100000})
+	if err == nil || !strings.Contains(err.Error(), "over graft's memory limit of 64.0 MiB") || !strings.HasPrefix(err.Error(), "features: running the model on input [100000,1,28,28]") {
+		t.Errorf("got %v", err)
+	}
 }
