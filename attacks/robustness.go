@@ -48,8 +48,8 @@ type RobustnessOptions struct {
 	// examples done and the number to do.
 	Progress func(done, total int)
 	// Model and ModelSHA256 name the model in Report.Settings (the file it
-	// was read from, and the SHA-256 of its bytes); Data names the data,
-	// data.Source() when empty.
+	// was read from, and the SHA-256 of its bytes; onnx.SHA256 when
+	// empty); Data names the data, data.Source() when empty.
 	Model, ModelSHA256, Data string
 	// Shard, when set (Count at least 1), attacks only that shard of the
 	// examples (after Limit), split in blocks of the batch size (see
@@ -129,6 +129,14 @@ func Robustness(ctx context.Context, m *onnx.Model, data *dataset.Dataset, opts 
 	}
 	if err := m.CheckFinite(); err != nil {
 		return nil, fmt.Errorf("attacks: %w", err)
+	}
+	// The model's identity, which Merge compares between shards.
+	sum := opts.ModelSHA256
+	if sum == "" {
+		var err error
+		if sum, err = onnx.SHA256(m); err != nil {
+			return nil, fmt.Errorf("attacks: %w", err)
+		}
 	}
 	c, err := contract.Derive(m)
 	if err != nil {
@@ -226,7 +234,7 @@ func Robustness(ctx context.Context, m *onnx.Model, data *dataset.Dataset, opts 
 		return nil, err
 	}
 	s := &r.Settings
-	s.Model, s.ModelSHA256, s.Limit = opts.Model, opts.ModelSHA256, opts.Limit
+	s.Model, s.ModelSHA256, s.Limit = opts.Model, sum, opts.Limit
 	// The whole sweep's batch size and data, whichever shard this is.
 	s.BatchSize = min(batch, whole.Len())
 	s.Data = describeData(whole, opts.Data, total, pre)

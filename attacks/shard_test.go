@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/attacks"
+	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime/dataset"
 )
 
@@ -162,6 +163,34 @@ func TestShardWithoutExamples(t *testing.T) {
 	_, err := attacks.Robustness(context.Background(), load(t, lenetDir+"model.onnx"), digits(t, 100),
 		attacks.RobustnessOptions{Attack: attacks.FGSM{}, Batch: 50, Shard: dataset.Shard{Index: 2, Count: 3}})
 	if err == nil || !strings.Contains(err.Error(), "shard 2/3 holds no examples: 100 examples in batches of 50 make 2 blocks") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// Without a SHA-256 from the caller, Robustness takes the model's own
+// (onnx.SHA256): shards of two models differing in one weight do not merge.
+func TestShardsOfAnotherModelAreRefused(t *testing.T) {
+	ds := digits(t, 40)
+	other := load(t, lenetDir+"model.onnx")
+	w := other.Graph.Initializers[0].Const
+	raw := append([]byte(nil), w.Raw()...)
+	raw[0] ^= 1
+	if err := w.SetRaw(raw); err != nil {
+		t.Fatal(err)
+	}
+	var parts []*attacks.Report
+	for i, m := range []*onnx.Model{load(t, lenetDir+"model.onnx"), other} {
+		r, err := attacks.Robustness(context.Background(), m, ds, attacks.RobustnessOptions{Attack: attacks.FGSM{}, Eps: []float64{0.1}, Batch: 20,
+			Shard: dataset.Shard{Index: i, Count: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, r)
+	}
+	if len(parts[0].Settings.ModelSHA256) != 64 {
+		t.Errorf("model sha256 %q", parts[0].Settings.ModelSHA256)
+	}
+	if _, err := attacks.Merge(parts...); err == nil || !strings.Contains(err.Error(), "model_sha256") {
 		t.Errorf("got %v", err)
 	}
 }

@@ -34,7 +34,7 @@ import (
 //
 //	format            "graft.features"
 //	version           "1"
-//	model_sha256      the model's SHA-256 (finetune.ModelSHA256)
+//	model_sha256      the model's SHA-256 (onnx.SHA256)
 //	split_at          the value the extractor ends in, the head's input
 //	preprocessing     JSON: how images were fed (dataset.Preprocessing)
 //	data              the data set's name (its path)

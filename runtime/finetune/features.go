@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -32,7 +30,7 @@ import (
 // shards, and RunOnFeatures trains a head on them as Run trains on its own
 // cache: the same code, so the model written is byte for byte the same.
 type Features struct {
-	// ModelSHA256 is the model's SHA-256 (ModelSHA256): features are
+	// ModelSHA256 is the model's SHA-256 (onnx.SHA256): features are
 	// trained on only with the model they came from.
 	ModelSHA256 string
 	// SplitAt is the value the extractor ends in: the head's input.
@@ -78,31 +76,6 @@ type FeatureOptions struct {
 	Progress func(done, total int)
 }
 
-// ModelSHA256 returns the hex SHA-256 that identifies m in features and
-// checkpoints: of m's bytes as onnx.Encode writes them (a model file graft
-// reads and re-encodes unchanged gives the file's own SHA-256), followed
-// by the bytes of its external data files, if any.
-func ModelSHA256(m *onnx.Model) (string, error) {
-	b, err := onnx.Encode(m)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	h.Write(b)
-	for _, f := range m.ExternalDataFiles() {
-		r, err := os.Open(f)
-		if err != nil {
-			return "", fmt.Errorf("the model's external data: %w", err)
-		}
-		_, err = io.Copy(h, r)
-		r.Close()
-		if err != nil {
-			return "", fmt.Errorf("the model's external data %s: %w", f, err)
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // ComputeFeatures runs the frozen part of classifier m (everything before
 // its head, train.SplitAtHead) over the examples of data, or of one shard
 // of it, and returns their features. The images are fed as m's contract
@@ -143,7 +116,7 @@ func ComputeFeatures(ctx context.Context, m *onnx.Model, data *dataset.Dataset, 
 	if err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
-	sum, err := ModelSHA256(m)
+	sum, err := onnx.SHA256(m)
 	if err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}

@@ -104,7 +104,7 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 // Run splits its data.
 //
 // The features must hold every example of their data set, come from m as
-// it is given (ModelSHA256) and from the preprocessing m's contract with
+// it is given (onnx.SHA256) and from the preprocessing m's contract with
 // the Overrides gives, and the run must train the head alone on unchanged
 // inputs (the backbone frozen, no augmentation, no hardening); otherwise
 // it is refused, saying which.
@@ -146,7 +146,7 @@ func runJob(ctx context.Context, m *onnx.Model, in inputs, opts Options) (*Resul
 	}
 	defer lock.Unlock()
 
-	modelSum, err := ModelSHA256(m)
+	modelSum, err := onnx.SHA256(m)
 	if err != nil {
 		return nil, fmt.Errorf("finetune: %w", err)
 	}
