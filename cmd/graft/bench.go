@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime/pprof"
 	"slices"
 
+	"github.com/graft-dev/graft/internal/fileio"
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime/bench"
 )
@@ -33,6 +36,7 @@ func runBench(args []string, stdout io.Writer) error {
 	fs.IntVar(&opts.Warmup, "warmup", 3, "`W` untimed runs first")
 	fs.IntVar(&opts.Threads, "threads", 0, "cores to use, `T` (default: all)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the runs to `FILE` (go tool pprof reads it)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -53,7 +57,19 @@ func runBench(args []string, stdout io.Writer) error {
 	}
 	ctx, stop := interruptible()
 	defer stop()
+	var prof bytes.Buffer
+	if *profile != "" {
+		if err := pprof.StartCPUProfile(&prof); err != nil {
+			return err
+		}
+	}
 	r, err := bench.Run(ctx, m, opts)
+	if *profile != "" {
+		pprof.StopCPUProfile()
+		if err == nil {
+			err = fileio.WriteFile(*profile, prof.Bytes())
+		}
+	}
 	if err != nil {
 		return err
 	}
