@@ -253,7 +253,7 @@ func runJob(ctx context.Context, m *onnx.Model, in inputs, opts Options) (*Resul
 	cfg := train.Config{
 		Epochs: opts.Epochs, StartEpoch: startEpoch, Optimizer: opt, Schedule: sched,
 		Params: res.Trainable, Classes: len(classes), Prior: prior,
-		OnBatch: opts.OnBatch, OnEpoch: opts.OnEpoch, Checkpoint: w.epochDone,
+		OnBatch: opts.OnBatch, OnEpoch: opts.OnEpoch, Checkpoint: w.epochDone, Workers: opts.Workers,
 	}
 	if opts.hardened() {
 		cfg.Perturb = perturber(p, opts)
