@@ -120,6 +120,8 @@ func Generator(s Sizes, seed int64) (*onnx.Model, error) {
 	h = l.act("Relu", "relu2", l.bn("bn2", l.conv("ConvTranspose", "deconv2", h, 4*s.NGF, 2*s.NGF, 4, 2, 1), 2*s.NGF))
 	img := l.act("Tanh", "tanh", l.conv("ConvTranspose", "deconv3", h, 2*s.NGF, 1, 4, 2, 1))
 	img.Name = imageName
+	// InferShapes does not know ConvTranspose: the output's type is given.
+	img.Type = &onnx.Type{Elem: onnx.Float, Shape: onnx.Shape{onnx.Symbolic("N"), onnx.Fixed(1), onnx.Fixed(28), onnx.Fixed(28)}}
 	l.g.Outputs = []*onnx.Value{img}
 	return model(l, seed)
 }
@@ -133,9 +135,9 @@ func Discriminator(s Sizes, seed int64) (*onnx.Model, error) {
 	h = leaky(l, "lrelu2", l.bn("bn2", l.conv("Conv", "conv2", h, s.NDF, 2*s.NDF, 4, 2, 1), 2*s.NDF))
 	logit := l.act("Flatten", "flatten", l.conv("Conv", "conv3", h, 2*s.NDF, 1, 7, 1, 0))
 	logit.Name = logitValue
-	real := l.act("Sigmoid", "sigmoid", logit)
-	real.Name = realOutput
-	l.g.Outputs = []*onnx.Value{real}
+	prob := l.act("Sigmoid", "sigmoid", logit)
+	prob.Name = realOutput
+	l.g.Outputs = []*onnx.Value{prob}
 	return model(l, seed)
 }
 
