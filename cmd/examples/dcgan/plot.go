@@ -17,6 +17,7 @@ func lossPlot(steps []Step) ([]byte, error) {
 	p.X.Label.Text = "iteration"
 	p.Y.Label.Text = "loss"
 	p.Add(plotter.NewGrid())
+	p.Legend.Top = true
 	for _, s := range []struct {
 		name string
 		loss func(Step) float64

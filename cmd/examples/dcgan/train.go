@@ -46,7 +46,7 @@ type Options struct {
 
 // DefaultOptions returns the settings of the README's run.
 func DefaultOptions() Options {
-	return Options{Epochs: 10, Batch: 64, Sizes: Sizes{Z: 100, NGF: 32, NDF: 32}, LR: 2e-4, Beta1: 0.5, Seed: 1, LogEvery: 50}
+	return Options{Epochs: 20, Batch: 64, Sizes: Sizes{Z: 100, NGF: 32, NDF: 32}, LR: 2e-4, Beta1: 0.5, Seed: 1, LogEvery: 50}
 }
 
 // The files a run writes into Options.Out.
