@@ -258,3 +258,29 @@ func TestStepMatchesPyTorch(t *testing.T) {
 		}
 	}
 }
+
+// Options that cannot work and missing data are one-line errors naming
+// them, before any file is written.
+func TestRunBadInput(t *testing.T) {
+	for _, c := range []struct {
+		change func(*Options)
+		want   string
+	}{
+		{func(o *Options) { o.LR = math.NaN() }, "lr NaN: want a positive learning rate"},
+		{func(o *Options) { o.Beta1 = 1 }, "beta1 1: want 0 <= beta1 < 1"},
+		{func(o *Options) { o.Sizes.NGF = 0 }, "ngf 0, ndf 32: want positive sizes"},
+		{func(o *Options) { o.Data = "no/such/digits.gz" }, "--data no/such/digits.gz"},
+	} {
+		out := filepath.Join(t.TempDir(), "out")
+		o := DefaultOptions()
+		o.Data, o.Out = digits, out
+		c.change(&o)
+		_, err := Run(context.Background(), o)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("error %v, want one line containing %q", err, c.want)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("%q: the output folder was made", c.want)
+		}
+	}
+}
