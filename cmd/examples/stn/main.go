@@ -28,6 +28,7 @@ func main() {
 	flag.IntVar(&o.Epochs, "epochs", o.Epochs, "epochs")
 	flag.IntVar(&o.Batch, "batch", o.Batch, "batch size")
 	flag.Float64Var(&o.LR, "lr", o.LR, "Adam's learning rate")
+	flag.StringVar(&o.Schedule, "schedule", o.Schedule, "learning-rate schedule: none, cosine or step:SIZE,GAMMA")
 	flag.Int64Var(&o.Seed, "seed", o.Seed, "random seed")
 	flag.Parse()
 	if o.Model == "" || o.Train == "" || o.Val == "" || o.Out == "" || flag.NArg() > 0 {
