@@ -65,7 +65,7 @@ const (
 // gains the new weights.
 //
 // GridSample needs opset 16. A model importing opset 13 to 15 is raised to
-// 16, which changes no operator it may use (RoiAlign's default would
+// 16 (and IR version 8, if older), which changes no operator it may use (RoiAlign's default would
 // change, and BatchNormalization's training outputs: a model with either is
 // refused); older opsets are refused, since at 13 Squeeze, Unsqueeze,
 // ReduceSum and Split changed form. From opset 20 the grid is one
@@ -115,7 +115,11 @@ func InsertSpatialTransformer(opts STNOptions) Edit {
 		if b.err != nil {
 			return fmt.Errorf("insert spatial transformer: %w", b.err)
 		}
-		setOpset(m, opset)
+		if opset != m.OpsetVersion("") {
+			setOpset(m, opset)
+			// IR version 8 came with opset 16 (ONNX 1.11).
+			m.IRVersion = max(m.IRVersion, 8)
+		}
 		if trained, stored, err := storedTrainable(m); err != nil {
 			return fmt.Errorf("insert spatial transformer: %w", err)
 		} else if stored {

@@ -81,8 +81,8 @@ func TestInsertSpatialTransformerStartsAsIdentity(t *testing.T) {
 	if err := Apply(m, InsertSpatialTransformer(STNOptions{Seed: 1})); err != nil {
 		t.Fatal(err)
 	}
-	if v := m.OpsetVersion(""); v != 16 {
-		t.Errorf("opset %d after the edit, want 16 (GridSample's)", v)
+	if v := m.OpsetVersion(""); v != 16 || orig.IRVersion != 7 || m.IRVersion != 8 {
+		t.Errorf("opset %d and IR version %d after the edit (IR %d before), want 16 (GridSample's) and 8", v, m.IRVersion, orig.IRVersion)
 	}
 	x := heldoutDigits(t, 8)
 	out := runModel(t, m, runtime.Options{}, x, "output", STNTheta, STNOutput)
