@@ -65,13 +65,14 @@ const (
 // gains the new weights.
 //
 // GridSample needs opset 16. A model importing opset 13 to 15 is raised to
-// 16 (and IR version 8, if older), which changes no operator it may use (RoiAlign's default would
-// change, and BatchNormalization's training outputs: a model with either is
-// refused); older opsets are refused, since at 13 Squeeze, Unsqueeze,
-// ReduceSum and Split changed form. From opset 20 the grid is one
-// AffineGrid node; below it, the same grid written in ops of the opset:
-// MatMul of a constant base grid [H*W, 3] by theta transposed, reshaped to
-// [N, H, W, 2], as onnxruntime and other backends without AffineGrid run.
+// 16 (and to IR version 8, if older), which changes no operator it may use
+// (RoiAlign's default would change, and BatchNormalization's training
+// outputs: a model with either is refused); older opsets are refused, since
+// at 13 Squeeze, Unsqueeze, ReduceSum and Split changed form. From opset 20
+// the grid is one AffineGrid node; below it, the same grid written in ops
+// of the opset: MatMul of a constant base grid [H*W, 3] by theta
+// transposed, reshaped to [N, H, W, 2], which every backend of the opset
+// runs.
 func InsertSpatialTransformer(opts STNOptions) Edit {
 	return func(m *onnx.Model) error {
 		g := m.Graph
