@@ -200,9 +200,17 @@ func TestSpatialTransformerInORT(t *testing.T) {
 			t.Errorf("opset %d: onnxruntime differs from graft: %v", opset, err)
 		}
 	}
-	for i, what := range []string{"outputs", "theta", "transformed digits"} {
-		if d := maxDiff(outs[0][i], outs[1][i]); d > 1e-5 {
-			t.Errorf("%s: the decomposed grid and AffineGrid differ by %g", what, d)
+	// The two grids differ in float32 rounding only: the transformed
+	// pixels (in [0, 1]) by about 1e-6; the log-probabilities, up to
+	// about 20 in size, a few times that.
+	for i, c := range []struct {
+		what string
+		tol  float64
+	}{{"outputs", 2e-5}, {"theta", 0}, {"transformed digits", 3e-6}} {
+		d := maxDiff(outs[0][i], outs[1][i])
+		t.Logf("%s: the decomposed grid and AffineGrid within %.2g", c.what, d)
+		if d > c.tol {
+			t.Errorf("%s: the decomposed grid and AffineGrid differ by %g", c.what, d)
 		}
 	}
 }
