@@ -11,7 +11,9 @@
 //     trainable set, stored in the model's metadata under TrainableKey),
 //     Initialize (typed per-op rules such as DCGAN()), InsertAfter (new nodes
 //     between a value and its readers), Normalize (input normalisation inside
-//     the model), Cut (a feature extractor) and From (the part after a value).
+//     the model), InsertSpatialTransformer (a spatial transformer in front of
+//     the classifier, starting at the identity), Cut (a feature extractor)
+//     and From (the part after a value).
 //   - Compose chains two models into one computing second(first(x)), the
 //     second's names prefixed and opsets merged: a generator and its
 //     discriminator make a GAN that trains through one program.

@@ -14,9 +14,10 @@ import (
 func init() {
 	register(&command{
 		name:  "surgery",
-		short: "replace the head, freeze, re-initialise, put normalisation inside",
-		args:  "MODEL.onnx [--replace-head K] [--head NODE] [--freeze SEL]... [--unfreeze SEL]... [--init RULE] [--normalize MEAN/STD] -o OUT.onnx",
-		summary: "Edit a model: replace the classifier head, freeze or unfreeze parameters, re-initialise weights, put input normalisation inside. " +
+		short: "replace the head, freeze, re-initialise, put normalisation or a spatial transformer inside",
+		args:  "MODEL.onnx [--replace-head K] [--head NODE] [--freeze SEL]... [--unfreeze SEL]... [--init RULE] [--normalize MEAN/STD] [--insert-stn] -o OUT.onnx",
+		summary: "Edit a model: replace the classifier head, freeze or unfreeze parameters, re-initialise weights, put input normalisation inside, " +
+			"put a spatial transformer (localisation net, affine grid, GridSample; starting at the identity) in front of the classifier. " +
 			"Selectors: backbone, head, all, op:TYPE, prefix:P or a name glob. Init rules: pytorch, xavier, kaiming, dcgan, normal:M,S, uniform:L,H, constant:V.",
 		run: runSurgery,
 	})
@@ -33,6 +34,7 @@ func runSurgery(args []string, stdout io.Writer) error {
 	initRule := fs.String("init", "", "re-initialise parameters by `RULE`")
 	initSel := fs.String("init-select", "all", "which parameters --init applies to (`SEL`)")
 	normalize := fs.String("normalize", "", "insert (x-mean)/std at the input: `MEAN/STD`, each a comma list (e.g. 0.485,0.456,0.406/0.229,0.224,0.225)")
+	insertSTN := fs.Bool("insert-stn", false, "put a spatial transformer in front of the classifier, at the identity transform (after --init, so it keeps that)")
 	seed := fs.Int64("seed", 1, "random `SEED` for new weights")
 	out := fs.String("o", "", "output model `PATH` (required)")
 	force := fs.Bool("force", false, "let -o replace a read-only file or the input model itself")
@@ -77,6 +79,9 @@ func runSurgery(args []string, stdout io.Writer) error {
 		}
 		edits = append(edits, surgery.Initialize(rules, sel, *seed))
 	}
+	if *insertSTN {
+		edits = append(edits, named("--insert-stn", surgery.InsertSpatialTransformer(surgery.STNOptions{Seed: *seed})))
+	}
 	for _, s := range freeze {
 		sel, err := surgery.ParseSelector(s)
 		if err != nil {
@@ -92,7 +97,7 @@ func runSurgery(args []string, stdout io.Writer) error {
 		edits = append(edits, named("--unfreeze "+s, surgery.Unfreeze(sel)))
 	}
 	if len(edits) == 0 {
-		return usage("nothing to do: give --replace-head, --freeze, --unfreeze, --init or --normalize")
+		return usage("nothing to do: give --replace-head, --freeze, --unfreeze, --init, --normalize or --insert-stn")
 	}
 	m, err := onnx.Load(pos[0])
 	if err != nil {

@@ -159,3 +159,44 @@ func TestSurgeryForce(t *testing.T) {
 		t.Errorf("in place with --force: %s", errs)
 	}
 }
+
+// --insert-stn comes after --init: the transformer starts at the identity
+// and the classifier's weights are those the same --init and seed give
+// without it, so the two train from the same start. A second insertion is
+// a one-line error.
+func TestSurgeryInsertSTN(t *testing.T) {
+	dir := t.TempDir()
+	model := "../../testdata/models/lenet_mnist/model.onnx"
+	plain, stn := filepath.Join(dir, "plain.onnx"), filepath.Join(dir, "stn.onnx")
+	if code, _, errs := graft("surgery", model, "--init", "pytorch", "--seed", "3", "-o", plain); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, errs := graft("surgery", model, "--init", "pytorch", "--seed", "3", "--insert-stn", "-o", stn)
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	if !strings.Contains(out, "head:       /fc2/Gemm (Gemm) 50 -> 10") || !strings.Contains(out, "trainable:  16 of 16") {
+		t.Errorf("surgery report:\n%s", out)
+	}
+	pm, err := onnx.Load(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err := onnx.Load(stn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range pm.Graph.Initializers {
+		if w := sm.Graph.Value(v.Name); w == nil || !bytes.Equal(w.Const.Raw(), v.Const.Raw()) {
+			t.Errorf("classifier parameter %q differs with --insert-stn", v.Name)
+		}
+	}
+	if b, err := sm.Graph.Value("stn.fc_loc.2.bias").Const.Float32s(); err != nil || !slices.Equal(b, []float32{1, 0, 0, 0, 1, 0}) {
+		t.Errorf("theta's bias %v (%v), want the identity", b, err)
+	}
+	onnxtest.CheckModel(t, stn)
+	code, _, errs = graft("surgery", stn, "--insert-stn", "-o", filepath.Join(dir, "twice.onnx"))
+	if code != 1 || !strings.Contains(errs, "--insert-stn: insert spatial transformer: the model already has") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("second insertion: code %d, %q", code, errs)
+	}
+}
