@@ -28,16 +28,17 @@ func registerActivation[T Float](r registry[T]) {
 		// log(1 + e^x) without overflow for large x or loss for very negative x.
 		func(x float64) float64 { return max(x, 0) + math.Log1p(math.Exp(-math.Abs(x))) },
 		func(x float64) float64 { return float64(sigmoid(x)) })
-	// PyTorch's hardswish: x * relu6(x + 3) / 6, with the gradient
-	// x/3 + 1/2 on the closed interval [-3, 3] (its backward's choice at the
-	// kinks: -1/2 at -3, 3/2 at 3).
+	// PyTorch's hardswish: x * relu6(x + 3) / 6. Its gradient is x/3 + 1/2
+	// on [-3, 3), 1 from 3 on: PyTorch 1.13's vectorised CPU kernel, which
+	// computes all but the few elements past a tensor's last full vector
+	// (its scalar tail gives 3/2 at exactly 3).
 	r["HardSwish"] = act("HardSwish",
 		func(x float64) float64 { return x * min(max(x+3, 0), 6) / 6 },
 		func(x float64) float64 {
 			switch {
 			case x < -3:
 				return 0
-			case x <= 3:
+			case x < 3:
 				return x/3 + 0.5
 			}
 			return 1
