@@ -81,3 +81,29 @@ func TestGeluApproximateRefused(t *testing.T) {
 		t.Fatalf("error %v, want one naming approximate=\"sigmoid\"", err)
 	}
 }
+
+// At the kinks, the gradients PyTorch's kernels give: HardSigmoid's is 0
+// at both ends of its linear part (alpha and beta exact in float32 here,
+// so the ends are hit exactly), HardSwish's is -1/2 at -3 and 1 at 3.
+func TestActivationKinkGradients(t *testing.T) {
+	for _, c := range []struct {
+		oc      opCase
+		x, want []float64
+	}{
+		{opCase{op: "HardSigmoid", attrs: []*onnx.Attribute{aFloat("alpha", 0.5), aFloat("beta", 0.5)}}, []float64{-1, 1, 0}, []float64{0, 0, 0.5}},
+		{opCase{op: "HardSwish", opset: 14}, []float64{-3, 3, 0}, []float64{-0.5, 1, 0.5}},
+	} {
+		c.oc.shapes = [][]int{{len(c.x)}}
+		k := c.oc.kernel(t)
+		out := make([]float64, len(c.x))
+		k.forward([][]float64{c.x}, out)
+		g := make([]float64, len(c.x))
+		ones := []float64{1, 1, 1}
+		k.backward(0, [][]float64{c.x}, out, ones, g)
+		for i, w := range c.want {
+			if g[i] != w {
+				t.Errorf("%s: gradient at %g is %g, want %g", k.describe(), c.x[i], g[i], w)
+			}
+		}
+	}
+}

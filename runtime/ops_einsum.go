@@ -10,7 +10,11 @@ import (
 
 // registerEinsum adds Einsum: every equation numpy accepts, with explicit
 // or implicit output, "..." and repeated labels (diagonals). Dimensions of
-// size 1 broadcast, as in numpy and PyTorch.
+// size 1 broadcast, as in numpy and PyTorch. Two operands contract as a
+// batched matrix product on the runtime's gemm (the attention products
+// exporters emit); more contract pairwise from the left; one is a
+// transpose, diagonal or sum. An equation that does not fit its inputs is
+// an error naming it.
 func registerEinsum[T Float](r registry[T]) {
 	r["Einsum"] = buildEinsum[T]
 }
@@ -233,7 +237,7 @@ func (b *builder[T]) einsum(eq string, dims map[int]int, ops []einsumTerm[T], ou
 		}
 	}
 	if len(ops) == 1 {
-		k.terms = []einsumLayout{layout(ops[0], out, nil, dims)}
+		k.terms = []einsumLayout{layout(ops[0], out, dims)}
 		return b.apply(k, args...)
 	}
 	a, c := ops[0].labels, ops[1].labels
@@ -263,8 +267,8 @@ func (b *builder[T]) einsum(eq string, dims map[int]int, ops []einsumTerm[T], ou
 	}
 	k.batch, k.m, k.k, k.n = size(sizes(batch)), size(sizes(m)), size(sizes(kk)), size(sizes(nn))
 	k.terms = []einsumLayout{
-		layout(ops[0], append(append(slices.Clone(batch), m...), kk...), nil, dims),
-		layout(ops[1], append(append(slices.Clone(batch), kk...), nn...), nil, dims),
+		layout(ops[0], append(append(slices.Clone(batch), m...), kk...), dims),
+		layout(ops[1], append(append(slices.Clone(batch), kk...), nn...), dims),
 	}
 	// The product is laid out [batch, m, n]; the output reads it in its order.
 	prod := append(append(slices.Clone(batch), m...), nn...)
@@ -280,11 +284,11 @@ func (b *builder[T]) einsum(eq string, dims map[int]int, ops []einsumTerm[T], ou
 }
 
 // layout returns how to read operand o as the tensor of labels rows followed
-// by the labels o has that are in neither rows nor keep, which are summed.
-func layout[T Float](o einsumTerm[T], rows, keep []int, dims map[int]int) einsumLayout {
+// by the labels o has that are not in rows, which are summed.
+func layout[T Float](o einsumTerm[T], rows []int, dims map[int]int) einsumLayout {
 	var sum []int
 	for _, l := range o.labels {
-		if l >= 0 && !slices.Contains(rows, l) && !slices.Contains(keep, l) && !slices.Contains(sum, l) {
+		if l >= 0 && !slices.Contains(rows, l) && !slices.Contains(sum, l) {
 			sum = append(sum, l)
 		}
 	}
@@ -325,7 +329,7 @@ type einsumLayout struct {
 	direct bool
 }
 
-// read returns the operand x in the layout, x itself when direct.
+// readLayout returns the operand x in the layout, x itself when direct.
 func readLayout[T Float](l einsumLayout, x []T) []T {
 	if l.direct {
 		return x
@@ -341,7 +345,7 @@ func readLayout[T Float](l einsumLayout, x []T) []T {
 	return dst
 }
 
-// spread adds the gradient g of the layout into the operand's gradient gin.
+// spreadLayout adds the gradient g of the layout into the operand's gradient gin.
 func spreadLayout[T Float](l einsumLayout, g, gin []T) {
 	for p, v := range g {
 		for _, q := range l.idx[p*l.group : (p+1)*l.group] {
