@@ -41,25 +41,19 @@ func buildLayerNorm[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[
 		shape: x.shape, rows: size(x.shape[:axis]), cols: size(norm),
 		eps: float64(n.AttrFloat("epsilon", 1e-5)),
 	}
-	args := []*val[T]{x}
-	for i, what := range []string{"Scale", "B"} {
-		p := in[1]
-		if i == 1 {
-			if len(in) < 3 || in[2] == nil {
-				break
-			}
-			p = in[2]
-			k.hasBias = true
-		}
+	args := []*val[T]{x, in[1]}
+	if len(in) > 2 && in[2] != nil {
+		args = append(args, in[2])
+		k.hasBias = true
+	}
+	for i, p := range args[1:] {
+		what := [...]string{"Scale", "B"}[i]
 		if s, err := broadcast(p.shape, norm); err != nil || len(p.shape) > len(norm) || size(s) != size(norm) {
 			return nil, fmt.Errorf("%s %v does not broadcast to the normalised shape %v (X %v from axis %d)", what, p.shape, norm, x.shape, axis)
 		}
-		var idx []int32
 		if size(p.shape) != size(norm) {
-			idx = broadcastIndex(p.shape, norm)
+			k.pIdx[i] = broadcastIndex(p.shape, norm)
 		}
-		k.pIdx[i] = idx
-		args = append(args, p)
 	}
 	y, err := b.apply(k, args...)
 	if err != nil {
