@@ -64,6 +64,10 @@ func init() {
 		"Identity": same, "Dropout": same, "Softmax": same, "LogSoftmax": same,
 		"BatchNormalization": same, "Neg": same, "Exp": same, "Log": same, "Sqrt": same,
 		"Abs": same, "Sign": same,
+		"HardSigmoid": same, "HardSwish": same, "Erf": same, "Gelu": same, "Softplus": same,
+		"InstanceNormalization": same,
+		"LayerNormalization":    layerNormRule,
+		"Max":                   variadicBroadcastRule, "Min": variadicBroadcastRule,
 		"Add": broadcastRule, "Sub": broadcastRule, "Mul": broadcastRule, "Div": broadcastRule,
 		"Pow":               broadcastRule,
 		"Conv":              convRule,
@@ -138,6 +142,47 @@ func broadcastRule(n *Node, in []*Type, _ int64) ([]*Type, error) {
 		}
 	}
 	return []*Type{withShape(in[0], out)}, nil
+}
+
+// variadicBroadcastRule broadcasts any number of inputs (Max, Min).
+func variadicBroadcastRule(n *Node, in []*Type, _ int64) ([]*Type, error) {
+	if len(in) == 0 {
+		return nil, fmt.Errorf("needs at least one input")
+	}
+	acc := in[0]
+	for _, t := range in[1:] {
+		out, err := broadcastRule(n, []*Type{acc, t}, 0)
+		if err != nil {
+			return nil, err
+		}
+		acc = out[0]
+	}
+	return []*Type{acc}, nil
+}
+
+// layerNormRule: Y has X's type; Mean and InvStdDev have X's shape with 1
+// from axis on, in the stash_type.
+func layerNormRule(n *Node, in []*Type, _ int64) ([]*Type, error) {
+	x := known(in[0])
+	if x == nil {
+		return []*Type{in[0]}, nil
+	}
+	axis := n.AttrInt("axis", -1)
+	if axis < 0 {
+		axis += int64(len(x))
+	}
+	if axis < 0 || axis >= int64(len(x)) {
+		return nil, fmt.Errorf("axis %d out of range for input %v", n.AttrInt("axis", -1), x)
+	}
+	stat := make(Shape, len(x))
+	for i, d := range x {
+		stat[i] = d.plain()
+		if int64(i) >= axis {
+			stat[i] = Fixed(1)
+		}
+	}
+	st := &Type{Elem: DType(n.AttrInt("stash_type", int64(Float))), Shape: stat}
+	return []*Type{in[0], st, st}, nil
 }
 
 // spatial computes the output size of a sliding window along one axis.

@@ -3,6 +3,7 @@ package onnx
 import (
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/graft-dev/graft/internal/testenv"
@@ -85,4 +86,48 @@ func TestInferShapesReportsMismatch(t *testing.T) {
 		t.Fatal("a 20x20 input through a 28x28 classifier gave no error")
 	}
 	t.Log(err)
+}
+
+// The activation and normalisation ops keep their input's type, Max and Min
+// broadcast all their inputs, and LayerNormalization's statistics have 1
+// from the axis on, symbolic dimensions carried through by name.
+func TestInferShapesActivationsAndNorms(t *testing.T) {
+	g := &Graph{Name: "g"}
+	batch := &Type{Elem: Float, Shape: Shape{Symbolic("batch"), Fixed(197), Fixed(8)}}
+	x := g.AddInput("x", batch)
+	y := g.AddInput("y", TensorType(Float, 197, 1))
+	z := g.AddInput("z", TensorType(Float, 8))
+	scale := g.AddInitializer(&Tensor{Name: "scale", DType: Float, Dims: []int64{8}, raw: make([]byte, 32)})
+	h := g.AddNode("HardSwish", "h", []*Value{x}, []string{"h"})
+	e := g.AddNode("Gelu", "e", h.Outputs, []string{"e"})
+	mx := g.AddNode("Max", "mx", []*Value{e.Outputs[0], y, z}, []string{"mx"})
+	ln := g.AddNode("LayerNormalization", "ln", []*Value{mx.Outputs[0], scale}, []string{"ln", "mean", "istd"}, &Attribute{Name: "axis", Type: AttrInt, Int: -2})
+	g.Outputs = ln.Outputs
+	m := &Model{IRVersion: 8, Opsets: []Opset{{Version: 20}}, Graph: g}
+	if err := m.InferShapes(); err != nil {
+		t.Fatal(err)
+	}
+	for v, want := range map[*Value]string{
+		h.Outputs[0]:  "float32[batch,197,8]",
+		e.Outputs[0]:  "float32[batch,197,8]",
+		mx.Outputs[0]: "float32[batch,197,8]",
+		ln.Outputs[0]: "float32[batch,197,8]",
+		ln.Outputs[1]: "float32[batch,1,1]",
+		ln.Outputs[2]: "float32[batch,1,1]",
+	} {
+		if got := v.Type.String(); got != want {
+			t.Errorf("%s: %s, want %s", v.Name, got, want)
+		}
+	}
+
+	ln.Attrs[0].Int = 3
+	clearTypes(g)
+	if err := m.InferShapes(); err == nil || !strings.Contains(err.Error(), "axis 3 out of range") {
+		t.Errorf("LayerNormalization with axis 3 of a 3-d input: error %v", err)
+	}
+	mx.Inputs[1] = g.AddInput("w", TensorType(Float, 5, 1))
+	clearTypes(g)
+	if err := m.InferShapes(); err == nil || !strings.Contains(err.Error(), "cannot broadcast") {
+		t.Errorf("Max of [batch,197,8] and [5,1]: error %v", err)
+	}
 }

@@ -95,6 +95,10 @@ func newRegistry[T Float]() registry[T] {
 		registerSample[T],
 		registerReduce[T],
 		registerPad[T],
+		registerActivation[T],
+		registerMinMax[T],
+		registerLayerNorm[T],
+		registerEinsum[T],
 	} {
 		add(r)
 	}

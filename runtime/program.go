@@ -531,7 +531,14 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 }
 
 func copyDense[T Float](v G.Value) *tensor.Dense {
-	d := v.(*tensor.Dense)
+	d, ok := v.(*tensor.Dense)
+	if !ok { // a scalar (an Einsum's inner product, say): shape [1], as shapeOrScalar gives
+		x, err := dataOf[T]([]G.Value{v})
+		if err != nil {
+			panic(err)
+		}
+		return tensor.New(tensor.WithShape(1), tensor.WithBacking(x[0]))
+	}
 	data := append([]T(nil), d.Data().([]T)...)
 	return tensor.New(tensor.WithShape(d.Shape().Clone()...), tensor.WithBacking(data))
 }

@@ -145,10 +145,13 @@ func TestFromErrors(t *testing.T) {
 	x := g.AddInput("x", onnx.TensorType(onnx.Float, 2, 3))
 	w := weight(t, g, "w", 2, 3)
 	a := g.AddNode("Add", "add", []*onnx.Value{x, w}, []string{"a"}).Outputs[0]
-	e := g.AddNode("Erf", "erf", []*onnx.Value{a}, []string{"e"}).Outputs[0] // no shape rule
+	// An operator of another domain: shape inference never types its output.
+	custom := g.AddNode("Mystery", "mystery", []*onnx.Value{a}, []string{"e"})
+	custom.Domain = "com.example"
+	e := custom.Outputs[0]
 	r := g.AddNode("Relu", "relu", []*onnx.Value{e}, []string{"r"}).Outputs[0]
 	g.Outputs = []*onnx.Value{r}
-	m := &onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 13}}, Graph: g}
+	m := &onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 13}, {Domain: "com.example", Version: 1}}, Graph: g}
 	before := encode(t, m)
 	for _, c := range []struct{ value, msg string }{
 		{"nope", `no value named "nope"`},

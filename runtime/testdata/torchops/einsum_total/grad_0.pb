@@ -1,0 +1,1 @@
+Bgrad_0JÀwh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿wh4ÏIìý¿
