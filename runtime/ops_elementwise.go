@@ -46,6 +46,9 @@ func registerElementwise[T Float](r registry[T]) {
 			if out, ok, err := foldInts(name, in); ok {
 				return out, err
 			}
+			if in[0].integral() {
+				return one(b.intArithmetic(name, in[0], in[1]))
+			}
 			k, err := newBinary(name, in[0].shape, in[1].shape, f, da, db)
 			if err != nil {
 				return nil, err
