@@ -25,19 +25,12 @@ const (
 
 // excluded lists backend tests of supported ops that are not run, and why.
 var excluded = map[string]string{
-	"test_training_dropout":                 "output depends on a random mask",
-	"test_training_dropout_default":         "output depends on a random mask",
-	"test_training_dropout_default_mask":    "output depends on a random mask",
-	"test_training_dropout_mask":            "output depends on a random mask",
-	"test_training_dropout_zero_ratio_mask": "mask output is a bool tensor; graft computes float tensors only",
-	"test_dropout_default_mask":             "mask output is a bool tensor; graft computes float tensors only",
-	"test_dropout_default_mask_ratio":       "mask output is a bool tensor; graft computes float tensors only",
-	"test_identity_opt":                     "input is an optional value, not a tensor",
-	"test_identity_sequence":                "input is a sequence value, not a tensor",
-
-	// Pooling.
-	"test_maxpool_with_argmax_2d_precomputed_pads":    "MaxPool's Indices output is an int64 tensor computed at run time; graft computes floats only",
-	"test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output is an int64 tensor computed at run time; graft computes floats only",
+	"test_training_dropout":              "output depends on a random mask",
+	"test_training_dropout_default":      "output depends on a random mask",
+	"test_training_dropout_default_mask": "output depends on a random mask",
+	"test_training_dropout_mask":         "output depends on a random mask",
+	"test_identity_opt":                  "input is an optional value, not a tensor",
+	"test_identity_sequence":             "input is a sequence value, not a tensor",
 
 	// Shape ops and casts.
 	"test_cast_BFLOAT16_to_FLOAT":              "bfloat16 input (stored as uint16 by the test); graft computes in float32 or float64",
