@@ -34,7 +34,10 @@ type opCase struct {
 	shapes [][]int
 	ints   map[int][]int64
 	floats map[int][]float64 // constant float inputs (e.g. Clip's bounds)
-	train  bool
+	// kinds makes the inputs at these positions integer or boolean tensors
+	// computed at run time (Where's condition, indices that depend on data).
+	kinds map[int]onnx.DType
+	train bool
 }
 
 // build builds the node in float64 and returns the builder, whose kernels
@@ -61,7 +64,7 @@ func (c opCase) build(t testing.TB) (*builder[float64], []*val[float64]) {
 		case i < len(c.shapes) && c.shapes[i] != nil:
 			s := c.shapes[i]
 			nd := G.NewTensor(b.g, G.Float64, len(s), G.WithShape(s...), G.WithName(fmt.Sprint("x", i)))
-			in[i] = &val[float64]{node: nd, shape: s, need: true}
+			in[i] = &val[float64]{node: nd, shape: s, need: c.kinds[i] == onnx.Undefined, elem: c.kinds[i]}
 		}
 		var v *onnx.Value
 		if in[i] != nil {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -504,6 +505,10 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 			}
 		}
 		if err := s.vm.RunAll(); err != nil {
+			var k *kernelError
+			if errors.As(err, &k) {
+				return nil, k // Gorgonia's wrapping names the machine's instruction, not the node
+			}
 			return nil, err
 		}
 	}
