@@ -38,6 +38,8 @@ type opCase struct {
 	// computed at run time (Where's condition, indices that depend on data).
 	kinds map[int]onnx.DType
 	train bool
+	// outputs is the number of node outputs (Split's parts); 0 means 1.
+	outputs int
 }
 
 // build builds the node in float64 and returns the builder, whose kernels
@@ -73,6 +75,9 @@ func (c opCase) build(t testing.TB) (*builder[float64], []*val[float64]) {
 		node.Inputs = append(node.Inputs, v)
 	}
 	node.Outputs = []*onnx.Value{{Name: "out"}}
+	for i := 1; i < c.outputs; i++ {
+		node.Outputs = append(node.Outputs, &onnx.Value{Name: fmt.Sprint("out", i)})
+	}
 	g.Nodes = []*onnx.Node{node}
 	f, ok := registryFor[float64]()[c.op]
 	if !ok {
