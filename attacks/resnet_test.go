@@ -131,7 +131,7 @@ func TestResNet18FGSMMatchesPyTorch(t *testing.T) {
 
 // BenchmarkFGSMResNet18 times one FGSM step (forward, backward to the input,
 // signed step) on a batch of 8 of the full-size ResNet-18.
-// testdata/gen/bench_fgsm.sh runs it beside PyTorch for the ratio.
+// testdata/gen/benchmarks.py times graft bench beside PyTorch for the ratio.
 func BenchmarkFGSMResNet18(b *testing.B) {
 	c := loadResNet(b)
 	const batch = 8

@@ -12,7 +12,7 @@ import (
 
 // BenchmarkResNet18Inference times a forward pass of the full-size
 // torchvision ResNet-18 (BatchNorm folded, as PyTorch exports by default).
-// testdata/gen/bench.sh runs it beside onnxruntime-node for the ratio.
+// testdata/gen/benchmarks.py times graft bench beside onnxruntime-node for the ratio.
 func BenchmarkResNet18Inference(b *testing.B) {
 	path := testenv.Big.Files(b, "resnet18_op13_folded/model.onnx")[0]
 	m, err := onnx.Load(path)

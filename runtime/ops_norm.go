@@ -79,7 +79,7 @@ func buildBatchNorm[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[
 		momentum: float64(n.AttrFloat("momentum", 0.9)),
 		train:    train,
 	}
-	if train && callerTrain {
+	if train && callerTrain && !b.p.replica {
 		mv, vv := n.Input(3), n.Input(4)
 		if mv != nil && mv.IsConst() && vv != nil && vv.IsConst() && in[3].consts != nil && in[4].consts != nil {
 			if k.n*k.hw < 2 {

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx"
@@ -48,6 +49,27 @@ type Program struct {
 	// retained is the estimated memory the cached sessions keep between
 	// runs (their activations, gradients and scratch buffers).
 	retained int64
+	// replica marks a program made by Replica: its training steps leave
+	// BatchNormalization's running statistics to the original's.
+	replica bool
+}
+
+// Replica returns a program over the same model that shares p's
+// parameters: the same tensors, so an update through either is seen by
+// both, and no copy of the weights is made. Its training steps use
+// BatchNormalization's batch statistics but leave the shared running
+// statistics alone: as in PyTorch's nn.DataParallel, only the original's
+// (the first replica's) update them. Several goroutines may step p and its
+// replicas at once, each on its own program, as long as nothing updates
+// the shared parameters meanwhile; Dropout in replica i draws from
+// Options.Seed+i. Each replica keeps its own compiled graphs.
+func (p *Program) Replica(i int) *Program {
+	r := *p
+	r.replica = true
+	r.rng = rand.New(rand.NewSource(p.opts.Seed + int64(i)))
+	r.cache = map[string]session{}
+	r.retained = 0
+	return &r
 }
 
 // A session is one compiled graph with its machine.
@@ -478,9 +500,16 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 	return s, estimate(b, s, plan, forward), nil
 }
 
+// machines serialises the making of tape machines: Gorgonia's sets the
+// engine of every value in the graph, parameters included, and a program's
+// replicas share those (Program.Replica).
+var machines sync.Mutex
+
 func (s *graphSession[T]) start() {
 	if len(s.g.AllNodes()) > 0 { // else every output is known at compile time
+		machines.Lock()
 		s.vm = G.NewTapeMachine(s.g)
+		machines.Unlock()
 	}
 }
 

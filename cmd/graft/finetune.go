@@ -30,7 +30,7 @@ var finetuneFlags = map[string]string{
 	"Out": "-o", "Epochs": "--epochs", "Batch": "--batch", "ReplaceHead": "--replace-head", "LR": "--lr",
 	"Momentum": "--momentum", "WeightDecay": "--weight-decay", "ValSplit": "--val-split", "Optimizer": "--optimizer",
 	"Schedule": "--schedule", "Freeze": "--freeze", "Unfreeze": "--unfreeze", "Adversarial.Eps": "--adv-eps",
-	"Adversarial.Ratio": "--adv-ratio", "NoiseStd": "--noise-std", "Overrides": "--mean/--std",
+	"Adversarial.Ratio": "--adv-ratio", "NoiseStd": "--noise-std", "Overrides": "--mean/--std", "Workers": "--workers",
 }
 
 func runFinetune(args []string, stdout io.Writer) error {
@@ -57,6 +57,7 @@ func runFinetune(args []string, stdout io.Writer) error {
 	fs.StringVar(&opts.Optimizer, "optimizer", opts.Optimizer, "`NAME`: sgd, adam or adamw")
 	fs.StringVar(&opts.Schedule, "schedule", opts.Schedule, "learning-rate `SCHEDULE`: none, cosine or step:SIZE,GAMMA")
 	fs.IntVar(&opts.Batch, "batch", opts.Batch, "`BATCH` size")
+	fs.IntVar(&opts.Workers, "workers", 1, "split each batch over `N` replicas trained at once (data parallel, as nn.DataParallel)")
 	fs.Int64Var(&opts.Seed, "seed", 0, "random `SEED` (head initialisation, split, shuffles, augmentation, noise)")
 	fs.BoolVar(&opts.Augment, "augment", false, "random resized crops and horizontal flips on the training images")
 	fs.BoolVar(&opts.NoCache, "no-cache", false, "recompute the frozen backbone's features every epoch")

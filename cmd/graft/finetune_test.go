@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -169,6 +172,43 @@ func TestFinetuneCommandEqualsLibrary(t *testing.T) {
 		x, y := ha.Epochs[i], hb.Epochs[i]
 		if x.Loss != y.Loss || x.Accuracy != y.Accuracy || *x.Val != *y.Val || x.LR != y.LR {
 			t.Errorf("epoch %d: command %+v, library %+v", i+1, x, y)
+		}
+	}
+}
+
+// Data-parallel fine-tuning, each run its own process: --workers 2 trains
+// as --workers 1 does up to float rounding, and two --workers 2 runs write
+// the same bytes.
+func TestWorkersAcrossProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildGraft(t)
+	dir := t.TempDir()
+	run := func(name string, workers int) (*train.History, []byte) {
+		out := filepath.Join(dir, name, "model.onnx")
+		cmd := exec.Command(bin, "finetune", "--model", filepath.Join(lenetDir, "model.onnx"),
+			"--data", filepath.Join(lenetDir, "heldout-images-idx3-ubyte.gz"), "--unfreeze", "all", "--epochs", "2",
+			"--lr", "0.01", "--batch", "32", "--workers", fmt.Sprint(workers), "-o", out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, b)
+		}
+		m, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readHistory(t, filepath.Join(dir, name, "metrics.json")), m
+	}
+	h1, _ := run("one", 1)
+	h2, m2 := run("two", 2)
+	_, again := run("two-again", 2)
+	if !bytes.Equal(m2, again) {
+		t.Error("two --workers 2 runs wrote different models")
+	}
+	for e := range h1.Epochs {
+		a, b := h1.Epochs[e], h2.Epochs[e]
+		if math.Abs(a.Loss-b.Loss) > 1e-5*a.Loss || math.Abs(a.Val.Loss-b.Val.Loss) > 1e-4*a.Val.Loss {
+			t.Errorf("epoch %d: one worker loss %.7f val %.7f, two workers %.7f val %.7f", e+1, a.Loss, a.Val.Loss, b.Loss, b.Val.Loss)
 		}
 	}
 }

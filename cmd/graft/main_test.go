@@ -17,6 +17,7 @@ import (
 	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/onnx/onnxtest"
 	"github.com/graft-dev/graft/runtime"
+	"github.com/graft-dev/graft/runtime/bench"
 	"github.com/graft-dev/graft/surgery"
 	"gorgonia.org/tensor"
 )
@@ -306,5 +307,30 @@ func TestMemoryLimitFlag(t *testing.T) {
 	runtime.SetMemoryLimit(0)
 	if code, out, errs := graft("run", model, "--input", img); code != 0 {
 		t.Errorf("run under the default limit: %d %s %s", code, out, errs)
+	}
+}
+
+// graft bench maps its flags to bench.Options and reports the run.
+func TestBenchFlags(t *testing.T) {
+	model := "../../testdata/models/cnn/model.onnx"
+	code, out, errs := graft("bench", model, "--mode", "fgsm", "--batch", "2", "--iters", "2", "--warmup", "0", "--threads", "1", "--json")
+	if code != 0 {
+		t.Fatalf("%d %s", code, errs)
+	}
+	var r bench.Result
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Mode != bench.FGSM || r.Batch != 2 || len(r.Times) != 2 || r.Threads != 1 {
+		t.Errorf("%v: %+v", err, r)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{model, "--mode", "sing"}, `--mode "sing"`},
+		{[]string{model, "--iters", "0"}, "--iters must be at least 1"},
+		{nil, "want exactly one model file"},
+	} {
+		if code, _, errs := graft(append([]string{"bench"}, c.args...)...); code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: code %d, %q", c.args, code, errs)
+		}
 	}
 }

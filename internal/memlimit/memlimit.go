@@ -17,11 +17,13 @@
 package memlimit
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math"
 	"math/bits"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -209,4 +211,25 @@ func Add(terms ...int64) int64 {
 		s += t
 	}
 	return s
+}
+
+// PeakRSS returns the process's peak resident set size in bytes (VmHWM in
+// /proc/self/status), or -1 where the system does not tell.
+func PeakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return kb << 10
+		}
+	}
+	return -1
 }

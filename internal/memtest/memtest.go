@@ -6,14 +6,14 @@
 package memtest
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/graft-dev/graft/internal/memlimit"
 )
 
 const envCase = "GRAFT_MEMTEST_CASE"
@@ -35,7 +35,7 @@ func Run(t *testing.T, work func() error, env ...string) Result {
 		if err := work(); err != nil {
 			r.Err = err.Error()
 		}
-		r.PeakRSS = peakRSS()
+		r.PeakRSS = memlimit.PeakRSS()
 		json.NewEncoder(os.Stdout).Encode(r)
 		os.Exit(0)
 	}
@@ -65,23 +65,6 @@ func Run(t *testing.T, work func() error, env ...string) Result {
 // Child reports whether this process is a child started by Run, so a test
 // can skip the setup only its parent needs.
 func Child() bool { return os.Getenv(envCase) != "" }
-
-// peakRSS reads VmHWM, the peak resident set size, in bytes.
-func peakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return -1
-}
 
 // Want fails the test unless the child's error is exactly want and its
 // peak memory stayed under maxRSS bytes.

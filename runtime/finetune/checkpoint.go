@@ -77,6 +77,7 @@ func (o *Options) settings() []setting {
 		{"weight-decay", fmt.Sprint(o.WeightDecay)},
 		{"schedule", o.Schedule},
 		{"seed", fmt.Sprint(o.Seed)},
+		{"workers", fmt.Sprint(max(o.Workers, 1))},
 		{"augment", fmt.Sprint(o.Augment)},
 		{"adv-eps", fmt.Sprint(o.Adversarial.Eps)},
 		{"noise-std", fmt.Sprint(o.NoiseStd)},

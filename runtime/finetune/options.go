@@ -41,6 +41,9 @@ type Options struct {
 	// Seed seeds the new head, the split, the shuffles, the augmentation
 	// and hardening's noise: the same seed reproduces the run bit for bit.
 	Seed int64
+	// Workers, when above 1, runs each training step data-parallel over
+	// that many shards of the batch at once (train.Config.Workers).
+	Workers int
 	// ValSplit is the fraction of the training data held out (per class)
 	// for validation when Run is given no validation data.
 	ValSplit float64
@@ -143,6 +146,8 @@ func (o *Options) Validate() error {
 		return bad("Adversarial.Eps", o.Adversarial.Eps, "want a radius in [0, 1] (pixels are in [0, 1]; 0 turns adversarial training off)")
 	case o.Adversarial.Eps > 0 && (!finite(o.Adversarial.Ratio) || o.Adversarial.Ratio <= 0 || o.Adversarial.Ratio > 1):
 		return bad("Adversarial.Ratio", o.Adversarial.Ratio, "want a share of each batch in (0, 1]")
+	case o.Workers < 0 || o.Workers > o.Batch:
+		return bad("Workers", o.Workers, "want 1 to the batch size (%d) shards of each batch, or 0 for one", o.Batch)
 	case !finite(o.NoiseStd) || o.NoiseStd < 0:
 		return bad("NoiseStd", o.NoiseStd, "want a standard deviation of 0 (off) or more")
 	}

@@ -180,7 +180,7 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 	cfg := train.Config{
 		Epochs: opts.Epochs, StartEpoch: startEpoch, Optimizer: opt, Schedule: sched,
 		Params: res.Trainable, Classes: len(classes), Prior: prior,
-		OnBatch: opts.OnBatch, OnEpoch: opts.OnEpoch, Checkpoint: w.epochDone,
+		OnBatch: opts.OnBatch, OnEpoch: opts.OnEpoch, Checkpoint: w.epochDone, Workers: opts.Workers,
 	}
 	if opts.hardened() {
 		cfg.Perturb = perturber(p, opts)

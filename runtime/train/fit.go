@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/graft-dev/graft/internal/fileio"
@@ -104,6 +105,17 @@ type Config struct {
 	// Prior holds the epochs of an earlier run being resumed: the returned
 	// History continues it, and "best" compares against its best epoch.
 	Prior *History
+	// Workers, when above 1, runs each training step data-parallel, as
+	// PyTorch's nn.DataParallel does: the batch is split into Workers
+	// shards (torch.chunk's sizes: ceil(n/Workers), the last smaller), each
+	// runs forward and backward at once on a replica of the program
+	// (runtime.Program.Replica, sharing the parameters), and their
+	// gradients are summed in shard order, weighted by shard size, before
+	// one update. The loss and gradients are those of the whole batch up
+	// to float rounding, except that training BatchNormalization uses each
+	// shard's own statistics, and only the first shard updates the running
+	// statistics. For a given Workers, reruns are bit-identical.
+	Workers int
 }
 
 // BatchStats describe one training step, for progress reports.
@@ -255,6 +267,13 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 	if err := checkSchedule(sched, cfg.Optimizer.LR(), cfg.StartEpoch, cfg.Epochs); err != nil {
 		return h, fmt.Errorf("fit: %w", err)
 	}
+	if cfg.Workers < 0 {
+		return h, fmt.Errorf("fit: %d workers", cfg.Workers)
+	}
+	var replicas []*runtime.Program // the programs of shards 1.. (shard 0 runs on p)
+	for i := 1; i < cfg.Workers; i++ {
+		replicas = append(replicas, p.Replica(i))
+	}
 	updated := false
 	dt := dtypeOf(p)
 	for epoch := cfg.StartEpoch; epoch < cfg.Epochs; epoch++ {
@@ -274,18 +293,7 @@ func Fit(ctx context.Context, p *runtime.Program, train, val dataset.Source, cfg
 					return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
 				}
 			}
-			targets, err := p.OneHot(b.Labels, cfg.Classes)
-			if err != nil {
-				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
-			}
-			res, err := p.Step(&runtime.Request{
-				Inputs:  []*tensor.Dense{convert(b.X, dt)},
-				Targets: targets,
-				Loss:    cfg.Loss,
-				LossOn:  cfg.LossOn,
-				Train:   true,
-				Params:  cfg.Params,
-			})
+			res, err := step(p, replicas, b, dt, cfg)
 			if err != nil {
 				return h, fmt.Errorf("fit: epoch %d, batch %d: %w", epoch+1, batch+1, err)
 			}
@@ -505,4 +513,126 @@ func convert(x *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
 		}
 	}
 	return x // the program reports the mismatch
+}
+
+// step runs one training step's forward and backward pass on batch b: on
+// p alone, or split into shards run at once on p and its replicas, their
+// gradients summed in shard order, weighted by shard size (see
+// Config.Workers). The result's loss is the batch's mean loss and its first
+// output the batch's, rows in order.
+func step(p *runtime.Program, replicas []*runtime.Program, b dataset.Batch, dt tensor.Dtype, cfg Config) (*runtime.Result, error) {
+	request := func(prog *runtime.Program, x *tensor.Dense, labels []int) (*runtime.Request, error) {
+		targets, err := prog.OneHot(labels, cfg.Classes)
+		if err != nil {
+			return nil, err
+		}
+		return &runtime.Request{Inputs: []*tensor.Dense{convert(x, dt)}, Targets: targets,
+			Loss: cfg.Loss, LossOn: cfg.LossOn, Train: true, Params: cfg.Params}, nil
+	}
+	n := len(b.Labels)
+	if len(replicas) == 0 || n < 2 {
+		req, err := request(p, b.X, b.Labels)
+		if err != nil {
+			return nil, err
+		}
+		return p.Step(req)
+	}
+	// torch.chunk's split: shards of ceil(n/workers), the last smaller.
+	size := (n + len(replicas)) / (len(replicas) + 1)
+	var shards []dataset.Batch
+	for lo := 0; lo < n; lo += size {
+		hi := min(lo+size, n)
+		shards = append(shards, dataset.Batch{X: rows(b.X, lo, hi), Labels: b.Labels[lo:hi]})
+	}
+	progs := append([]*runtime.Program{p}, replicas...)
+	results := make([]*runtime.Result, len(shards))
+	errs := make([]error, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := request(progs[i], sh.X, sh.Labels)
+			if err == nil {
+				results[i], err = progs[i].Step(req)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("shard %d of %d: %w", i+1, len(shards), err)
+		}
+	}
+	// Reduce in shard order, so a given number of workers always sums the
+	// same way.
+	out := &runtime.Result{ParamGrads: map[string]*tensor.Dense{}}
+	var outputs []*tensor.Dense
+	for i, r := range results {
+		w := float64(len(shards[i].Labels)) / float64(n)
+		out.Loss += w * r.Loss
+		outputs = append(outputs, r.Outputs[0])
+		for name, g := range r.ParamGrads {
+			acc := out.ParamGrads[name]
+			if acc == nil {
+				acc = tensor.New(tensor.WithShape(g.Shape().Clone()...), tensor.Of(g.Dtype()))
+				out.ParamGrads[name] = acc
+			}
+			addScaled(acc, g, w)
+		}
+	}
+	out.Outputs = []*tensor.Dense{concatRows(outputs)}
+	return out, nil
+}
+
+// rows returns rows [lo, hi) of x, a view sharing its data.
+func rows(x *tensor.Dense, lo, hi int) *tensor.Dense {
+	shape := x.Shape().Clone()
+	per := shape.TotalSize() / shape[0]
+	shape[0] = hi - lo
+	switch d := x.Data().(type) {
+	case []float32:
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d[lo*per:hi*per]))
+	case []float64:
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d[lo*per:hi*per]))
+	}
+	panic(fmt.Sprintf("train: inputs of %v", x.Dtype()))
+}
+
+// addScaled adds w*g to acc, in acc's element type.
+func addScaled(acc, g *tensor.Dense, w float64) {
+	switch a := acc.Data().(type) {
+	case []float32:
+		for i, x := range g.Data().([]float32) {
+			a[i] += float32(w) * x
+		}
+	case []float64:
+		for i, x := range g.Data().([]float64) {
+			a[i] += w * x
+		}
+	}
+}
+
+// concatRows joins [n_i, ...] tensors along the first dimension.
+func concatRows(parts []*tensor.Dense) *tensor.Dense {
+	shape := parts[0].Shape().Clone()
+	shape[0] = 0
+	for _, t := range parts {
+		shape[0] += t.Shape()[0]
+	}
+	switch parts[0].Data().(type) {
+	case []float32:
+		var d []float32
+		for _, t := range parts {
+			d = append(d, t.Data().([]float32)...)
+		}
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d))
+	default:
+		var d []float64
+		for _, t := range parts {
+			d = append(d, t.Data().([]float64)...)
+		}
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d))
+	}
 }

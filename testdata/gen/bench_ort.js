@@ -1,12 +1,13 @@
-// Times onnxruntime-node on a model: median of N runs after warm-ups.
-// Usage: node bench_ort.js MODEL.onnx BATCH [RUNS] [THREADS]
-// Prints one line: "ort batch=B threads=T median_ms=X".
+// Times onnxruntime-node on a model: median of RUNS runs after 3 warm-ups.
+// Usage: node bench_ort.js MODEL.onnx BATCH [RUNS] [THREADS] [json]
+// Prints one line: "ort batch=B threads=T median_ms=X", or with "json" a
+// JSON object with the median, min and max ms and the peak RSS in bytes.
 const ort = require('onnxruntime-node');
 
 async function main() {
-  const [model, batchArg, runsArg, threadsArg] = process.argv.slice(2);
+  const [model, batchArg, runsArg, threadsArg, format] = process.argv.slice(2);
   if (!model || !batchArg) {
-    console.error('usage: node bench_ort.js MODEL.onnx BATCH [RUNS] [THREADS]');
+    console.error('usage: node bench_ort.js MODEL.onnx BATCH [RUNS] [THREADS] [json]');
     process.exit(2);
   }
   const batch = parseInt(batchArg, 10);
@@ -28,7 +29,14 @@ async function main() {
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   times.sort((a, b) => a - b);
-  console.log(`ort batch=${batch} threads=${threads} median_ms=${times[Math.floor(times.length / 2)].toFixed(1)}`);
+  const n = times.length;
+  const median = n % 2 ? times[(n - 1) / 2] : (times[n / 2 - 1] + times[n / 2]) / 2;
+  if (format === 'json') {
+    console.log(JSON.stringify({ median_ms: median, min_ms: times[0], max_ms: times[n - 1],
+      peak_rss_bytes: process.resourceUsage().maxRSS * 1024, threads, ort: ort.env.versions.common }));
+    return;
+  }
+  console.log(`ort batch=${batch} threads=${threads} median_ms=${median.toFixed(1)}`);
 }
 
 main().catch((e) => { console.error(e.message || e); process.exit(1); });
