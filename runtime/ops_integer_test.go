@@ -208,3 +208,22 @@ func TestModGradient(t *testing.T) {
 		t.Errorf("Mod fmod=0 on floats: %v", err)
 	}
 }
+
+// The memory estimate counts integer and boolean outputs as Run returns
+// them: int64 and bool tensors, not the float nodes that computed them.
+func TestEstimateIntegerOutputs(t *testing.T) {
+	g := &onnx.Graph{Name: "outs"}
+	x := g.AddInput("x", onnx.TensorType(onnx.Float, 1000))
+	zero, _ := onnx.FromFloat32("zero", nil, []float32{0})
+	pos := g.AddNode("Greater", "pos", []*onnx.Value{x, g.AddInitializer(zero)}, []string{"pos"}).Outputs[0]
+	n := g.AddNode("Cast", "n", []*onnx.Value{x}, []string{"n"}, aInt("to", int64(onnx.Int32))).Outputs[0]
+	g.Outputs = []*onnx.Value{pos, n, x}
+	m := &onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 13}}, Graph: g}
+	est, err := Estimate(m, Options{}, Plan{Inputs: [][]int{{1000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(1000*1 + 1000*8 + 1000*4); est.Results != want {
+		t.Errorf("results %d bytes, want %d (bool, int64 and float32 outputs)", est.Results, want)
+	}
+}
