@@ -143,9 +143,11 @@ func tensorVal[T Float](b *builder[T], name string, t *onnx.Tensor) ([]*val[T], 
 	return []*val[T]{{ints: v, shape: shape, elem: t.DType}}, nil
 }
 
-// Integer tensors (shapes, axes, indices) are evaluated at compile time: the
-// ops below compute them directly when their data is an integer constant,
-// and build a kernel over the Gorgonia graph when it is a float tensor.
+// Integer constants (shapes, axes, indices) are evaluated at compile time:
+// the ops below compute them directly when their data is an integer
+// constant, and build a kernel over the Gorgonia graph otherwise (a float
+// tensor, or an integer one computed at run time, which the kernels carry
+// as exact floats).
 
 // shapeAxis resolves a possibly negative axis against a rank.
 func shapeAxis(axis int64, rank int) (int, error) {
