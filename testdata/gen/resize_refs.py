@@ -11,9 +11,10 @@ under <repo>/runtime/testdata/resize/<case>/:
     grad_x.pb    PyTorch's float64 d sum(w * y) / d x      (see below)
 
 out.pb and grad_x.pb are left out where PyTorch's own result is not what the
-exported graph means: bilinear below opset 11 exports as Resize/Upsample with
-asymmetric coordinates, which PyTorch itself warns about. The Go test checks
-those cases, like every other, against ONNX Runtime only.
+exported graph means: below opset 11, bilinear exports as Resize/Upsample with
+asymmetric coordinates (PyTorch itself warns), and nearest downsampling as
+Resize-10, which rounds up where PyTorch rounds down. The Go test checks those
+cases, like every other, against ONNX Runtime only.
 
 Usage: resize_refs.py [OUTDIR]    (seeded: reruns write identical files)
 """
@@ -37,6 +38,7 @@ CASES = [
     ("nearest_x2", (1, 2, 4, 5), dict(scale_factor=2, mode="nearest"), (9, 10, 11, 13, 17)),
     ("nearest_size", (2, 1, 5, 4), dict(size=(7, 3), mode="nearest"), (11, 13)),
     ("nearest_x1.5", (1, 2, 4, 5), dict(scale_factor=1.5, mode="nearest"), (13,)),
+    ("nearest_down", (1, 1, 5, 4), dict(size=(3, 2), mode="nearest"), (10, 13)),
     # Upsample (opset 9) takes scales of 1 or more only.
     ("bilinear_size", (1, 2, 4, 5), dict(size=(7, 8), mode="bilinear", align_corners=False), (9, 10, 11, 13, 17)),
     ("bilinear_size_mixed", (1, 2, 4, 5), dict(size=(7, 3), mode="bilinear", align_corners=False), (11, 13)),
@@ -90,7 +92,7 @@ def main():
                 out.write(f.getvalue())
             save(d, "x", x)
             save(d, "w", w)
-            if opset >= 11 or kw["mode"] == "nearest":
+            if opset >= 11 or name == "nearest_x2":
                 save(d, "out", y.detach().numpy())
                 save(d, "grad_x", xt.grad.numpy())
 
