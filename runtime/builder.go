@@ -91,7 +91,6 @@ var exactOnIntegers = map[string]bool{
 	"Unsqueeze": true, "Concat": true, "Slice": true, "Gather": true, "Expand": true,
 	"Split": true, "Pad": true, "Neg": true, "Abs": true, "Relu": true, "Clip": true,
 	"MaxPool": true, "GlobalMaxPool": true, "ReduceMax": true, "Min": true, "Max": true,
-	"Dropout": true,
 }
 
 // A constantError says an input that parameterises the graph (a shape,
