@@ -7,11 +7,12 @@ require (
 	github.com/chewxy/hm v1.0.0
 	github.com/dustin/go-humanize v1.1.0
 	github.com/owulveryck/onnx-go v0.5.0
-	golang.org/x/sys v0.38.0
 	golang.org/x/image v0.0.0-20220302094943-723b81ca9867
+	golang.org/x/sys v0.38.0
 	gonum.org/v1/gonum v0.11.0
 	gonum.org/v1/plot v0.10.1
 	google.golang.org/protobuf v1.36.12
+	gopkg.in/yaml.v3 v3.0.1
 	gorgonia.org/gorgonia v0.9.18
 	gorgonia.org/tensor v0.9.24
 )

@@ -162,7 +162,11 @@ func (a BIM) Perturb(m Model, x *tensor.Dense, c Criterion, eps []float64) ([]*t
 // to [0, 1]).
 //
 // The random starts come from one stream seeded by Seed, drawn in call
-// order: the same calls in the same order give the same batches.
+// order: the same calls in the same order give the same batches. In a
+// Sweep (and so in Robustness), batch b of the sweep draws from a stream
+// of its own, seeded by Seed and b (batch 0's is the one stream): the
+// starts of an example do not depend on the batches before it, so a shard
+// of a sweep draws what the whole sweep draws.
 type PGD struct {
 	Steps int     // 0 means 10
 	Alpha float64 // step size; 0 means 2.5*eps/Steps
@@ -194,11 +198,32 @@ func (a *PGD) Perturb(m Model, x *tensor.Dense, c Criterion, eps []float64) ([]*
 // path).
 func (a *PGD) Start(x *tensor.Dense, eps float64) *tensor.Dense {
 	if a.rng == nil {
-		a.rng = rand.New(rand.NewPCG(uint64(a.Seed), 0x67726166742d7067)) // "graft-pg"
+		a.rng = rand.New(rand.NewPCG(uint64(a.Seed), pgdStream))
 	}
 	adv := x.Clone().(*tensor.Dense)
 	randomStart(adv, x, eps, a.rng)
 	return adv
+}
+
+// pgdStream is the second seed of PGD's generator: "graft-pg".
+const pgdStream = 0x67726166742d7067
+
+// forBatch returns a PGD with a's settings whose starts come from the
+// stream of batch b of a sweep.
+func (a *PGD) forBatch(b int) Attack {
+	return &PGD{Steps: a.Steps, Alpha: a.Alpha, Seed: a.Seed,
+		rng: rand.New(rand.NewPCG(uint64(a.Seed), pgdStream^mix64(uint64(b))))}
+}
+
+// mix64 is MurmurHash3's 64-bit finaliser: distinct batches get unrelated
+// streams, and batch 0 keeps the one stream (mix64(0) is 0).
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 const defaultSteps = 10

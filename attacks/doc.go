@@ -83,6 +83,29 @@
 // the contract's output kind. Overrides change what the contract says;
 // labels the model has no class for are refused, naming the example.
 //
+// # Shards: one sweep on many machines
+//
+// A long sweep (PGD-10 over 50,000 images at 7 radii) can run as the tasks
+// of a batch system's array job: RobustnessOptions.Shard attacks one shard
+// of the examples (dataset.Shard: blocks of the batch size, in the data
+// set's order after Limit, dealt round robin to the shards) and returns a
+// shard's report, whose Detail holds every example's outcome; WriteDir
+// writes it as report.json alone. Merge checks that the parts belong
+// together (the same settings, model SHA-256, data fingerprint and shard
+// count; every shard once) and computes the whole sweep's report with the
+// code a single run uses, over the examples in the single run's order:
+// every number and both pictures equal the single run's, bit for bit.
+// Each shard attacks exactly the batches a single run would (PGD draws
+// each batch's random starts from a stream of its own), so the examples'
+// outcomes are the same too.
+//
+//	r, _ := attacks.Robustness(ctx, m, data, attacks.RobustnessOptions{..., Shard: dataset.Shard{Index: 2, Count: 7}})
+//	r.WriteDir("parts/2")
+//	// once every shard is done, anywhere:
+//	parts := []*attacks.Report{...} // attacks.ReadReport("parts/0"), ...
+//	whole, _ := attacks.Merge(parts...)
+//	whole.WriteDir("report")
+//
 // On 2,000 held-out MNIST digits (testdata/models/lenet_mnist), graft's FGSM
 // sweep of the tutorial's LeNet trained in PyTorch gives the same accuracy
 // as PyTorch's at every eps to within 0.05 points. BIM and PGD follow

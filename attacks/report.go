@@ -25,9 +25,20 @@ const (
 // report.md, accuracy_vs_eps.png and, when the report has a grid,
 // examples.png. Each file is written to a temporary file and renamed, so a
 // reader never sees a partial file.
+//
+// A shard's report (Report.Shard set) is only part of a sweep: WriteDir
+// writes its report.json alone, which Merge (graft merge-reports) reads.
 func (r *Report) WriteDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if r.Shard != nil {
+		r.Images = nil
+		js, err := r.JSON()
+		if err != nil {
+			return err
+		}
+		return fileio.WriteFile(filepath.Join(dir, ReportJSON), js)
 	}
 	// Pictures first, so report.json can state their sizes.
 	pics := []struct {

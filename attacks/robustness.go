@@ -48,9 +48,16 @@ type RobustnessOptions struct {
 	// examples done and the number to do.
 	Progress func(done, total int)
 	// Model and ModelSHA256 name the model in Report.Settings (the file it
-	// was read from, and the SHA-256 of its bytes); Data names the data,
-	// data.Source() when empty.
+	// was read from, and the SHA-256 of its bytes; onnx.SHA256 when
+	// empty); Data names the data, data.Source() when empty.
 	Model, ModelSHA256, Data string
+	// Shard, when set (Count at least 1), attacks only that shard of the
+	// examples (after Limit), split in blocks of the batch size (see
+	// dataset.Shard), and returns a shard's report: its Detail holds every
+	// example's outcome, and Merge combines the shards' reports into the
+	// whole sweep's report, equal to the one a single run makes. Shard
+	// 0/1 is the whole data set as the one shard of a merge.
+	Shard dataset.Shard
 }
 
 // A Target gives the class a targeted attack aims for, from an example's
@@ -83,6 +90,9 @@ func (o *RobustnessOptions) Validate() error {
 	}
 	if o.Batch < 0 {
 		return fmt.Errorf("attacks: batch size %d", o.Batch)
+	}
+	if err := o.Shard.Check(); err != nil {
+		return fmt.Errorf("attacks: %w", err)
 	}
 	return nil
 }
@@ -119,6 +129,14 @@ func Robustness(ctx context.Context, m *onnx.Model, data *dataset.Dataset, opts 
 	}
 	if err := m.CheckFinite(); err != nil {
 		return nil, fmt.Errorf("attacks: %w", err)
+	}
+	// The model's identity, which Merge compares between shards.
+	sum := opts.ModelSHA256
+	if sum == "" {
+		var err error
+		if sum, err = onnx.SHA256(m); err != nil {
+			return nil, fmt.Errorf("attacks: %w", err)
+		}
 	}
 	c, err := contract.Derive(m)
 	if err != nil {
@@ -180,6 +198,18 @@ func Robustness(ctx context.Context, m *onnx.Model, data *dataset.Dataset, opts 
 		return nil, fmt.Errorf("attacks: %w", err)
 	}
 	pre.Mean, pre.Std = nil, nil
+	// The shard, in blocks of the batch size: each shard attacks exactly
+	// the batches a single run would.
+	whole := data
+	p := &part{shard: opts.Shard, block: batch, total: whole.Len()}
+	if !opts.Shard.Whole() {
+		idx := opts.Shard.Examples(whole.Len(), batch)
+		if len(idx) == 0 {
+			blocks := (whole.Len() + batch - 1) / batch
+			return nil, fmt.Errorf("attacks: shard %v holds no examples: %d examples in batches of %d make %d blocks, so at most %d shards", opts.Shard, whole.Len(), batch, blocks, blocks)
+		}
+		data = whole.Subset(idx)
+	}
 	cfg, err := pre.Config(data, batch, false, 0)
 	if err != nil {
 		return nil, err
@@ -193,19 +223,22 @@ func Robustness(ctx context.Context, m *onnx.Model, data *dataset.Dataset, opts 
 	if opts.Progress != nil {
 		progress = func(done int) { opts.Progress(done, n) }
 	}
-	r, err := Sweep(clf, ctxSource{ctx, loader}, Config{
+	r, err := sweep(clf, ctxSource{ctx, loader}, Config{
 		Attack:   opts.Attack,
 		Eps:      opts.Eps,
 		Targets:  targets,
 		Samples:  opts.Samples,
 		Progress: progress,
-	})
+	}, p)
 	if err != nil {
 		return nil, err
 	}
 	s := &r.Settings
-	s.Model, s.ModelSHA256, s.Limit = opts.Model, opts.ModelSHA256, opts.Limit
-	s.Data = describeData(data, opts.Data, total, pre)
+	s.Model, s.ModelSHA256, s.Limit = opts.Model, sum, opts.Limit
+	// The whole sweep's batch size and data, whichever shard this is.
+	s.BatchSize = min(batch, whole.Len())
+	s.Data = describeData(whole, opts.Data, total, pre)
+	s.DataFingerprint = whole.Fingerprint()
 	for i := range mean {
 		s.Mean = append(s.Mean, float64(mean[i]))
 	}

@@ -65,20 +65,28 @@ type Report struct {
 	Images []ImageFile `json:"images,omitempty"`
 	// Grid holds the first examples, clean and attacked, for pictures.
 	Grid *Grid `json:"-"`
+	// Shard and Detail are set in the report of one shard of a sweep
+	// (RobustnessOptions.Shard): which shard it is, and every example's
+	// outcome, which Merge needs to make the whole sweep's report.
+	Shard  *dataset.Shard `json:"shard,omitempty"`
+	Detail *Detail        `json:"detail,omitempty"`
 }
 
 // Settings record how a sweep was made. Sweep fills the attack's part;
 // Robustness (or the caller of Sweep) describes the model and the data.
 type Settings struct {
-	Model       string    `json:"model,omitempty"`
-	ModelSHA256 string    `json:"model_sha256,omitempty"`
-	Data        string    `json:"data,omitempty"`
-	Attack      Info      `json:"attack"`
-	Loss        string    `json:"loss,omitempty"`
-	Targeted    bool      `json:"targeted"`
-	Eps         []float64 `json:"eps"`
-	Limit       int       `json:"limit,omitempty"`
-	BatchSize   int       `json:"batch_size,omitempty"`
+	Model       string `json:"model,omitempty"`
+	ModelSHA256 string `json:"model_sha256,omitempty"`
+	Data        string `json:"data,omitempty"`
+	// DataFingerprint is the data set's dataset.Fingerprint (after the
+	// limit): shards of other data are not merged.
+	DataFingerprint string    `json:"data_fingerprint,omitempty"`
+	Attack          Info      `json:"attack"`
+	Loss            string    `json:"loss,omitempty"`
+	Targeted        bool      `json:"targeted"`
+	Eps             []float64 `json:"eps"`
+	Limit           int       `json:"limit,omitempty"`
+	BatchSize       int       `json:"batch_size,omitempty"`
 	// Mean and Std are the normalisation (x - mean) / std of pixels in
 	// [0, 1] inside the attacked model: put there by Robustness from the
 	// model's contract, or the model's own.
@@ -155,8 +163,29 @@ type Grid struct {
 //
 // data serves the examples: its first epoch's batches, in order (a
 // dataset.Loader over an image folder or IDX files, or dataset.NewMemory
-// over a tensor). An error of data ends the sweep.
+// over a tensor). An error of data ends the sweep. A PGD attack draws the
+// random starts of batch b from a stream of their own, seeded by its Seed
+// and b (see PGD).
 func Sweep(m Model, data dataset.Source, cfg Config) (*Report, error) {
+	return sweep(m, data, cfg, nil)
+}
+
+// A part says which shard of a larger sweep a source serves: the k-th
+// batch is block shard.Block(k) of the whole sweep's total examples, cut
+// into blocks of block examples (see dataset.Shard).
+type part struct {
+	shard        dataset.Shard
+	block, total int
+}
+
+// A perBatch attack has random state that Sweep restarts for every batch
+// from the batch's number in the whole sweep, so that a shard attacking
+// batch b draws what the whole sweep draws there.
+type perBatch interface {
+	forBatch(b int) Attack
+}
+
+func sweep(m Model, data dataset.Source, cfg Config, p *part) (*Report, error) {
 	if cfg.Attack == nil {
 		return nil, errors.New("attacks: no attack")
 	}
@@ -186,23 +215,24 @@ func Sweep(m Model, data dataset.Source, cfg Config) (*Report, error) {
 		samples = 8
 	}
 	start := time.Now()
-	r := &Report{Settings: Settings{Attack: cfg.Attack.Info(), Targeted: cfg.Targets != nil, Eps: eps, Limit: cfg.Limit}}
+	settings := Settings{Attack: cfg.Attack.Info(), Targeted: cfg.Targets != nil, Eps: eps, Limit: cfg.Limit}
 	if l, ok := m.(interface{ LossName() string }); ok {
-		r.Settings.Loss = l.LossName()
+		settings.Loss = l.LossName()
 	}
-	points := make([]Point, len(eps))
-	confSum := make([]float64, len(eps))
-	var classCorrect [][]int // [eps][class]
+	d := newDetail(len(eps), max(samples, 0))
+	maxPert := make([]float64, len(eps))
 	if data == nil {
 		return nil, errors.New("attacks: no data")
 	}
+	done, batchSize, k := 0, 0, -1
 	for b, err := range data.Batches(0) {
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Limit > 0 && r.Examples >= cfg.Limit {
+		if cfg.Limit > 0 && done >= cfg.Limit {
 			break
 		}
+		k++
 		if b.X == nil || len(b.X.Shape()) == 0 {
 			return nil, errors.New("attacks: a batch without inputs")
 		}
@@ -210,12 +240,22 @@ func Sweep(m Model, data dataset.Source, cfg Config) (*Report, error) {
 		if n := x.Shape()[0]; len(labels) != n {
 			return nil, fmt.Errorf("attacks: a batch of %d examples with %d labels", n, len(labels))
 		}
-		if cfg.Limit > 0 && r.Examples+len(labels) > cfg.Limit {
-			k := cfg.Limit - r.Examples
-			x, labels = rows(x, 0, k), labels[:k]
+		if cfg.Limit > 0 && done+len(labels) > cfg.Limit {
+			n := cfg.Limit - done
+			x, labels = rows(x, 0, n), labels[:n]
 		}
-		if r.Settings.BatchSize == 0 {
-			r.Settings.BatchSize = len(labels)
+		if batchSize == 0 {
+			batchSize = len(labels)
+		}
+		// Where the batch lies in the whole sweep: its block number and
+		// the index of its first example.
+		block, first := k, done
+		if p != nil {
+			block = p.shard.Block(k)
+			first = block * p.block
+			if len(labels) > p.block || first+len(labels) > p.total || (first+len(labels) < p.total && len(labels) != p.block) {
+				return nil, fmt.Errorf("attacks: batch %d of shard %v (%d examples) is not block %d of %d examples in blocks of %d", k, p.shard, len(labels), block, p.total, p.block)
+			}
 		}
 		c := Misclassification(labels)
 		if cfg.Targets != nil {
@@ -224,7 +264,11 @@ func Sweep(m Model, data dataset.Source, cfg Config) (*Report, error) {
 				return nil, fmt.Errorf("attacks: %d targets for %d labels", len(c.Targets), len(labels))
 			}
 		}
-		outs, err := Run(m, cfg.Attack, x, c, runEps)
+		attack := cfg.Attack
+		if pb, ok := attack.(perBatch); ok {
+			attack = pb.forBatch(block)
+		}
+		outs, err := Run(m, attack, x, c, runEps)
 		if err != nil {
 			return nil, err
 		}
@@ -234,89 +278,109 @@ func Sweep(m Model, data dataset.Source, cfg Config) (*Report, error) {
 		} else {
 			outs = outs[1:]
 		}
-		k := clean.Scores.Shape()[1]
-		if r.Classes == 0 {
-			r.Classes = k
-			r.ClassExamples = make([]int, k)
-			classCorrect = make([][]int, len(eps))
-			for j := range classCorrect {
-				classCorrect[j] = make([]int, k)
-			}
-		} else if k != r.Classes {
-			return nil, fmt.Errorf("attacks: the model gave %d classes, then %d", r.Classes, k)
+		classes := clean.Scores.Shape()[1]
+		if d.Classes == 0 {
+			d.Classes = classes
+		} else if classes != d.Classes {
+			return nil, fmt.Errorf("attacks: the model gave %d classes, then %d", d.Classes, classes)
 		}
+		size := x.Shape().TotalSize() / len(labels)
 		for i, l := range labels {
-			if l < 0 || l >= k {
-				return nil, fmt.Errorf("attacks: label %d of example %d is not one of the model's %d classes", l, r.Examples+i, k)
+			if l < 0 || l >= classes {
+				return nil, fmt.Errorf("attacks: label %d of example %d is not one of the model's %d classes", l, first+i, classes)
 			}
-			r.ClassExamples[l]++
-			if clean.Pred[i] == l {
-				r.CleanCorrect++
+			d.Index = append(d.Index, first+i)
+			d.Labels = append(d.Labels, l)
+			if c.Targeted() {
+				d.Targets = append(d.Targets, c.Targets[i])
+			}
+			d.CleanPred = append(d.CleanPred, clean.Pred[i])
+			for j, o := range outs {
+				d.Pred[j] = append(d.Pred[j], o.Pred[i])
+				d.Confidence[j] = append(d.Confidence[j], Fraction(o.Confidence[i]))
+			}
+			if first+i < d.Samples {
+				if d.GridShape == nil {
+					d.GridShape = x.Shape()[1:].Clone()
+				}
+				g := GridExample{Index: first + i, Clean: float64s(x, i*size, (i+1)*size)}
+				for _, o := range outs {
+					g.Adv = append(g.Adv, float64s(o.X, i*size, (i+1)*size))
+				}
+				d.Grid = append(d.Grid, g)
 			}
 		}
 		for j, o := range outs {
-			pt := &points[j]
-			for i, l := range labels {
-				if o.Pred[i] == l {
-					pt.Correct++
-					classCorrect[j][l]++
-				}
-				if clean.Pred[i] == l && o.Success[i] {
-					pt.Successes++
-				}
-				confSum[j] += o.Confidence[i]
-			}
-			pt.MaxPerturbation = math.Max(pt.MaxPerturbation, maxAbsDiff(o.X, x))
+			maxPert[j] = math.Max(maxPert[j], maxAbsDiff(o.X, x))
 		}
-		if samples > 0 {
-			if r.Grid == nil {
-				r.Grid = &Grid{Eps: eps, Shape: x.Shape()[1:].Clone(), Adv: make([][][]float64, len(eps)),
-					Pred: make([][]int, len(eps)), Success: make([][]bool, len(eps))}
-			}
-			g := r.Grid
-			size := x.Shape().TotalSize() / len(labels)
-			for i := 0; i < len(labels) && len(g.Labels) < samples; i++ {
-				g.Labels = append(g.Labels, labels[i])
-				if c.Targeted() {
-					g.Targets = append(g.Targets, c.Targets[i])
-				}
-				g.Clean = append(g.Clean, float64s(x, i*size, (i+1)*size))
-				g.CleanPred = append(g.CleanPred, clean.Pred[i])
-				for j, o := range outs {
-					g.Adv[j] = append(g.Adv[j], float64s(o.X, i*size, (i+1)*size))
-					g.Pred[j] = append(g.Pred[j], o.Pred[i])
-					g.Success[j] = append(g.Success[j], o.Success[i])
-				}
-			}
-		}
-		r.Examples += len(labels)
+		done += len(labels)
 		if cfg.Progress != nil {
-			cfg.Progress(r.Examples)
+			cfg.Progress(done)
 		}
 	}
-	if r.Examples == 0 {
+	if done == 0 {
 		return nil, errors.New("attacks: no examples")
 	}
-	r.CleanAccuracy = float64(r.CleanCorrect) / float64(r.Examples)
-	for j := range points {
-		pt := &points[j]
-		pt.Eps = eps[j]
-		pt.Accuracy = float64(pt.Correct) / float64(r.Examples)
+	d.Total = done
+	if p != nil {
+		d.Total = p.total
+	}
+	settings.BatchSize = batchSize
+	r := summarize(settings, d, maxPert)
+	r.Seconds = time.Since(start).Seconds()
+	if p != nil && p.shard.Count > 0 {
+		sh := p.shard
+		r.Shard, r.Detail = &sh, d
+	}
+	return r, nil
+}
+
+// summarize makes the report of the outcomes d, whose examples are in the
+// order of the sweep: the one place a sweep's numbers are computed, for a
+// whole sweep, a shard and a merge alike.
+func summarize(s Settings, d *Detail, maxPert []float64) *Report {
+	n := len(d.Labels)
+	r := &Report{Settings: s, Examples: n, Classes: d.Classes, ClassExamples: make([]int, d.Classes)}
+	for i, l := range d.Labels {
+		r.ClassExamples[l]++
+		if d.CleanPred[i] == l {
+			r.CleanCorrect++
+		}
+	}
+	r.CleanAccuracy = float64(r.CleanCorrect) / float64(n)
+	r.Points = make([]Point, len(s.Eps))
+	for j := range r.Points {
+		pt := &r.Points[j]
+		pt.Eps = s.Eps[j]
+		pt.MaxPerturbation = maxPert[j]
+		classCorrect := make([]int, d.Classes)
+		var confSum float64
+		for i, l := range d.Labels {
+			pred := d.Pred[j][i]
+			if pred == l {
+				pt.Correct++
+				classCorrect[l]++
+			}
+			if d.CleanPred[i] == l && d.success(j, i) {
+				pt.Successes++
+			}
+			confSum += float64(d.Confidence[j][i])
+		}
+		pt.Accuracy = float64(pt.Correct) / float64(n)
 		if r.CleanCorrect > 0 {
 			pt.SuccessRate = float64(pt.Successes) / float64(r.CleanCorrect)
 		}
-		pt.MeanConfidence = confSum[j] / float64(r.Examples)
-		pt.ClassAccuracy = make([]Fraction, r.Classes)
-		for l, n := range r.ClassExamples {
+		pt.MeanConfidence = confSum / float64(n)
+		pt.ClassAccuracy = make([]Fraction, d.Classes)
+		for l, c := range r.ClassExamples {
 			pt.ClassAccuracy[l] = Fraction(math.NaN())
-			if n > 0 {
-				pt.ClassAccuracy[l] = Fraction(float64(classCorrect[j][l]) / float64(n))
+			if c > 0 {
+				pt.ClassAccuracy[l] = Fraction(float64(classCorrect[l]) / float64(c))
 			}
 		}
 	}
-	r.Points = points
-	r.Seconds = time.Since(start).Seconds()
-	return r, nil
+	r.Grid = d.grid(s.Eps)
+	return r
 }
 
 func float64s(x *tensor.Dense, i, j int) []float64 {

@@ -16,11 +16,14 @@ func init() {
 	register(&command{
 		name:  "finetune",
 		short: "fine-tune a classifier on an image folder or IDX files",
-		args:  "--model M.onnx --data DIR|IDX [--val DIR|IDX] [--freeze backbone] --epochs N --lr X -o OUT.onnx",
+		args: "--model M.onnx --data DIR|IDX [--val DIR|IDX] [--freeze backbone] --epochs N --lr X -o OUT.onnx\n" +
+			"       graft finetune --model M.onnx --features DIR... [--val-features DIR...] --freeze backbone ... -o OUT.onnx",
 		summary: "Fine-tune a classifier on an image folder (a sub-folder per class) or IDX files: the head is replaced when the class count " +
 			"differs, frozen layers keep inference-mode BatchNorm, and with a frozen backbone and no augmentation its features are computed once. " +
 			"Images are fed as the model's contract says (see graft inspect); the written model records it, with the class names. " +
-			"Writes OUT.onnx (the best validation epoch), metrics.json, training.png, report.md and a resumable checkpoint folder.",
+			"Writes OUT.onnx (the best validation epoch), metrics.json, training.png, report.md and a resumable checkpoint folder. " +
+			"With --features (the folders graft features wrote, every shard of one data set; more folders may follow as arguments) " +
+			"the head trains on those features instead of images, as it trains on its own cache: the same model, byte for byte.",
 		run: runFinetune,
 	})
 }
@@ -73,19 +76,33 @@ func runFinetune(args []string, stdout io.Writer) error {
 	fs.StringVar(&opts.Out, "o", "", "output model `PATH` (required)")
 	fs.StringVar(&opts.Dir, "metrics", "", "`DIR` for metrics.json, training.png, report.md and checkpoint/ (default: the output's folder)")
 	fs.BoolVar(&opts.Force, "force", false, "let -o replace a read-only file or the model itself")
+	var featurePaths, valFeaturePaths listFlag
+	fs.Var(&featurePaths, "features", "train the head on the features in `DIR` (graft features; repeatable, every shard of one data set) instead of --data")
+	fs.Var(&valFeaturePaths, "val-features", "validate on the features in `DIR` (repeatable); default: --val-split of --features")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	onFeatures := len(featurePaths) > 0
+	if onFeatures {
+		featurePaths = append(featurePaths, pos...) // a shell glob's other folders
+		pos = nil
+	}
 	switch {
 	case len(pos) != 0:
 		return usage("unexpected arguments %v (the model is --model)", pos)
 	case *modelPath == "":
 		return usage("--model is required")
-	case *dataPath == "":
-		return usage("--data is required")
+	case onFeatures && (*dataPath != "" || *valPath != ""):
+		return usage("--features and --data (or --val) both say what to train on: give one")
+	case len(valFeaturePaths) > 0 && !onFeatures:
+		return usage("--val-features needs --features")
+	case onFeatures && set["val-split"] && len(valFeaturePaths) > 0:
+		return usage("--val-split and --val-features both say what to validate on: give one")
+	case !onFeatures && *dataPath == "":
+		return usage("--data (or --features) is required")
 	case set["replace-head"] && opts.ReplaceHead < 1:
 		return usage("--replace-head %d: want at least 2 classes (leave it out to replace the head only when the class count differs)", opts.ReplaceHead)
 	case set["val-split"] && *valPath != "":
@@ -135,6 +152,9 @@ func runFinetune(args []string, stdout io.Writer) error {
 		return optionUsage(err, finetuneFlags)
 	}
 
+	if onFeatures {
+		return finetuneOnFeatures(stdout, *modelPath, featurePaths, valFeaturePaths, opts)
+	}
 	open.Seed = opts.Seed
 	trainData, err := dataset.Open(*dataPath, open)
 	if err != nil {
@@ -164,6 +184,41 @@ func runFinetune(args []string, stdout io.Writer) error {
 	if err != nil {
 		return optionUsage(err, finetuneFlags)
 	}
+	return finetuneDone(stdout, res, opts)
+}
+
+// finetuneOnFeatures is graft finetune --features: the head trained on
+// the merged features of graft features.
+func finetuneOnFeatures(stdout io.Writer, modelPath string, trainPaths, valPaths []string, opts finetune.Options) error {
+	trainF, err := readFeatures(trainPaths)
+	if err != nil {
+		return err
+	}
+	var valF *finetune.Features
+	if len(valPaths) > 0 {
+		if valF, err = readFeatures(valPaths); err != nil {
+			return err
+		}
+	}
+	m, err := onnx.Load(modelPath)
+	if err != nil {
+		return err
+	}
+	opts.ModelPath = modelPath
+	p := newProgress(stdout, opts.Epochs)
+	opts.OnPhase, opts.OnBatch, opts.OnEpoch = p.phase, p.batch, p.epoch
+	ctx, stop := interruptible()
+	defer stop()
+	fmt.Fprintf(stdout, "fine-tuning %s on the features of %s (%d examples, %s)\n", modelPath, trainF.Data, trainF.Examples, strings.Join(trainF.Classes, ", "))
+	res, err := finetune.RunOnFeatures(ctx, m, trainF, valF, opts)
+	if err != nil {
+		return optionUsage(err, finetuneFlags)
+	}
+	return finetuneDone(stdout, res, opts)
+}
+
+// finetuneDone prints how a run ended.
+func finetuneDone(stdout io.Writer, res *finetune.Result, opts finetune.Options) error {
 	h := res.History
 	if res.Stopped {
 		fmt.Fprintf(stdout, "interrupted after %d epochs; ", len(h.Epochs))

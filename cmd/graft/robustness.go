@@ -23,7 +23,7 @@ func init() {
 		short: "attack a classifier at a range of radii and report accuracy against eps",
 		args: "--model M.onnx --data DIR|IMAGES-idx3-ubyte[.gz] [--labels FILE] -o REPORT_DIR\n" +
 			"       [--attack fgsm|bim|pgd] [--eps 0,0.05,...] [--steps N] [--alpha A] [--seed S]\n" +
-			"       [--target CLASS|next] [--mean M --std S] [--limit N] [--batch N]",
+			"       [--target CLASS|next] [--mean M --std S] [--limit N] [--batch N] [--shard I/N]",
 		summary: "Attack a classifier at a range of L-inf radii and report accuracy against eps.\n\n" +
 			"Data is an image folder (a sub-folder per class) or an IDX image file (MNIST/Fashion-MNIST\n" +
 			"format, gzipped or not) with its labels file (found by the standard name,\n" +
@@ -31,7 +31,11 @@ func init() {
 			"fed as the model's contract says (see graft inspect: size, resize, channels), as pixels\n" +
 			"in [0,1]; eps is in those units. The contract's normalisation (or --mean/--std) is put\n" +
 			"inside a copy of the model, unless the model normalises its input itself.\n" +
-			"Writes report.json, report.md, accuracy_vs_eps.png and examples.png to REPORT_DIR.",
+			"Writes report.json, report.md, accuracy_vs_eps.png and examples.png to REPORT_DIR.\n\n" +
+			"With --shard I/N (0 <= I < N) it attacks only shard I of N: the examples, in the data set's order\n" +
+			"after --limit, cut into blocks of --batch and dealt round robin (block b to shard b mod N), and\n" +
+			"writes that shard's report.json alone; graft merge-reports combines the N shards' folders into the\n" +
+			"report a single run writes, bit for bit.",
 		run: runRobustness,
 	})
 }
@@ -62,6 +66,7 @@ func runRobustness(args []string, stdout io.Writer) error {
 	fs.StringVar(&std, "std", "", "per-channel `values` (with --mean)")
 	fs.IntVar(&opts.Limit, "limit", 0, "attack only `n` examples: the first n of IDX data, n spread over the classes of a folder (0: all)")
 	fs.IntVar(&opts.Batch, "batch", attacks.DefaultBatch, "examples per `batch`")
+	shard := fs.String("shard", "", "attack only shard `I/N` (0-based) of the examples, for graft merge-reports")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -94,6 +99,11 @@ func runRobustness(args []string, stdout io.Writer) error {
 		opts.Attack = &attacks.PGD{Steps: steps, Alpha: alpha, Seed: seed}
 	default:
 		return usage("unknown attack %q: want fgsm, bim or pgd", attack)
+	}
+	if *shard != "" {
+		if opts.Shard, err = dataset.ParseShard(*shard); err != nil {
+			return usage("--shard: %v", err)
+		}
 	}
 	if opts.Eps, err = robustParseEps(eps); err != nil {
 		return err
@@ -133,7 +143,7 @@ func runRobustness(args []string, stdout io.Writer) error {
 		plan.Input(f, "--data")
 	}
 	plan.OutputDir(out, "-o")
-	for _, f := range []string{attacks.ReportJSON, attacks.ReportMarkdown, attacks.AccuracyPlot, attacks.ExamplesImage} {
+	for _, f := range reportFiles(*shard != "") {
 		plan.Output(filepath.Join(out, f), "")
 	}
 	if err := plan.Check(); err != nil {
@@ -158,7 +168,28 @@ func runRobustness(args []string, stdout io.Writer) error {
 	if err := r.WriteDir(out); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s on %d examples (clean accuracy %.4f):\n", opts.Attack.Info(), r.Examples, r.CleanAccuracy)
+	if r.Shard != nil {
+		fmt.Fprintf(stdout, "shard %v: %s on %d of %d examples (clean accuracy %.4f on these); wrote %s: combine the %d shards' folders with graft merge-reports\n",
+			*r.Shard, opts.Attack.Info(), r.Examples, r.Detail.Total, r.CleanAccuracy, filepath.Join(out, attacks.ReportJSON), r.Shard.Count)
+		return nil
+	}
+	printSweep(stdout, r)
+	fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(out, attacks.ReportMarkdown))
+	return nil
+}
+
+// reportFiles lists the files a report folder gets: report.json alone for
+// a shard's report.
+func reportFiles(shard bool) []string {
+	if shard {
+		return []string{attacks.ReportJSON}
+	}
+	return []string{attacks.ReportJSON, attacks.ReportMarkdown, attacks.AccuracyPlot, attacks.ExamplesImage}
+}
+
+// printSweep prints a report's table and the contract's warnings.
+func printSweep(stdout io.Writer, r *attacks.Report) {
+	fmt.Fprintf(stdout, "%s on %d examples (clean accuracy %.4f):\n", r.Settings.Attack, r.Examples, r.CleanAccuracy)
 	fmt.Fprintf(stdout, "  %-6s %-9s %-13s %s\n", "eps", "accuracy", "success rate", "mean confidence")
 	for _, p := range r.Points {
 		fmt.Fprintf(stdout, "  %-6g %-9.4f %-13.4f %.4f\n", p.Eps, p.Accuracy, p.SuccessRate, p.MeanConfidence)
@@ -166,8 +197,6 @@ func runRobustness(args []string, stdout io.Writer) error {
 	for _, w := range r.Settings.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
-	fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(out, attacks.ReportMarkdown))
-	return nil
 }
 
 // robustData opens --data: an image folder, or IDX images with their

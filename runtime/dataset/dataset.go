@@ -219,13 +219,31 @@ func (d *Dataset) byClass() [][]int {
 // to validation, but at least 1 when n >= 2 and never all of them, so every
 // class keeps an example to train on. Which examples go is drawn from seed;
 // the same seed gives the same split. Both sets keep d's example order and
-// classes.
+// classes. It is StratifiedSplit over d's labels.
 func Split(d *Dataset, valFraction float64, seed int64) (train, val *Dataset, err error) {
-	if !(valFraction > 0 && valFraction < 1) {
-		return nil, nil, fmt.Errorf("dataset %s: validation fraction %v, want one between 0 and 1", d.source, valFraction)
+	tr, va, err := StratifiedSplit(d.labels, len(d.classes), valFraction, seed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dataset %s: %w", d.source, err)
 	}
-	var tr, va []int
-	for c, members := range d.byClass() {
+	return d.derive(tr), d.derive(va), nil
+}
+
+// StratifiedSplit is Split over labels alone (each in [0, classes)): the
+// indices of the training and of the validation examples, each in
+// increasing order. Precomputed features (finetune.Features) are split
+// with it as their data set would be.
+func StratifiedSplit(labels []int, classes int, valFraction float64, seed int64) (train, val []int, err error) {
+	if !(valFraction > 0 && valFraction < 1) {
+		return nil, nil, fmt.Errorf("validation fraction %v, want one between 0 and 1", valFraction)
+	}
+	byClass := make([][]int, classes)
+	for i, l := range labels {
+		if l < 0 || l >= classes {
+			return nil, nil, fmt.Errorf("label %d of example %d is not one of the %d classes", l, i, classes)
+		}
+		byClass[l] = append(byClass[l], i)
+	}
+	for c, members := range byClass {
 		n := len(members)
 		k := int(math.Round(valFraction * float64(n)))
 		if n >= 2 {
@@ -234,15 +252,15 @@ func Split(d *Dataset, valFraction float64, seed int64) (train, val *Dataset, er
 			k = 0
 		}
 		shuffle(members, classRand(seed, streamSplit, c))
-		va = append(va, members[:k]...)
-		tr = append(tr, members[k:]...)
+		val = append(val, members[:k]...)
+		train = append(train, members[k:]...)
 	}
-	if len(va) == 0 {
-		return nil, nil, fmt.Errorf("dataset %s: too few examples (%d) to split off a validation set", d.source, d.Len())
+	if len(val) == 0 {
+		return nil, nil, fmt.Errorf("too few examples (%d) to split off a validation set", len(labels))
 	}
-	slices.Sort(tr)
-	slices.Sort(va)
-	return d.derive(tr), d.derive(va), nil
+	slices.Sort(train)
+	slices.Sort(val)
+	return train, val, nil
 }
 
 // SameClasses checks that a validation set has the training set's classes,

@@ -46,7 +46,7 @@ const (
 // runRecord identifies a run: Resume refuses a checkpoint whose record
 // differs, since continuing it would mix two runs.
 type runRecord struct {
-	// Model is the SHA-256 of the model as Run received it (encoded).
+	// Model is the SHA-256 of the model as Run received it (onnx.SHA256).
 	Model string `json:"model_sha256"`
 	// Train and Val are the data sets' fingerprints (dataset.Fingerprint).
 	Train   string   `json:"train"`

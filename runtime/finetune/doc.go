@@ -22,6 +22,22 @@
 // after the first costs next to nothing; augmentation, hardening or
 // NoCache train the whole model with train.Fit.
 //
+// The features can also be computed apart, on many machines:
+// ComputeFeatures runs the backbone over a data set or one shard of it
+// (FeatureOptions.Shard, see dataset.Shard), WriteFile and ReadFeatures
+// keep them in a safetensors file that records the model's SHA-256, the
+// split point, the preprocessing, the data's fingerprint, the examples'
+// indices and labels and the class names, MergeFeatures joins the shards,
+// and RunOnFeatures trains the head on them. Run's cache is computed and
+// trained by the same code, so the two write the same model, byte for
+// byte:
+//
+//	f, _ := finetune.ComputeFeatures(ctx, m, data, finetune.FeatureOptions{Batch: 32, Shard: dataset.Shard{Index: 2, Count: 4}})
+//	f.WriteFile("feats/2/features.safetensors")
+//	// once every shard is done:
+//	all, _ := finetune.MergeFeatures(parts...) // finetune.ReadFeatures("feats/0"), ...
+//	res, err := finetune.RunOnFeatures(ctx, m, all, nil, opts) // opts.Batch 32, the backbone frozen
+//
 // Hardening (Options.Adversarial, Options.NoiseStd) trains on FGSM
 // examples or noisy inputs, in [0, 1] pixel space: a model that normalises
 // outside gets its normalisation put inside first (surgery.Normalize).

@@ -20,7 +20,7 @@ func report(r *Result, opts Options) string {
 	}
 	row("output", "`%s` (the best epoch's model)", opts.Out)
 	row("classes", "%s", strings.Join(r.Contract.Output.Classes, ", "))
-	row("training / validation images", "%d / %d", r.Train.Len(), r.Val.Len())
+	row("training / validation images", "%d / %d", r.trainExamples(), r.valExamples())
 	if r.Head != nil {
 		row("head", "%s (%s) %d -> %d", r.Head.Node.Name, r.Head.Node.OpType, r.Head.InFeatures, r.Head.OutFeatures)
 	}
@@ -93,4 +93,20 @@ func bestEpoch(h *train.History) *train.EpochStats {
 		}
 	}
 	return nil
+}
+
+// trainExamples and valExamples count the examples trained and validated
+// on, images or features.
+func (r *Result) trainExamples() int {
+	if r.Train != nil {
+		return r.Train.Len()
+	}
+	return len(r.TrainFeatures.Index)
+}
+
+func (r *Result) valExamples() int {
+	if r.Val != nil {
+		return r.Val.Len()
+	}
+	return len(r.ValFeatures.Index)
 }

@@ -2,11 +2,11 @@ package finetune
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/graft-dev/graft/internal/fileio"
@@ -43,9 +43,13 @@ type Result struct {
 	// Trainable names the parameters trained.
 	Trainable []string
 	// Train and Val are the training and validation data sets used (after
-	// a split).
+	// a split); nil for RunOnFeatures.
 	Train, Val *dataset.Dataset
-	// Cached says the frozen backbone's features were computed once.
+	// TrainFeatures and ValFeatures are the features the head trained on
+	// when Cached: Run's cache, or RunOnFeatures' (after a split).
+	TrainFeatures, ValFeatures *Features
+	// Cached says the head trained on the frozen backbone's features,
+	// computed once.
 	Cached bool
 	// Stopped says the context was cancelled after at least one epoch:
 	// Out holds the best epoch so far and the checkpoint allows Resume.
@@ -73,10 +77,11 @@ type Result struct {
 //     model.
 //  4. Train: a head-only run on data that stays the same every epoch (no
 //     augmentation, no hardening) computes the frozen backbone's features
-//     once and trains the head on them (train.SplitAtHead, CacheFeatures,
-//     FitHeadOnFeatures), unless NoCache; everything else runs train.Fit
-//     on the whole model, with batch-statistics BatchNormalization where
-//     its parameters train.
+//     once, over the whole training data set in its order, Batch images
+//     at a time, before the split (ComputeFeatures does the same), and
+//     trains the head on them (train.FitHeadOnFeatures), unless NoCache;
+//     everything else runs train.Fit on the whole model, with
+//     batch-statistics BatchNormalization where its parameters train.
 //  5. After every epoch, commit the checkpoint (model, optimizer state,
 //     history, settings) as one unit, rewrite metrics.json, and write Out
 //     when validation accuracy improved (strictly: ties keep the earlier
@@ -85,6 +90,38 @@ type Result struct {
 // Cancelling ctx stops at the next batch: the result has Stopped set and
 // the epochs done are kept (ErrNothingSaved if there were none).
 func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset, opts Options) (*Result, error) {
+	if trainData == nil {
+		return nil, errors.New("finetune: no training data")
+	}
+	return runJob(ctx, m, inputs{train: trainData, val: valData}, opts)
+}
+
+// RunOnFeatures is Run on precomputed features (ComputeFeatures; the
+// shards' features joined by MergeFeatures) instead of images: the head
+// trains as Run's feature cache trains it, by the same code, so with the
+// same model, data, options and seed the model written is the same, byte
+// for byte. val, when nil, is a stratified Options.ValSplit of train, as
+// Run splits its data.
+//
+// The features must hold every example of their data set, come from m as
+// it is given (onnx.SHA256) and from the preprocessing m's contract with
+// the Overrides gives, and the run must train the head alone on unchanged
+// inputs (the backbone frozen, no augmentation, no hardening); otherwise
+// it is refused, saying which.
+func RunOnFeatures(ctx context.Context, m *onnx.Model, train, val *Features, opts Options) (*Result, error) {
+	if train == nil {
+		return nil, errors.New("finetune: no training features")
+	}
+	return runJob(ctx, m, inputs{trainF: train, valF: val}, opts)
+}
+
+// inputs are what a run trains on: data sets, or features.
+type inputs struct {
+	train, val   *dataset.Dataset
+	trainF, valF *Features
+}
+
+func runJob(ctx context.Context, m *onnx.Model, in inputs, opts Options) (*Result, error) {
 	start := time.Now()
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -92,17 +129,15 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 	if m == nil || m.Graph == nil {
 		return nil, errors.New("finetune: no model")
 	}
-	if trainData == nil {
-		return nil, errors.New("finetune: no training data")
-	}
 	if err := m.CheckFinite(); err != nil {
 		return nil, fmt.Errorf("finetune: %w", err)
 	}
+	features := in.trainF != nil
 	dir := opts.Dir
 	if dir == "" {
 		dir = filepath.Dir(opts.Out)
 	}
-	if err := checkOutputs(m, trainData, valData, dir, opts); err != nil {
+	if err := checkOutputs(m, in.train, in.val, dir, opts); err != nil {
 		return nil, err
 	}
 	lock, err := fileio.LockDir(dir)
@@ -111,25 +146,45 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 	}
 	defer lock.Unlock()
 
-	source, err := onnx.Encode(m)
+	modelSum, err := onnx.SHA256(m)
 	if err != nil {
 		return nil, fmt.Errorf("finetune: %w", err)
 	}
-	modelSum := sha256.Sum256(source)
 
-	if valData == nil {
-		if trainData, valData, err = dataset.Split(trainData, opts.ValSplit, opts.Seed); err != nil {
+	// The training and validation examples: a split when no validation
+	// data is given. Run's cache computes the features of whole, before
+	// the split, as ComputeFeatures does.
+	whole := in.train
+	var trainIdx, valIdx []int
+	var classes []string
+	var source string
+	if features {
+		if err := checkFeatures(in.trainF, in.valF, modelSum); err != nil {
 			return nil, err
 		}
-	} else if err := dataset.SameClasses(trainData, valData); err != nil {
-		return nil, err
+		classes, source = in.trainF.Classes, in.trainF.Data
+		if in.valF == nil {
+			if trainIdx, valIdx, err = dataset.StratifiedSplit(in.trainF.Labels, len(classes), opts.ValSplit, opts.Seed); err != nil {
+				return nil, fmt.Errorf("finetune: features of %s: %w", source, err)
+			}
+			in.trainF, in.valF = in.trainF.subset(trainIdx), in.trainF.subset(valIdx)
+		}
+	} else {
+		classes, source = in.train.Classes(), in.train.Source()
+		if in.val == nil {
+			if trainIdx, valIdx, err = dataset.StratifiedSplit(whole.Labels(), len(classes), opts.ValSplit, opts.Seed); err != nil {
+				return nil, fmt.Errorf("dataset %s: %w", source, err)
+			}
+			in.train, in.val = whole.Subset(trainIdx), whole.Subset(valIdx)
+		} else if err := dataset.SameClasses(in.train, in.val); err != nil {
+			return nil, err
+		}
 	}
-	classes := trainData.Classes()
 	if len(classes) < 2 {
-		return nil, fmt.Errorf("finetune: %s has %d class: fine-tuning a classifier needs at least 2", trainData.Source(), len(classes))
+		return nil, fmt.Errorf("finetune: %s has %d class: fine-tuning a classifier needs at least 2", source, len(classes))
 	}
 
-	res := &Result{Train: trainData, Val: valData}
+	res := &Result{Train: in.train, Val: in.val}
 	if res.Head, err = prepare(m, len(classes), opts); err != nil {
 		return nil, err
 	}
@@ -148,13 +203,27 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 	if err != nil {
 		return nil, fmt.Errorf("finetune: %w", err)
 	}
+	// The feature cache: a head-only run whose inputs are the same every
+	// epoch runs the frozen backbone once. Augmentation and hardening
+	// change the inputs, and NoCache asks for the plain loop.
+	headOnly := res.Head != nil && onlyHead(res.Trainable, res.Head)
+	res.Cached = headOnly && !opts.Augment && !opts.hardened() && !opts.NoCache
+	if features {
+		if err := featuresApply(res, headOnly, pre, in.trainF, opts); err != nil {
+			return nil, err
+		}
+	}
 
 	p, err := runtime.Compile(m, runtime.Options{Seed: opts.Seed})
 	if err != nil {
 		return nil, err
 	}
-	if err := checkMemory(p, c, res.Trainable, opts.Batch); err != nil {
-		return nil, fmt.Errorf("finetune: %w", err)
+	if !features {
+		// Training from features runs the head alone: no image batch of
+		// the whole model is ever held.
+		if err := checkMemory(p, c, res.Trainable, opts.Batch); err != nil {
+			return nil, fmt.Errorf("finetune: %w", err)
+		}
 	}
 	opt, err := opts.optimizer()
 	if err != nil {
@@ -164,9 +233,13 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 	if err != nil {
 		return nil, err
 	}
-	ck := &checkpoint{dir: filepath.Join(dir, CheckpointDir), model: m, program: p, optimizer: opt,
-		run: runRecord{Model: hex.EncodeToString(modelSum[:]), Train: trainData.Fingerprint(), Val: valData.Fingerprint(),
-			Classes: classes, Settings: opts.settings()}}
+	record := runRecord{Model: modelSum, Classes: classes, Settings: opts.settings()}
+	if features {
+		record.Train, record.Val = in.trainF.fingerprint(), in.valF.fingerprint()
+	} else {
+		record.Train, record.Val = in.train.Fingerprint(), in.val.Fingerprint()
+	}
+	ck := &checkpoint{dir: filepath.Join(dir, CheckpointDir), model: m, program: p, optimizer: opt, run: record}
 	var prior *train.History
 	startEpoch := 0
 	if opts.Resume {
@@ -185,19 +258,32 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 	if opts.hardened() {
 		cfg.Perturb = perturber(p, opts)
 	}
-	trainSrc, valSrc, err := loaders(trainData, valData, pre, opts)
-	if err != nil {
-		return nil, err
-	}
 
-	// The feature cache: a head-only run whose inputs are the same every
-	// epoch runs the frozen backbone once. Augmentation and hardening
-	// change the inputs, and NoCache asks for the plain loop.
-	headOnly := res.Head != nil && onlyHead(res.Trainable, res.Head)
-	if headOnly && !opts.Augment && !opts.hardened() && !opts.NoCache {
-		res.Cached = true
-		err = fitCached(ctx, m, p, trainSrc, valSrc, cfg, opts)
-	} else {
+	switch {
+	case features:
+		res.TrainFeatures, res.ValFeatures = in.trainF, in.valF
+		err = fitOnFeatures(ctx, m, p, in.trainF, in.valF, cfg, opts)
+	case res.Cached:
+		if opts.OnPhase != nil {
+			opts.OnPhase(fmt.Sprintf("computing the frozen backbone's features once (%d training, %d validation examples)", in.train.Len(), in.val.Len()))
+		}
+		fo := FeatureOptions{Batch: opts.Batch}
+		if valIdx != nil {
+			var all *Features
+			if all, err = computeFeatures(ctx, m, res.Trainable, whole, pre, modelSum, fo); err == nil {
+				res.TrainFeatures, res.ValFeatures = all.subset(trainIdx), all.subset(valIdx)
+			}
+		} else if res.TrainFeatures, err = computeFeatures(ctx, m, res.Trainable, in.train, pre, modelSum, fo); err == nil {
+			res.ValFeatures, err = computeFeatures(ctx, m, res.Trainable, in.val, pre, modelSum, fo)
+		}
+		if err == nil {
+			err = fitOnFeatures(ctx, m, p, res.TrainFeatures, res.ValFeatures, cfg, opts)
+		}
+	default:
+		var trainSrc, valSrc *dataset.Loader
+		if trainSrc, valSrc, err = loaders(in.train, in.val, pre, opts); err != nil {
+			return nil, err
+		}
 		_, err = train.Fit(ctx, p, trainSrc, valSrc, cfg)
 	}
 	res.History = w.history
@@ -213,6 +299,59 @@ func Run(ctx context.Context, m *onnx.Model, trainData, valData *dataset.Dataset
 		return res, err
 	}
 	return res, w.finish()
+}
+
+// checkFeatures refuses training features that are not a whole data set's
+// or not m's (by its SHA-256 modelSum), and validation features that do
+// not go with them.
+func checkFeatures(tr, va *Features, modelSum string) error {
+	for _, f := range []*Features{tr, va} {
+		if f == nil {
+			continue
+		}
+		if err := f.check(); err != nil {
+			return fmt.Errorf("finetune: features of %s: %w", f.Data, err)
+		}
+		if !f.whole() {
+			return fmt.Errorf("finetune: the features of %s hold shard %v only (%d of %d examples): merge every shard's features (MergeFeatures)", f.Data, f.Shard, len(f.Index), f.Examples)
+		}
+		if f.ModelSHA256 != modelSum {
+			return fmt.Errorf("finetune: the features of %s come from another model (SHA-256 %s; this model's is %s)", f.Data, f.ModelSHA256, modelSum)
+		}
+	}
+	if va != nil {
+		switch {
+		case va.SplitAt != tr.SplitAt:
+			return fmt.Errorf("finetune: the training features end at %q, the validation features at %q", tr.SplitAt, va.SplitAt)
+		case fmt.Sprint(va.Preprocessing) != fmt.Sprint(tr.Preprocessing):
+			return fmt.Errorf("finetune: the training features were fed as %s, the validation features as %s", describePre(tr.Preprocessing), describePre(va.Preprocessing))
+		case !slices.Equal(va.Classes, tr.Classes):
+			return fmt.Errorf("finetune: the validation classes (%s) differ from the training classes (%s)", strings.Join(va.Classes, ", "), strings.Join(tr.Classes, ", "))
+		}
+	}
+	return nil
+}
+
+// featuresApply refuses a run that cannot train on features: one that
+// trains more than the head or changes the inputs, a model whose head
+// takes another value than the features are of, or preprocessing other
+// than the features were computed with.
+func featuresApply(res *Result, headOnly bool, pre dataset.Preprocessing, f *Features, opts Options) error {
+	switch {
+	case !headOnly:
+		return errors.New("finetune: training on features trains the head alone, and this run trains more (freeze the backbone)")
+	case opts.Augment:
+		return errors.New("finetune: training on features cannot augment the images: the features were computed from the images as they are")
+	case opts.hardened():
+		return errors.New("finetune: training on features cannot harden (adversarial examples and noise change the images)")
+	case opts.NoCache:
+		return errors.New("finetune: training on features and NoCache exclude each other")
+	case res.Head.Node.Input(0) == nil || res.Head.Node.Input(0).Name != f.SplitAt:
+		return fmt.Errorf("finetune: the features are of %q, and the head %s takes another value", f.SplitAt, res.Head.Node)
+	case fmt.Sprint(pre) != fmt.Sprint(f.Preprocessing):
+		return fmt.Errorf("finetune: the features were computed from images fed as %s; this model's contract (with the overrides) feeds %s", describePre(f.Preprocessing), describePre(pre))
+	}
+	return nil
 }
 
 // checkOutputs refuses, before any work, outputs that cannot be written
@@ -375,33 +514,27 @@ func loaders(trainData, valData *dataset.Dataset, pre dataset.Preprocessing, opt
 	return trainSrc, valSrc, nil
 }
 
-// fitCached trains the head of m (compiled as p) on the frozen backbone's
-// features, computed once.
-func fitCached(ctx context.Context, m *onnx.Model, p *runtime.Program, trainSrc, valSrc dataset.Source, cfg train.Config, opts Options) error {
-	extractor, headModel, err := train.SplitAtHead(m, cfg.Params)
+// fitOnFeatures trains the head of m (compiled as p) on features, in
+// batches of opts.Batch shuffled by opts.Seed as a Loader over the images
+// would be: the one code path of Run's cache and RunOnFeatures.
+func fitOnFeatures(ctx context.Context, m *onnx.Model, p *runtime.Program, trainF, valF *Features, cfg train.Config, opts Options) error {
+	_, headModel, err := train.SplitAtHead(m, cfg.Params)
 	if err != nil {
 		return fmt.Errorf("finetune: %w", err)
-	}
-	ep, err := runtime.Compile(extractor, runtime.Options{})
-	if err != nil {
-		return err
 	}
 	hp, err := runtime.Compile(headModel, runtime.Options{Seed: opts.Seed})
 	if err != nil {
 		return err
 	}
-	if opts.OnPhase != nil {
-		opts.OnPhase(fmt.Sprintf("computing the frozen backbone's features once (%d training, %d validation examples)", trainSrc.Len(), valSrc.Len()))
-	}
-	tf, err := train.CacheFeatures(ctx, ep, trainSrc, nil)
+	tsrc, err := dataset.NewMemory(trainF.Values, trainF.Labels, opts.Batch, true, opts.Seed)
 	if err != nil {
-		return err
+		return fmt.Errorf("finetune: %w", err)
 	}
-	vf, err := train.CacheFeatures(ctx, ep, valSrc, nil)
+	vsrc, err := dataset.NewMemory(valF.Values, valF.Labels, opts.Batch, false, opts.Seed)
 	if err != nil {
-		return err
+		return fmt.Errorf("finetune: %w", err)
 	}
-	_, err = train.FitHeadOnFeatures(ctx, p, hp, tf, vf, cfg)
+	_, err = train.FitHeadOnFeatures(ctx, p, hp, tsrc, vsrc, cfg)
 	return err
 }
 
