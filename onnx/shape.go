@@ -85,6 +85,7 @@ func init() {
 		"Concat":            concatRule,
 		"Shape":             shapeOfRule,
 	}
+	addIndexRules(shapeRules)
 }
 
 // known returns the tensor shape of t, or nil if t or its rank is unknown.

@@ -12,13 +12,23 @@ import (
 )
 
 // A val is an ONNX value during graph building: a Gorgonia node of known
-// shape, or, for integer tensors (shapes, axes, indices), a constant known
-// at compile time.
+// shape, or, for integer tensors known when the graph is built (shapes,
+// axes, indices), their elements.
+//
+// Integer and boolean tensors computed at run time (comparison masks,
+// indices that depend on data) are Gorgonia nodes of the program's float
+// type holding exact integers, booleans as 0 and 1, with elem naming their
+// ONNX type. Every kernel that moves elements (Reshape, Transpose, Gather,
+// Concat, ...) is then exact on them as it is; the kernels with integer
+// semantics (division, Mod, Cast, comparisons) read elem, and integer
+// arithmetic refuses a result beyond the integers the float type holds
+// exactly (2^24 in float32, 2^53 in float64) rather than round it.
 type val[T Float] struct {
 	node  *G.Node
 	shape []int
-	// ints holds an integer tensor's elements; integers never flow through
-	// the Gorgonia graph, they parameterise it.
+	// ints holds an integer tensor's elements when known at compile time;
+	// such values parameterise the graph (shapes are fixed per session)
+	// and are folded rather than computed.
 	ints []int64
 	// consts holds a float value's elements when known at compile time (a
 	// frozen initializer or a Constant node), for ops that read attribute-
@@ -26,9 +36,79 @@ type val[T Float] struct {
 	consts []T
 	// need marks values that depend on something a gradient is wanted for.
 	need bool
+	// elem is the ONNX element type of an integer or boolean value.
+	// Undefined means float for a node and int64 for ints. An op's outputs
+	// take its input 0's type unless its builder sets one.
+	elem onnx.DType
 }
 
 func (v *val[T]) isInt() bool { return v.node == nil && v.ints != nil }
+
+// dtype is the value's ONNX element type; float values say Float.
+func (v *val[T]) dtype() onnx.DType {
+	switch {
+	case v.elem == onnx.Double:
+		return onnx.Float
+	case v.elem != onnx.Undefined:
+		return v.elem
+	case v.isInt():
+		return onnx.Int64
+	}
+	return onnx.Float
+}
+
+// integral reports whether the value is an integer or boolean tensor.
+func (v *val[T]) integral() bool { return v.dtype() != onnx.Float }
+
+// exactInts is the bound below which T holds every integer exactly: 2^24
+// for float32, 2^53 for float64. Integer tensors computed at run time stay
+// within it.
+func exactInts[T Float]() int64 {
+	var z T
+	if _, ok := any(z).(float32); ok {
+		return 1 << 24
+	}
+	return 1 << 53
+}
+
+// exactly converts an integer result to T, reporting whether T holds it
+// exactly.
+func exactly[T Float](r int64) (T, bool) {
+	f := T(r)
+	if lim := exactInts[T](); r > -lim && r < lim {
+		return f, true
+	}
+	g := float64(f)
+	return f, g < 0x1p63 && int64(g) == r
+}
+
+// exactOnIntegers lists the ops whose float kernels give integer inputs'
+// exact results (they move, compare or select elements), so an integer
+// tensor computed at run time may flow through them keeping its type.
+// Other ops refuse one, rather than compute integers with float rules.
+var exactOnIntegers = map[string]bool{
+	"Identity": true, "Reshape": true, "Flatten": true, "Transpose": true, "Squeeze": true,
+	"Unsqueeze": true, "Concat": true, "Slice": true, "Gather": true, "Expand": true,
+	"Split": true, "Pad": true, "Neg": true, "Abs": true, "Relu": true, "Clip": true,
+	"MaxPool": true, "GlobalMaxPool": true, "ReduceMax": true, "Min": true, "Max": true,
+}
+
+// A constantError says an input that parameterises the graph (a shape,
+// axes, Resize's scales, Clip's bounds) is computed at run time: graft
+// needs it when the graph is built, as shapes are fixed per session.
+type constantError struct {
+	input   int
+	what    string
+	value   string // the ONNX value's name
+	integer bool
+}
+
+func (e *constantError) Error() string {
+	if e.integer {
+		return fmt.Sprintf("input %d (%s) must be a constant integer tensor (computed at run time here)", e.input, e.what)
+	}
+	return fmt.Sprintf("input %d (%s) must be a constant", e.input, e.what)
+}
 
 // buildMode says how a graph is built.
 type buildMode struct {
@@ -99,6 +179,10 @@ func newRegistry[T Float]() registry[T] {
 		registerMinMax[T],
 		registerLayerNorm[T],
 		registerEinsum[T],
+		registerInteger[T],
+		registerIndex[T],
+		registerCompare[T],
+		registerResize[T],
 	} {
 		add(r)
 	}
@@ -174,12 +258,17 @@ func (b *builder[T]) apply(k kernel[T], in ...*val[T]) (*val[T], error) {
 	anyNeed := false
 	for i, v := range in {
 		if v != nil && v.node == nil && v.ints != nil {
-			// An integer constant in float arithmetic (Pow's exponent, say).
+			// An integer constant in a kernel (Pow's exponent, Where's
+			// condition, indices) becomes exact floats of its type.
 			f := make([]T, len(v.ints))
 			for j, x := range v.ints {
-				f[j] = T(x)
+				if f[j], _ = exactly[T](x); int64(f[j]) != x {
+					return nil, fmt.Errorf("input %d holds %d, beyond the integers %T holds exactly", i, x, f[j])
+				}
 			}
+			elem := v.dtype()
 			v = b.constant(fmt.Sprintf("const%d", len(b.kernels)), f, v.shape)
+			v.elem = elem
 			in[i] = v
 		}
 		if v == nil || v.node == nil {
@@ -213,7 +302,7 @@ func (b *builder[T]) intsOf(in []*val[T], i int, what string) ([]int64, error) {
 		return nil, fmt.Errorf("input %d (%s) is missing", i, what)
 	}
 	if in[i].ints == nil {
-		return nil, fmt.Errorf("input %d (%s) must be a constant integer tensor (computed at run time here)", i, what)
+		return nil, b.notConstant(i, what, true)
 	}
 	return in[i].ints, nil
 }
@@ -231,9 +320,17 @@ func (b *builder[T]) floatConsts(in []*val[T], i int, what string) ([]T, error) 
 			}
 			return out, nil
 		}
-		return nil, fmt.Errorf("input %d (%s) must be a constant", i, what)
+		return nil, b.notConstant(i, what, false)
 	}
 	return in[i].consts, nil
+}
+
+func (b *builder[T]) notConstant(i int, what string, integer bool) error {
+	e := &constantError{input: i, what: what, integer: integer}
+	if b.node != nil && i < len(b.node.Inputs) && b.node.Inputs[i] != nil {
+		e.value = b.node.Inputs[i].Name
+	}
+	return e
 }
 
 // build compiles the graph for the given input values.
@@ -263,11 +360,39 @@ func (b *builder[T]) build(g *onnx.Graph, inputs map[*onnx.Value]*val[T]) error 
 		if err != nil {
 			return fmt.Errorf("%s: %w", n, err)
 		}
+		if err := typeOutputs(n, in, outs); err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
 		for i, v := range n.Outputs {
 			if v == nil || i >= len(outs) || outs[i] == nil {
 				continue
 			}
 			b.vals[v] = outs[i]
+		}
+	}
+	return nil
+}
+
+// typeOutputs gives the outputs their element type: the builder's, else
+// input 0's. An integer result computed at run time by an op not exact on
+// integers is refused, and integer results never carry gradients.
+func typeOutputs[T Float](n *onnx.Node, in, outs []*val[T]) error {
+	var from *val[T]
+	if len(in) > 0 {
+		from = in[0]
+	}
+	for _, out := range outs {
+		if out == nil {
+			continue
+		}
+		if out.elem == onnx.Undefined && from != nil && from.integral() {
+			if out.node != nil && !exactOnIntegers[n.OpType] {
+				return fmt.Errorf("%s on %s tensors computed at run time is not supported", n.OpType, from.dtype())
+			}
+			out.elem = from.dtype()
+		}
+		if out.integral() {
+			out.need = false
 		}
 	}
 	return nil

@@ -20,8 +20,20 @@
 // (docs/conformance.md) and its gradient against float64 finite
 // differences. Options.Float64 computes in float64, for such checks.
 //
-// Integer tensors (shapes, axes, indices) are evaluated when the graph is
-// built, as PyTorch's exports use them; only float tensors flow at run time.
+// Integer and boolean tensors known when the graph is built (shapes, axes,
+// the shape arithmetic of exported graphs) are folded then: shapes are fixed
+// per session, so the inputs that decide them (Reshape's shape, Resize's
+// scales, Split's split) must be known then. Integer and boolean tensors
+// that depend on data (comparison masks feeding Where, Gather and ScatterND
+// indices, Cast to an integer type, integer arithmetic, MaxPool's Indices)
+// are computed at run time as nodes of the program's float type holding
+// exact integers, booleans as 0 and 1: every op that moves or selects
+// elements is then exact on them as it is, and they have no gradient.
+// Integer arithmetic refuses a result the float type cannot hold exactly
+// (beyond 2^24 in float32, 2^53 in float64) rather than round it, and an
+// op that would compute integers by float rules (Sigmoid of an int64
+// tensor, say) refuses them. Integer graph inputs are fed, and integer
+// outputs returned, as int64 tensors; boolean ones as bool tensors.
 //
 // In a training step (Request.Train), Dropout drops and BatchNormalization
 // uses batch statistics and updates its running statistics, but only in

@@ -86,13 +86,31 @@ func shapeOf(s []int) tensor.Shape {
 func (op *kernelOp[T]) Do(vals ...G.Value) (G.Value, error) {
 	in, err := dataOf[T](vals)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op.k.describe(), err)
+		return nil, op.fail("", err)
 	}
 	out := make([]T, size(op.k.outShape()))
 	if err := op.k.forward(in, out); err != nil {
-		return nil, fmt.Errorf("%s: %w", op.k.describe(), err)
+		return nil, op.fail("", err)
 	}
 	return wrap(out, op.k.outShape()), nil
+}
+
+// A kernelError is a kernel's failure while the graph runs (an index out
+// of range, an integer division by zero), naming the node.
+type kernelError struct {
+	what string // the node, or the kernel when it computes no node
+	err  error
+}
+
+func (e *kernelError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *kernelError) Unwrap() error { return e.err }
+
+func (op *kernelOp[T]) fail(prefix string, err error) error {
+	what := op.k.describe()
+	if op.origin != nil {
+		what = op.origin.String()
+	}
+	return &kernelError{what: prefix + what, err: err}
 }
 
 func (op *kernelOp[T]) ReturnsPtr() bool     { return false }
@@ -161,13 +179,13 @@ func (op *gradOp[T]) InferShape(...G.DimSizer) (tensor.Shape, error) {
 func (op *gradOp[T]) Do(vals ...G.Value) (G.Value, error) {
 	all, err := dataOf[T](vals)
 	if err != nil {
-		return nil, fmt.Errorf("gradient of %s: %w", op.fwd.k.describe(), err)
+		return nil, op.fwd.fail("the gradient of ", err)
 	}
 	n := len(op.fwd.inShapes)
 	shape := op.fwd.inShapes[op.input]
 	gin := make([]T, size(shape))
 	if err := op.fwd.k.backward(op.input, all[:n], all[n], all[n+1], gin); err != nil {
-		return nil, fmt.Errorf("gradient of %s: %w", op.fwd.k.describe(), err)
+		return nil, op.fwd.fail("the gradient of ", err)
 	}
 	return wrap(gin, shape), nil
 }

@@ -34,7 +34,12 @@ type opCase struct {
 	shapes [][]int
 	ints   map[int][]int64
 	floats map[int][]float64 // constant float inputs (e.g. Clip's bounds)
-	train  bool
+	// kinds makes the inputs at these positions integer or boolean tensors
+	// computed at run time (Where's condition, indices that depend on data).
+	kinds map[int]onnx.DType
+	train bool
+	// outputs is the number of node outputs (Split's parts); 0 means 1.
+	outputs int
 }
 
 // build builds the node in float64 and returns the builder, whose kernels
@@ -61,7 +66,7 @@ func (c opCase) build(t testing.TB) (*builder[float64], []*val[float64]) {
 		case i < len(c.shapes) && c.shapes[i] != nil:
 			s := c.shapes[i]
 			nd := G.NewTensor(b.g, G.Float64, len(s), G.WithShape(s...), G.WithName(fmt.Sprint("x", i)))
-			in[i] = &val[float64]{node: nd, shape: s, need: true}
+			in[i] = &val[float64]{node: nd, shape: s, need: c.kinds[i] == onnx.Undefined, elem: c.kinds[i]}
 		}
 		var v *onnx.Value
 		if in[i] != nil {
@@ -70,6 +75,9 @@ func (c opCase) build(t testing.TB) (*builder[float64], []*val[float64]) {
 		node.Inputs = append(node.Inputs, v)
 	}
 	node.Outputs = []*onnx.Value{{Name: "out"}}
+	for i := 1; i < c.outputs; i++ {
+		node.Outputs = append(node.Outputs, &onnx.Value{Name: fmt.Sprint("out", i)})
+	}
 	g.Nodes = []*onnx.Node{node}
 	f, ok := registryFor[float64]()[c.op]
 	if !ok {

@@ -222,9 +222,13 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 			consider(describeOutput(op), shape, nb)
 		}
 	}
-	for _, n := range s.outputs {
-		if n != nil {
+	for i, n := range s.outputs {
+		switch {
+		case n == nil:
+		case s.outputTypes[i] == onnx.Float:
 			e.Results = memlimit.Add(e.Results, bytes(n.Shape()))
+		default: // read out as int64 or bool (see denseType)
+			e.Results = memlimit.Add(e.Results, memlimit.Mul(int64(n.Shape().TotalSize()), int64(denseType(s.outputTypes[i]).Size())))
 		}
 	}
 	for _, n := range append(append([]*G.Node(nil), s.paramGrads...), s.inputGrads...) {

@@ -46,6 +46,9 @@ func registerElementwise[T Float](r registry[T]) {
 			if out, ok, err := foldInts(name, in); ok {
 				return out, err
 			}
+			if in[0].integral() {
+				return one(b.intArithmetic(name, in[0], in[1]))
+			}
 			k, err := newBinary(name, in[0].shape, in[1].shape, f, da, db)
 			if err != nil {
 				return nil, err
@@ -201,17 +204,55 @@ func buildDropout[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T]
 			train = train || t[0] != 0
 		}
 	}
-	if len(n.Outputs) > 1 && n.Outputs[1] != nil && len(b.p.model.Graph.Consumers(n.Outputs[1])) > 0 {
-		return nil, fmt.Errorf("the mask output is not supported")
+	mask := false
+	if len(n.Outputs) > 1 && n.Outputs[1] != nil {
+		g, v := b.p.model.Graph, n.Outputs[1]
+		mask = g.IsOutput(v) || len(g.Consumers(v)) > 0
 	}
 	if !train || ratio == 0 {
-		return one(b.apply(&unary[T]{name: "Dropout(inference)", shape: in[0].shape,
-			f: func(x T) T { return x }, df: func(_, _ T) T { return 1 }}, in[0]))
+		y, err := b.apply(&unary[T]{name: "Dropout(inference)", shape: in[0].shape,
+			f: func(x T) T { return x }, df: func(_, _ T) T { return 1 }}, in[0])
+		if err != nil || !mask {
+			return []*val[T]{y}, err
+		}
+		// Nothing is dropped: the mask is all true.
+		ones := make([]int64, size(in[0].shape))
+		for i := range ones {
+			ones[i] = 1
+		}
+		return []*val[T]{y, {ints: ones, shape: in[0].shape, elem: onnx.Bool}}, nil
 	}
 	if ratio < 0 || ratio >= 1 {
 		return nil, fmt.Errorf("ratio %g is outside [0, 1)", ratio)
 	}
-	return one(b.apply(&dropout[T]{shape: in[0].shape, ratio: ratio, rng: b.p.rng.Float64}, in[0]))
+	k := &dropout[T]{shape: in[0].shape, ratio: ratio, rng: b.p.rng.Float64}
+	y, err := b.apply(k, in[0])
+	if err != nil || !mask {
+		return []*val[T]{y}, err
+	}
+	m, err := b.applyInt(&dropoutMask[T]{drop: k}, onnx.Bool, y)
+	return []*val[T]{y, m}, err
+}
+
+// dropoutMask is Dropout's mask output: the elements its kernel kept, read
+// after it ran (its output is the input, for the order).
+type dropoutMask[T Float] struct{ drop *dropout[T] }
+
+func (k *dropoutMask[T]) describe() string       { return k.drop.describe() + ".mask" }
+func (k *dropoutMask[T]) outShape() []int        { return k.drop.shape }
+func (k *dropoutMask[T]) differentiable() []bool { return []bool{false} }
+
+func (k *dropoutMask[T]) forward(_ [][]T, out []T) error {
+	for i, keep := range k.drop.mask {
+		if keep {
+			out[i] = 1
+		}
+	}
+	return nil
+}
+
+func (k *dropoutMask[T]) backward(int, [][]T, []T, []T, []T) error {
+	return fmt.Errorf("%s has no gradient", k.describe())
 }
 
 // dropout zeroes elements with probability ratio and scales the rest by

@@ -74,11 +74,10 @@ func buildPool[T Float](b *builder[T], n *onnx.Node, in []*val[T], isMax, global
 			return nil, err
 		}
 	}
+	indices := false
 	if isMax && len(n.Outputs) > 1 && n.Outputs[1] != nil && b.p != nil && b.p.model != nil {
 		g, v := b.p.model.Graph, n.Outputs[1]
-		if g.IsOutput(v) || len(g.Consumers(v)) > 0 {
-			return nil, fmt.Errorf("MaxPool's Indices output is not supported (an int64 tensor computed at run time; graft computes floats only)")
-		}
+		indices = g.IsOutput(v) || len(g.Consumers(v)) > 0
 	}
 	if size(spatial) > math.MaxInt32 {
 		return nil, fmt.Errorf("input %v: a plane of more than 2^31 elements is not supported", x)
@@ -88,7 +87,58 @@ func buildPool[T Float](b *builder[T], n *onnx.Node, in []*val[T], isMax, global
 	if !isMax && !global {
 		k.countPad = n.AttrInt("count_include_pad", 0) == 1
 	}
-	return one(b.apply(k, in[0]))
+	y, err := b.apply(k, in[0])
+	if err != nil || !indices {
+		return []*val[T]{y}, err
+	}
+	order := n.AttrInt("storage_order", 0)
+	if order != 0 && order != 1 {
+		return nil, fmt.Errorf("storage_order is %d, not 0 or 1", order)
+	}
+	idx, err := b.applyInt(&poolIndices[T]{pool: k, columnMajor: order == 1}, onnx.Int64, in[0], y)
+	return []*val[T]{y, idx}, err
+}
+
+// poolIndices is MaxPool's Indices output: where in x each maximum is (the
+// first, as the gradient takes it), counted over the whole tensor, each
+// plane's part row-major or, with storage_order 1, column-major.
+type poolIndices[T Float] struct {
+	pool        *pool[T]
+	columnMajor bool
+}
+
+func (k *poolIndices[T]) describe() string       { return k.pool.describe() + ".Indices" }
+func (k *poolIndices[T]) outShape() []int        { return k.pool.out }
+func (k *poolIndices[T]) differentiable() []bool { return []bool{false, false} }
+
+func (k *poolIndices[T]) forward(in [][]T, out []T) error {
+	p := k.pool
+	p.tables.Do(p.buildTable)
+	x, y := in[0], in[1]
+	pos := make([]int, len(p.win.in))
+	for pl := 0; pl < p.planes; pl++ {
+		xp := x[pl*p.iN : (pl+1)*p.iN]
+		for o := 0; o < p.oN; o++ {
+			i := int(argmax(xp, p.taps[p.start[o]:p.start[o+1]], y[pl*p.oN+o]))
+			if i >= 0 && k.columnMajor {
+				unflatten(i, p.win.in, pos)
+				c, stride := 0, 1
+				for d, v := range pos {
+					c += v * stride
+					stride *= p.win.in[d]
+				}
+				i = c
+			}
+			if err := storeExact(out, pl*p.oN+o, int64(pl*p.iN+i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (k *poolIndices[T]) backward(int, [][]T, []T, []T, []T) error {
+	return fmt.Errorf("%s has no gradient", k.describe())
 }
 
 // buildTable tabulates the windows and, for averages, their divisors: the

@@ -213,33 +213,43 @@ func compileAndRun(t *testing.T, g *onnx.Graph, opset int64, shape []int) ([]*te
 	return p.Run(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(x)))
 }
 
-// MaxPool's Indices output is refused when something reads it, and ignored
-// otherwise.
+// MaxPool's Indices output is computed when something reads it (row-major,
+// or column-major with storage_order 1, over the whole tensor), and not
+// built otherwise.
 func TestMaxPoolIndices(t *testing.T) {
-	for _, use := range []string{"none", "output", "consumer"} {
+	for _, use := range []string{"none", "output", "consumer", "column-major"} {
 		g := &onnx.Graph{Name: "test"}
-		x := g.AddInput("x", onnx.TensorType(onnx.Float, 1, 1, 4, 4))
-		n := g.AddNode("MaxPool", "pool", []*onnx.Value{x}, []string{"y", "indices"}, aInts("kernel_shape", 2, 2), aInts("strides", 2, 2))
-		g.Outputs = n.Outputs[:1]
+		x := g.AddInput("x", onnx.TensorType(onnx.Float, 2, 1, 4, 4))
+		attrs := []*onnx.Attribute{aInts("kernel_shape", 2, 2), aInts("strides", 2, 2)}
+		if use == "column-major" {
+			attrs = append(attrs, aInt("storage_order", 1))
+		}
+		n := g.AddNode("MaxPool", "pool", []*onnx.Value{x}, []string{"y", "indices"}, attrs...)
+		g.Outputs = []*onnx.Value{n.Outputs[0]}
 		switch use {
-		case "output":
+		case "output", "column-major":
 			g.Outputs = n.Outputs
 		case "consumer":
 			r := g.AddNode("Relu", "relu", []*onnx.Value{n.Outputs[1]}, []string{"r"})
 			g.Outputs = append(g.Outputs, r.Outputs[0])
 		}
-		outs, err := compileAndRun(t, g, 12, []int{1, 1, 4, 4})
-		if use == "none" {
-			if err != nil {
-				t.Fatalf("unused Indices: %v", err)
-			}
-			if got := fmt.Sprint(outs[0].Data()); got != "[6 8 14 16]" {
-				t.Errorf("unused Indices: output %s, want [6 8 14 16]", got)
+		outs, err := compileAndRun(t, g, 12, []int{2, 1, 4, 4})
+		if err != nil {
+			t.Fatalf("Indices used as %s: %v", use, err)
+		}
+		if got := fmt.Sprint(outs[0].Data()); got != "[6 8 14 16 22 24 30 32]" {
+			t.Errorf("Indices used as %s: output %s", use, got)
+		}
+		want := map[string]string{"none": "", "output": "[5 7 13 15 21 23 29 31]",
+			"consumer": "[5 7 13 15 21 23 29 31]", "column-major": "[5 13 7 15 21 29 23 31]"}[use]
+		if want == "" {
+			if len(outs) != 1 {
+				t.Errorf("unused Indices: %d outputs", len(outs))
 			}
 			continue
 		}
-		if err == nil || !strings.Contains(err.Error(), "MaxPool's Indices output is not supported") {
-			t.Errorf("Indices used as %s: error %v", use, err)
+		if outs[1].Dtype() != tensor.Int64 || fmt.Sprint(outs[1].Data()) != want {
+			t.Errorf("Indices used as %s: %v %v, want int64 %s", use, outs[1].Dtype(), outs[1].Data(), want)
 		}
 	}
 }

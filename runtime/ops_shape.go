@@ -21,8 +21,6 @@ func registerShape[T Float](r registry[T]) {
 	r["Size"] = buildSize[T]
 	r["Gather"] = buildGather[T]
 	r["ConstantOfShape"] = buildConstantOfShape[T]
-	r["Cast"] = buildCast[T]
-	r["CastLike"] = buildCastLike[T]
 	r["Slice"] = buildSlice[T]
 	r["Expand"] = buildExpand[T]
 	r["Range"] = buildRange[T]
@@ -127,6 +125,11 @@ func tensorVal[T Float](b *builder[T], name string, t *onnx.Tensor) ([]*val[T], 
 		if err != nil {
 			return nil, err
 		}
+		if len(f) == 0 {
+			// No Gorgonia tensor can be empty; an empty constant is read
+			// only as an omitted parameter (Resize's roi, say).
+			return []*val[T]{{consts: []T{}, shape: shape}}, nil
+		}
 		data := make([]T, len(f))
 		for i, x := range f {
 			data[i] = T(x)
@@ -137,12 +140,14 @@ func tensorVal[T Float](b *builder[T], name string, t *onnx.Tensor) ([]*val[T], 
 	if err != nil {
 		return nil, fmt.Errorf("constant %q: %s tensors are not supported", name, t.DType)
 	}
-	return []*val[T]{{ints: v, shape: shape}}, nil
+	return []*val[T]{{ints: v, shape: shape, elem: t.DType}}, nil
 }
 
-// Integer tensors (shapes, axes, indices) are evaluated at compile time: the
-// ops below compute them directly when their data is an integer constant,
-// and build a kernel over the Gorgonia graph when it is a float tensor.
+// Integer constants (shapes, axes, indices) are evaluated at compile time:
+// the ops below compute them directly when their data is an integer
+// constant, and build a kernel over the Gorgonia graph otherwise (a float
+// tensor, or an integer one computed at run time, which the kernels carry
+// as exact floats).
 
 // shapeAxis resolves a possibly negative axis against a rank.
 func shapeAxis(axis int64, rank int) (int, error) {
@@ -510,7 +515,7 @@ func buildShape[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], 
 	for i := start; i < end; i++ {
 		dims = append(dims, int64(x.shape[i]))
 	}
-	return []*val[T]{{ints: dims, shape: []int{len(dims)}}}, nil
+	return []*val[T]{{ints: dims, shape: []int{len(dims)}, elem: onnx.Int64}}, nil
 }
 
 func buildSize[T Float](_ *builder[T], _ *onnx.Node, in []*val[T]) ([]*val[T], error) {
@@ -518,7 +523,7 @@ func buildSize[T Float](_ *builder[T], _ *onnx.Node, in []*val[T]) ([]*val[T], e
 	if err != nil {
 		return nil, err
 	}
-	return []*val[T]{{ints: []int64{int64(size(x.shape))}, shape: []int{}}}, nil
+	return []*val[T]{{ints: []int64{int64(size(x.shape))}, shape: []int{}, elem: onnx.Int64}}, nil
 }
 
 func buildGather[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
@@ -526,9 +531,11 @@ func buildGather[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T],
 	if err != nil {
 		return nil, err
 	}
-	indices, err := b.intsOf(in, 1, "indices")
-	if err != nil {
-		return nil, err
+	if len(in) < 2 || in[1] == nil {
+		return nil, fmt.Errorf("input 1 (indices) is missing")
+	}
+	if !in[1].integral() {
+		return nil, fmt.Errorf("indices are %s, not integers", in[1].dtype())
 	}
 	if len(x.shape) == 0 {
 		return nil, fmt.Errorf("cannot gather from a scalar")
@@ -537,6 +544,10 @@ func buildGather[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T],
 	if err != nil {
 		return nil, err
 	}
+	if !in[1].isInt() {
+		return one(b.gatherAtRunTime(x, in[1], axis))
+	}
+	indices := in[1].ints
 	dim := x.shape[axis]
 	out := append(append(append([]int{}, x.shape[:axis]...), in[1].shape...), x.shape[axis+1:]...)
 	if err := checkIndexable(x.shape, out); err != nil {
@@ -598,9 +609,10 @@ func buildConstantOfShape[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([
 	if err := checkIndexable(shape); err != nil {
 		return nil, err
 	}
-	isFloat, fill, ints := true, 0.0, int64(0)
+	isFloat, fill, ints, dt := true, 0.0, int64(0), onnx.Float
 	if a := n.Attr("value"); a != nil && a.Tensor != nil {
 		t := a.Tensor
+		dt = t.DType
 		if t.NumElements() != 1 {
 			return nil, fmt.Errorf("value must hold one element, not %d", t.NumElements())
 		}
@@ -635,114 +647,18 @@ func buildConstantOfShape[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([
 		for i := range data {
 			data[i] = ints
 		}
-		return []*val[T]{{ints: data, shape: shape}}, nil
+		return []*val[T]{{ints: data, shape: shape, elem: dt}}, nil
 	}
 	data := make([]T, size(shape))
 	for i := range data {
 		data[i] = T(fill)
 	}
-	return one(floatVal(b, n, data, shape))
-}
-
-// wrapInt converts an integer to an ONNX integer type as C does: by
-// keeping the low bits (bool: nonzero is 1).
-func wrapInt(v int64, dt onnx.DType) int64 {
-	switch dt {
-	case onnx.Int8:
-		return int64(int8(v))
-	case onnx.Uint8:
-		return int64(uint8(v))
-	case onnx.Int16:
-		return int64(int16(v))
-	case onnx.Uint16:
-		return int64(uint16(v))
-	case onnx.Int32:
-		return int64(int32(v))
-	case onnx.Uint32:
-		return int64(uint32(v))
-	case onnx.Bool:
-		if v != 0 {
-			return 1
-		}
-		return 0
-	}
-	return v
-}
-
-// castTo converts x to the element type dt (Undefined: some integer type).
-// Integer results exist only at compile time, so a float tensor computed at
-// run time cannot become one.
-func castTo[T Float](b *builder[T], n *onnx.Node, x *val[T], dt onnx.DType) (*val[T], error) {
-	toFloat := false
-	if dt != onnx.Undefined {
-		var err error
-		if toFloat, err = floatType(dt); err != nil {
-			return nil, fmt.Errorf("cast to %w", err)
-		}
-	}
-	switch {
-	case x.isInt() && toFloat:
-		data := make([]T, len(x.ints))
-		for i, v := range x.ints {
-			data[i] = T(v)
-		}
-		return floatVal(b, n, data, x.shape)
-	case x.isInt():
-		data := make([]int64, len(x.ints))
-		for i, v := range x.ints {
-			data[i] = wrapInt(v, dt)
-		}
-		return &val[T]{ints: data, shape: x.shape}, nil
-	case toFloat:
-		// float32 and float64 are both computed in the program's type.
-		return x, nil
-	case x.consts != nil:
-		// A float constant (or initializer, read as it is when the graph is
-		// built) becomes integers, truncated toward zero.
-		data := make([]int64, len(x.consts))
-		for i, f := range x.consts {
-			v := float64(f)
-			if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) >= 1<<63 {
-				return nil, fmt.Errorf("cannot cast %g to an integer", v)
-			}
-			data[i] = wrapInt(int64(v), dt)
-		}
-		return &val[T]{ints: data, shape: x.shape}, nil
-	}
-	to := "an integer type"
-	if dt != onnx.Undefined {
-		to = dt.String()
-	}
-	return nil, fmt.Errorf("cannot cast a float tensor computed at run time to %s: graft evaluates integer tensors only at compile time", to)
-}
-
-func buildCast[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
-	x, err := input0(in)
+	v, err := floatVal(b, n, data, shape)
 	if err != nil {
 		return nil, err
 	}
-	a := n.Attr("to")
-	if a == nil {
-		return nil, fmt.Errorf("the to attribute is required")
-	}
-	return one(castTo(b, n, x, onnx.DType(a.Int)))
-}
-
-// buildCastLike casts to the kind of its second input: graft does not track
-// integer widths, so an integer target keeps int64 values.
-func buildCastLike[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
-	x, err := input0(in)
-	if err != nil {
-		return nil, err
-	}
-	if len(in) < 2 || in[1] == nil {
-		return nil, fmt.Errorf("input 1 (target_type) is missing")
-	}
-	dt := onnx.Float
-	if in[1].isInt() {
-		dt = onnx.Undefined
-	}
-	return one(castTo(b, n, x, dt))
+	v.elem = onnx.Float // not the type of the shape, input 0
+	return []*val[T]{v}, nil
 }
 
 // sliceRange resolves one axis of Slice: the first element read and how
@@ -922,96 +838,4 @@ func buildRange[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], 
 		data[i] = s + T(i)*d
 	}
 	return one(floatVal(b, n, data, []int{len(data)}))
-}
-
-// foldInts evaluates an elementwise op at compile time when every input is
-// an integer constant (shape arithmetic), with ONNX's integer semantics:
-// Div truncates toward zero. ok is false when the op is not folded and
-// must be built as a float kernel.
-func foldInts[T Float](op string, in []*val[T]) (out []*val[T], ok bool, err error) {
-	if len(in) == 0 || len(in) > 2 {
-		return nil, false, nil
-	}
-	for _, v := range in {
-		if v == nil || !v.isInt() {
-			return nil, false, nil
-		}
-	}
-	if len(in) == 1 {
-		f := intUnary(op)
-		if f == nil {
-			return nil, false, nil
-		}
-		data := make([]int64, len(in[0].ints))
-		for i, x := range in[0].ints {
-			data[i] = f(x)
-		}
-		return []*val[T]{{ints: data, shape: in[0].shape}}, true, nil
-	}
-	f := intBinary(op)
-	if f == nil {
-		return nil, false, nil
-	}
-	a, c := in[0], in[1]
-	shape, err := broadcast(a.shape, c.shape)
-	if err != nil {
-		return nil, true, err
-	}
-	ia, ic := broadcastIndex(a.shape, shape), broadcastIndex(c.shape, shape)
-	data := make([]int64, size(shape))
-	for i := range data {
-		if data[i], err = f(a.ints[ia[i]], c.ints[ic[i]]); err != nil {
-			return nil, true, err
-		}
-	}
-	return []*val[T]{{ints: data, shape: shape}}, true, nil
-}
-
-func intUnary(op string) func(int64) int64 {
-	switch op {
-	case "Identity":
-		return func(x int64) int64 { return x }
-	case "Neg":
-		return func(x int64) int64 { return -x }
-	case "Abs":
-		return func(x int64) int64 { return max(x, -x) }
-	case "Relu":
-		return func(x int64) int64 { return max(x, 0) }
-	case "Sign":
-		return func(x int64) int64 { return int64(sign(float64(x))) }
-	}
-	return nil
-}
-
-func intBinary(op string) func(a, b int64) (int64, error) {
-	switch op {
-	case "Add":
-		return func(a, b int64) (int64, error) { return a + b, nil }
-	case "Sub":
-		return func(a, b int64) (int64, error) { return a - b, nil }
-	case "Mul":
-		return func(a, b int64) (int64, error) { return a * b, nil }
-	case "Div":
-		return func(a, b int64) (int64, error) {
-			if b == 0 {
-				return 0, fmt.Errorf("integer division by zero")
-			}
-			return a / b, nil // Go, like ONNX, truncates toward zero
-		}
-	case "Pow":
-		return func(a, b int64) (int64, error) {
-			if b < 0 {
-				return 0, fmt.Errorf("integer %d to the negative power %d", a, b)
-			}
-			p := int64(1)
-			for ; b > 0; b >>= 1 {
-				if b&1 == 1 {
-					p *= a
-				}
-				a *= a
-			}
-			return p, nil
-		}
-	}
-	return nil
 }

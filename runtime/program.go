@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -42,7 +43,7 @@ type Program struct {
 	inputs []*onnx.Value // the graph inputs a caller feeds
 	params []*Param
 	byName map[string]*Param
-	ints   map[*onnx.Value][]int64 // integer initializers
+	ints   map[*onnx.Value][]int64 // integer and boolean initializers
 	rng    *rand.Rand
 	cache  map[string]session
 	// retained is the estimated memory the cached sessions keep between
@@ -303,6 +304,12 @@ func (p *Program) checkRequest(req *Request) error {
 		if x == nil {
 			return fmt.Errorf("input %q is nil", v.Name)
 		}
+		if dt := inputType(v); dt != onnx.Float {
+			if x.Dtype() != denseType(dt) {
+				return fmt.Errorf("input %q is %v, the model declares %s (feed integers as int64, booleans as bool)", v.Name, x.Dtype(), dt)
+			}
+			continue
+		}
 		if x.Dtype() != want {
 			return fmt.Errorf("input %q is %v, the program computes in %v", v.Name, x.Dtype(), want)
 		}
@@ -347,6 +354,13 @@ func (p *Program) checkPlan(plan Plan) error {
 	if plan.Loss == NoLoss && (len(plan.Params) > 0 || plan.InputGrads) {
 		return fmt.Errorf("gradients need a loss")
 	}
+	if plan.InputGrads {
+		for _, v := range p.inputs {
+			if dt := inputType(v); dt != onnx.Float {
+				return fmt.Errorf("input %q is a %s tensor: it has no gradient", v.Name, dt)
+			}
+		}
+	}
 	return nil
 }
 
@@ -355,7 +369,9 @@ type graphSession[T Float] struct {
 	g            *G.ExprGraph
 	vm           G.VM
 	inputs       []*G.Node
-	outputs      []*G.Node // nil for integer outputs, in constOutputs
+	inputTypes   []onnx.DType // Float, or the integer type an input is fed as
+	outputs      []*G.Node    // nil for outputs known at compile time, in constOutputs
+	outputTypes  []onnx.DType // Float, or the integer type an output is read as
 	constOutputs map[int]*tensor.Dense
 	target       *G.Node
 	loss         *G.Node
@@ -391,12 +407,18 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 		shape := tensor.Shape(append([]int(nil), plan.Inputs[i]...))
 		n := G.NewTensor(b.g, b.dtype(), len(shape), G.WithShape(shape...), G.WithName("input:"+v.Name))
 		s.inputs = append(s.inputs, n)
+		dt := inputType(v)
+		s.inputTypes = append(s.inputTypes, dt)
+		if dt != onnx.Float {
+			feeds[v] = &val[T]{node: n, shape: shape, elem: dt}
+			continue
+		}
 		feeds[v] = &val[T]{node: n, shape: shape, need: plan.InputGrads}
 	}
 	paramNodes := map[string]*G.Node{}
 	for _, v := range p.model.Graph.Initializers {
 		if iv, ok := p.ints[v]; ok {
-			feeds[v] = &val[T]{ints: iv, shape: ints(v.Const.Dims)}
+			feeds[v] = &val[T]{ints: iv, shape: ints(v.Const.Dims), elem: v.Const.DType}
 			continue
 		}
 		prm := p.byName[v.Name]
@@ -418,9 +440,10 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 			if s.constOutputs == nil {
 				s.constOutputs = map[int]*tensor.Dense{}
 			}
-			s.constOutputs[i] = tensor.New(tensor.WithShape(shapeOrScalar(x.shape)...), tensor.WithBacking(append([]int64(nil), x.ints...)))
+			s.constOutputs[i] = intDense(x.ints, x.shape, x.dtype())
 		}
 		s.outputs = append(s.outputs, x.node)
+		s.outputTypes = append(s.outputTypes, x.dtype())
 	}
 	forward := len(b.g.AllNodes())
 	if plan.Loss != NoLoss {
@@ -494,7 +517,14 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 	if s.vm != nil {
 		defer s.vm.Reset()
 		for i, n := range s.inputs {
-			if err := G.Let(n, req.Inputs[i]); err != nil {
+			x := req.Inputs[i]
+			if s.inputTypes[i] != onnx.Float {
+				var err error
+				if x, err = intsToFloat[T](x); err != nil {
+					return nil, fmt.Errorf("input %q: %w", n.Name()[len("input:"):], err)
+				}
+			}
+			if err := G.Let(n, x); err != nil {
 				return nil, err
 			}
 		}
@@ -504,6 +534,10 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 			}
 		}
 		if err := s.vm.RunAll(); err != nil {
+			var k *kernelError
+			if errors.As(err, &k) {
+				return nil, k // Gorgonia's wrapping names the machine's instruction, not the node
+			}
 			return nil, err
 		}
 	}
@@ -511,6 +545,10 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 	for i, n := range s.outputs {
 		if c, ok := s.constOutputs[i]; ok {
 			res.Outputs = append(res.Outputs, c.Clone().(*tensor.Dense))
+			continue
+		}
+		if dt := s.outputTypes[i]; dt != onnx.Float {
+			res.Outputs = append(res.Outputs, floatToInts[T](n.Value(), dt))
 			continue
 		}
 		res.Outputs = append(res.Outputs, copyDense[T](n.Value()))
@@ -528,6 +566,81 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 		res.InputGrads = append(res.InputGrads, copyDense[T](n.Value()))
 	}
 	return res, nil
+}
+
+// inputType is the element type a graph input is fed as: Float for float
+// tensors (and undeclared ones), else its integer or boolean type.
+func inputType(v *onnx.Value) onnx.DType {
+	if v.Type == nil || !v.Type.IsTensor() {
+		return onnx.Float
+	}
+	if isFloat, err := floatType(v.Type.Elem); err != nil || isFloat {
+		return onnx.Float
+	}
+	return v.Type.Elem
+}
+
+// denseType is the tensor type an integer or boolean ONNX type is fed and
+// returned as: bool for booleans, int64 for every integer type.
+func denseType(dt onnx.DType) tensor.Dtype {
+	if dt == onnx.Bool {
+		return tensor.Bool
+	}
+	return tensor.Int64
+}
+
+// intDense returns integers as the tensor of their type's denseType.
+func intDense(data []int64, shape []int, dt onnx.DType) *tensor.Dense {
+	shape = shapeOrScalar(shape)
+	if dt == onnx.Bool {
+		b := make([]bool, len(data))
+		for i, x := range data {
+			b[i] = x != 0
+		}
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(b))
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]int64(nil), data...)))
+}
+
+// intsToFloat converts a fed int64 or bool tensor to the float type the
+// graph carries it in, refusing integers that type cannot hold exactly.
+func intsToFloat[T Float](x *tensor.Dense) (*tensor.Dense, error) {
+	out := make([]T, x.Shape().TotalSize())
+	switch d := x.Data().(type) {
+	case []bool:
+		for i, b := range d {
+			if b {
+				out[i] = 1
+			}
+		}
+	case []int64:
+		for i, v := range d {
+			f, ok := exactly[T](v)
+			if !ok {
+				return nil, fmt.Errorf("element %d is %d, which %T cannot hold exactly", i, v, f)
+			}
+			out[i] = f
+		}
+	default:
+		return nil, fmt.Errorf("holds %v, not int64 or bool", x.Dtype())
+	}
+	return tensor.New(tensor.WithShape(x.Shape().Clone()...), tensor.WithBacking(out)), nil
+}
+
+// floatToInts reads an integer or boolean value computed at run time.
+func floatToInts[T Float](v G.Value, dt onnx.DType) *tensor.Dense {
+	d := v.(*tensor.Dense)
+	var data []T
+	if s, ok := d.Data().(T); ok { // a 0-d tensor
+		data = []T{s}
+	} else {
+		data = d.Data().([]T)
+	}
+	ints := make([]int64, len(data))
+	for i, x := range data {
+		ints[i] = int64(x)
+	}
+	return intDense(ints, d.Shape(), dt)
 }
 
 func copyDense[T Float](v G.Value) *tensor.Dense {
