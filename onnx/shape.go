@@ -405,19 +405,24 @@ func transposeRule(n *Node, in []*Type, _ int64) ([]*Type, error) {
 	return []*Type{withShape(in[0], s)}, nil
 }
 
-// constInput returns the int64 values of input i when it is a constant
-// (an initializer or a Constant node's output).
-func constInput(n *Node, i int) ([]int64, bool) {
+// constTensor returns input i when it is a constant: an initializer or a
+// Constant node's output.
+func constTensor(n *Node, i int) *Tensor {
 	v := n.Input(i)
 	if v == nil {
-		return nil, false
+		return nil
 	}
-	t := v.Const
-	if t == nil && v.producer != nil && v.producer.OpType == "Constant" {
+	if v.Const == nil && v.producer != nil && v.producer.OpType == "Constant" {
 		if a := v.producer.Attr("value"); a != nil {
-			t = a.Tensor
+			return a.Tensor
 		}
 	}
+	return v.Const
+}
+
+// constInput returns the int64 values of input i when it is a constant.
+func constInput(n *Node, i int) ([]int64, bool) {
+	t := constTensor(n, i)
 	if t == nil {
 		return nil, false
 	}

@@ -142,19 +142,9 @@ func splitRule(n *Node, in []*Type, opset int64) ([]*Type, error) {
 	return out, nil
 }
 
-// constFloats returns the values of a float input when it is a constant
-// (an initializer or a Constant node's output).
+// constFloats returns the values of a float input when it is a constant.
 func constFloats(n *Node, i int) ([]float64, bool) {
-	v := n.Input(i)
-	if v == nil {
-		return nil, false
-	}
-	t := v.Const
-	if t == nil && v.producer != nil && v.producer.OpType == "Constant" {
-		if a := v.producer.Attr("value"); a != nil {
-			t = a.Tensor
-		}
-	}
+	t := constTensor(n, i)
 	if t == nil {
 		return nil, false
 	}
