@@ -75,15 +75,17 @@ func init() {
 		"AveragePool":       poolRule,
 		"GlobalAveragePool": globalPoolRule,
 		"GlobalMaxPool":     globalPoolRule,
-		"Flatten":           flattenRule,
-		"Gemm":              gemmRule,
-		"MatMul":            matmulRule,
-		"Transpose":         transposeRule,
-		"Reshape":           reshapeRule,
-		"Constant":          constantRule,
-		"GridSample":        gridSampleRule,
-		"Concat":            concatRule,
-		"Shape":             shapeOfRule,
+		"ReduceMean":        reduceRule, "ReduceSum": reduceRule, "ReduceMax": reduceRule,
+		"ReduceMin": reduceRule, "ReduceProd": reduceRule, "ReduceL2": reduceRule,
+		"Flatten":    flattenRule,
+		"Gemm":       gemmRule,
+		"MatMul":     matmulRule,
+		"Transpose":  transposeRule,
+		"Reshape":    reshapeRule,
+		"Constant":   constantRule,
+		"GridSample": gridSampleRule,
+		"Concat":     concatRule,
+		"Shape":      shapeOfRule,
 	}
 	addIndexRules(shapeRules)
 }
@@ -305,6 +307,50 @@ func globalPoolRule(n *Node, in []*Type, _ int64) ([]*Type, error) {
 	s := Shape{x[0].plain(), x[1].plain()}
 	for range x[2:] {
 		s = append(s, Fixed(1))
+	}
+	return []*Type{withShape(in[0], s)}, nil
+}
+
+// reduceRule is the Reduce* operators' shape: axes from the attribute
+// (ReduceSum from opset 13, the others from 18: from the second input, when
+// it is a constant), keepdims, and noop_with_empty_axes.
+func reduceRule(n *Node, in []*Type, opset int64) ([]*Type, error) {
+	x := known(in[0])
+	if x == nil {
+		return []*Type{withShape(in[0], nil)}, nil
+	}
+	axes := n.AttrInts("axes", nil)
+	if len(n.Inputs) > 1 && n.Inputs[1] != nil {
+		var ok bool
+		if axes, ok = constInput(n, 1); !ok {
+			return []*Type{withShape(in[0], nil)}, nil // axes computed at run time
+		}
+	}
+	keep := n.AttrInt("keepdims", 1) == 1
+	if len(axes) == 0 && n.AttrInt("noop_with_empty_axes", 0) == 1 {
+		return []*Type{withShape(in[0], x)}, nil
+	}
+	reduced := make([]bool, len(x))
+	for _, a := range axes {
+		if a < 0 {
+			a += int64(len(x))
+		}
+		if a < 0 || a >= int64(len(x)) {
+			return nil, fmt.Errorf("axis out of range for input %v", x)
+		}
+		reduced[a] = true
+	}
+	var s Shape
+	for i, d := range x {
+		switch {
+		case len(axes) > 0 && !reduced[i]:
+			s = append(s, d.plain())
+		case keep:
+			s = append(s, Fixed(1))
+		}
+	}
+	if s == nil {
+		s = Shape{}
 	}
 	return []*Type{withShape(in[0], s)}, nil
 }

@@ -131,3 +131,55 @@ func TestInferShapesActivationsAndNorms(t *testing.T) {
 		t.Errorf("Max of [batch,197,8] and [5,1]: error %v", err)
 	}
 }
+
+// The Reduce* rule against the operator's definition: axes from the
+// attribute or a constant input, negative axes, keepdims, all axes, and
+// noop_with_empty_axes; axes computed at run time leave the shape unknown.
+func TestInferShapesReduce(t *testing.T) {
+	x := &Type{Elem: Float, Shape: Shape{Symbolic("batch"), Fixed(16), Fixed(2), Fixed(3)}}
+	ints := func(name string, v ...int64) *Attribute { return &Attribute{Name: name, Type: AttrInts, Ints: v} }
+	one := func(name string, v int64) *Attribute { return &Attribute{Name: name, Type: AttrInt, Int: v} }
+	for _, c := range []struct {
+		op    string
+		opset int64
+		axes  []int64 // as the second input, when not nil
+		attrs []*Attribute
+		want  string
+	}{
+		{"ReduceMean", 13, nil, []*Attribute{ints("axes", 2, 3), one("keepdims", 0)}, "float32[batch,16]"},
+		{"ReduceMean", 13, nil, []*Attribute{ints("axes", -1, -2)}, "float32[batch,16,1,1]"},
+		{"ReduceMax", 13, nil, []*Attribute{one("keepdims", 0)}, "float32[]"},
+		{"ReduceMin", 13, nil, nil, "float32[1,1,1,1]"},
+		{"ReduceSum", 13, []int64{1}, []*Attribute{one("keepdims", 0)}, "float32[batch,2,3]"},
+		{"ReduceMean", 18, []int64{}, []*Attribute{one("noop_with_empty_axes", 1)}, "float32[batch,16,2,3]"},
+	} {
+		g := &Graph{Name: "g"}
+		in := []*Value{g.AddInput("x", x)}
+		if c.axes != nil {
+			axes, err := FromInt64("axes", []int64{int64(len(c.axes))}, c.axes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in = append(in, g.AddInitializer(axes))
+		}
+		n := g.AddNode(c.op, "r", in, []string{"y"}, c.attrs...)
+		g.Outputs = n.Outputs
+		m := &Model{IRVersion: 8, Opsets: []Opset{{Version: c.opset}}, Graph: g}
+		if err := m.InferShapes(); err != nil {
+			t.Fatalf("%s %v: %v", c.op, c.attrs, err)
+		}
+		if got := n.Outputs[0].Type.String(); got != c.want {
+			t.Errorf("%s axes %v %v: %s, want %s", c.op, c.axes, c.attrs, got, c.want)
+		}
+	}
+	g := &Graph{Name: "g"}
+	a := g.AddInput("a", TensorType(Int64, 1))
+	n := g.AddNode("ReduceSum", "r", []*Value{g.AddInput("x", x), a}, []string{"y"})
+	m := &Model{IRVersion: 8, Opsets: []Opset{{Version: 13}}, Graph: g}
+	if err := m.InferShapes(); err != nil {
+		t.Fatal(err)
+	}
+	if ty := n.Outputs[0].Type; ty != nil && ty.Shape != nil {
+		t.Errorf("ReduceSum with axes computed at run time: %s, want an unknown shape", ty)
+	}
+}

@@ -30,6 +30,9 @@ func From(value string) Edit {
 			return fmt.Errorf("from: %w", err)
 		}
 		if v.Type == nil || !v.Type.IsTensor() || v.Type.Shape == nil {
+			v.Type = typeFromGemm(g, v)
+		}
+		if v.Type == nil || !v.Type.IsTensor() || v.Type.Shape == nil {
 			return fmt.Errorf("from: the type of %q is unknown (shape inference does not reach it); it cannot become a graph input", value)
 		}
 		shape := make(onnx.Shape, len(v.Type.Shape))
@@ -83,4 +86,28 @@ func readValues(g *onnx.Graph) map[*onnx.Value]bool {
 	}
 	walk(g)
 	return read
+}
+
+// typeFromGemm infers v's type backwards, from a Gemm (without transA) that
+// reads it as A: A is [M, K], K from the constant B and M from the Gemm's
+// output. It covers a classifier's features where forward inference stops,
+// as in graphs that reshape by shapes computed at run time (ShuffleNet's
+// channel shuffle). It returns nil when no such Gemm reads v.
+func typeFromGemm(g *onnx.Graph, v *onnx.Value) *onnx.Type {
+	for _, n := range g.Nodes {
+		if n.OpType != "Gemm" || n.Input(0) != v || n.AttrInt("transA", 0) != 0 {
+			continue
+		}
+		b, y := n.Input(1), n.Outputs[0].Type
+		if b == nil || b.Const == nil || len(b.Const.Dims) != 2 || y == nil || len(y.Shape) != 2 {
+			continue
+		}
+		k := b.Const.Dims[0]
+		if n.AttrInt("transB", 0) == 1 {
+			k = b.Const.Dims[1]
+		}
+		m := y.Shape[0]
+		return &onnx.Type{Elem: b.Const.DType, Shape: onnx.Shape{onnx.Dim{Value: m.Value, Param: m.Param}, onnx.Fixed(k)}}
+	}
+	return nil
 }

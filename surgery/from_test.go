@@ -173,3 +173,30 @@ func TestFromErrors(t *testing.T) {
 		t.Errorf("inputs %q and %d initializers, want \"a\" and none", got, len(m.Graph.Initializers))
 	}
 }
+
+// Where forward inference stops (a Reshape to a shape computed at run
+// time, as in ShuffleNet's channel shuffle), From types a Gemm's input from
+// the Gemm: [M, K], K from its weight and M from its output.
+func TestFromTypesAGemmInputBackwards(t *testing.T) {
+	for _, transB := range []int64{0, 1} {
+		g := &onnx.Graph{Name: "g"}
+		x := g.AddInput("x", &onnx.Type{Elem: onnx.Float, Shape: onnx.Shape{onnx.Symbolic("batch"), onnx.Fixed(2), onnx.Fixed(3)}})
+		s := g.AddInput("s", onnx.TensorType(onnx.Int64, 2))
+		f := g.AddNode("Reshape", "reshape", []*onnx.Value{x, s}, []string{"f"}).Outputs[0]
+		dims := []int64{6, 4}
+		if transB == 1 {
+			dims = []int64{4, 6}
+		}
+		w := weight(t, g, "w", dims...)
+		y := g.AddNode("Gemm", "fc", []*onnx.Value{f, w}, []string{"y"}, &onnx.Attribute{Name: "transB", Type: onnx.AttrInt, Int: transB}).Outputs[0]
+		y.Type = &onnx.Type{Elem: onnx.Float, Shape: onnx.Shape{onnx.Symbolic("batch"), onnx.Fixed(4)}}
+		g.Outputs = []*onnx.Value{y}
+		m := &onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 13}}, Graph: g}
+		if err := Apply(m, From("f")); err != nil {
+			t.Fatalf("transB %d: %v", transB, err)
+		}
+		if in := m.Graph.Inputs; len(in) != 1 || in[0].Name != "f" || in[0].Type.String() != "float32[batch,6]" {
+			t.Errorf("transB %d: inputs %s, want f float32[batch,6]", transB, inputNames(m))
+		}
+	}
+}

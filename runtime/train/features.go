@@ -63,11 +63,31 @@ func SplitAtHead(m *onnx.Model, params []string) (extractor, head *onnx.Model, e
 		}
 	}
 	for _, n := range extractor.Graph.Nodes {
-		if n.OpType == "Dropout" {
+		if n.OpType == "Dropout" && !dropsNothing(n) {
 			return nil, nil, fmt.Errorf("split at head: the frozen part holds Dropout (%s), which is random in training", n)
 		}
 	}
 	return extractor, head, nil
+}
+
+// dropsNothing says whether a Dropout node has the constant ratio 0, as the
+// attention Dropout torchvision 0.14's Swin exports in training form even
+// in eval mode: it is the identity, not random.
+func dropsNothing(n *onnx.Node) bool {
+	if len(n.Inputs) < 2 || n.Inputs[1] == nil {
+		return n.AttrFloat("ratio", 0.5) == 0 // opset < 12: an attribute
+	}
+	r := n.Inputs[1].Const
+	if r == nil && n.Inputs[1].Producer() != nil && n.Inputs[1].Producer().OpType == "Constant" {
+		if a := n.Inputs[1].Producer().Attr("value"); a != nil {
+			r = a.Tensor
+		}
+	}
+	if r == nil {
+		return false
+	}
+	v, err := r.Float64s()
+	return err == nil && len(v) == 1 && v[0] == 0
 }
 
 // CacheFeatures runs extractor (in inference mode) over src's first-epoch

@@ -2,12 +2,14 @@ package train
 
 import (
 	"context"
-	"github.com/graft-dev/graft/internal/memlimit"
+	"fmt"
 	"math"
 	"math/rand"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/graft-dev/graft/internal/memlimit"
 
 	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/runtime/dataset"
@@ -197,6 +199,23 @@ func TestSplitAtHeadRefuses(t *testing.T) {
 	}
 	if _, _, err := SplitAtHead(m, []string{"fc2.weight"}); err == nil || !strings.Contains(err.Error(), "Dropout") {
 		t.Errorf("Dropout in the frozen part: %v", err)
+	}
+	// ... but not one whose ratio is the constant 0 (Swin's attention
+	// Dropout, exported in training form from an eval-mode model).
+	for _, c := range []struct {
+		ratio float32
+		ok    bool
+	}{{0, true}, {0.1, false}} {
+		r, err := onnx.FromFloat32(fmt.Sprintf("ratio%g", c.ratio), nil, []float32{c.ratio})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm, _ := onnx.NewTensor(fmt.Sprintf("train%g", c.ratio), onnx.Bool, nil, []byte{1})
+		drop.Inputs = []*onnx.Value{drop.Inputs[0], g.AddInitializer(r), g.AddInitializer(tm)}
+		_, _, err = SplitAtHead(m, []string{"fc2.weight"})
+		if (err == nil) != c.ok {
+			t.Errorf("Dropout of constant ratio %g in the frozen part: error %v", c.ratio, err)
+		}
 	}
 }
 
