@@ -43,4 +43,13 @@ if [ ! -f "$photos/chelsea.png" ]; then
   rm -rf "$tmp"
 fi
 [ -f "$root/testdata/big/resnet18_op13_bn/test_data_set_0/fgsm_grad64.pb" ] || { echo "setup: writing FGSM references to testdata/big/resnet18_op13_bn"; "$root/testdata/gen/fgsm_refs.py" >/dev/null; }
+# Every torchvision family, small variants (cmd/graft/families_test.go),
+# remade when families.py changes.
+fam="$root/testdata/big/families/small"
+sum=$(sha256sum "$root/testdata/gen/families.py" | cut -d' ' -f1)
+if [ "$(cat "$fam/.families.py.sha256" 2>/dev/null)" != "$sum" ]; then
+  echo "setup: exporting every torchvision family (small variants) to testdata/big/families/small"
+  "$root/testdata/gen/families.py" --small >/dev/null 2>"$fam.log" || { tail -20 "$fam.log"; exit 1; }
+  echo "$sum" >"$fam/.families.py.sha256"
+fi
 echo "setup: reference tools ready"
