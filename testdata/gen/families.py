@@ -250,17 +250,27 @@ def randomise(model, size):
         # initialisations shrink the signal through a deep net without
         # normalisation (AlexNet's features on real images are 1e-2 and
         # nearly constant), and fine-tuning a new head on them cannot learn.
+        # One forward pass does it: each layer's hook rescales the layer and
+        # hands the rescaled output on, so the layers after it see what they
+        # would see had it been rescaled first.
         model.eval()
-        for layer in [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not head]:
-            out = []
-            hook = layer.register_forward_hook(lambda m, i, o: out.append(o))
-            model(calibration)
-            hook.remove()
-            if out:
-                s = out[0].std().item()
-                layer.weight.div_(s)
-                if layer.bias is not None:
-                    layer.bias.div_(s)
+        done = set()
+
+        def unit_scale(layer, inputs, out):
+            if layer in done:  # a layer called twice keeps its first scale
+                return None
+            done.add(layer)
+            s = out.std().item()
+            layer.weight.div_(s)
+            if layer.bias is not None:
+                layer.bias.div_(s)
+            return out / s
+
+        hooks = [m.register_forward_hook(unit_scale) for m in model.modules()
+                 if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not head]
+        model(calibration)
+        for h in hooks:
+            h.remove()
         if bns:
             # A cumulative average over a few batches in train mode: each
             # layer's running statistics become those of its input, with the
