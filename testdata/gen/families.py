@@ -236,8 +236,8 @@ def randomise(model, size):
     calibration = torch.randn(8, 3, size, size)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.numel() > 1 and p.std() > 0:
-                continue
+            if p.numel() > 1 and (p != p.flatten()[0]).any():
+                continue  # not a constant (std() is not 0 for some constants: rounding)
             if p.dim() == 2:  # a zero-initialised Linear (ViT's head)
                 p.normal_(0, p.shape[1] ** -0.5)
             else:  # norm scales and shifts, biases, layer scales, class tokens
@@ -419,8 +419,15 @@ def main():
     for f in fams:
         if f not in FAMILIES:
             raise SystemExit(f"unknown family {f!r}; families: {', '.join(FAMILIES)}")
+    failed = []
     for f in fams:
-        make_family(f, args.full, outdir)
+        try:
+            make_family(f, args.full, outdir)
+        except (Exception, SystemExit) as e:  # one family's failure does not stop the others
+            print(f"{f}: {e}", file=sys.stderr)
+            failed.append(f)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
     print(f"wrote {outdir}", file=sys.stderr)
 
 
