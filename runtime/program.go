@@ -378,6 +378,9 @@ type graphSession[T Float] struct {
 	paramNames   []string
 	paramGrads   []*G.Node
 	inputGrads   []*G.Node
+	// lean is the schedule of an inference session, run by leanRun instead
+	// of a tape machine; nil for sessions with a loss.
+	lean []leanStep
 }
 
 // buildSession builds the graph for plan and estimates the memory running
@@ -497,6 +500,9 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 			s.inputGrads = grads[len(plan.Params):]
 		}
 	}
+	if plan.Loss == NoLoss {
+		s.lean = leanSchedule(b.g, s.outputs)
+	}
 	return s, estimate(b, s, plan, forward), nil
 }
 
@@ -506,7 +512,7 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 var machines sync.Mutex
 
 func (s *graphSession[T]) start() {
-	if len(s.g.AllNodes()) > 0 { // else every output is known at compile time
+	if s.lean == nil && len(s.g.AllNodes()) > 0 { // else an inference session, or every output is known at compile time
 		machines.Lock()
 		s.vm = G.NewTapeMachine(s.g)
 		machines.Unlock()
@@ -514,6 +520,25 @@ func (s *graphSession[T]) start() {
 }
 
 func (s *graphSession[T]) run(req *Request) (*Result, error) {
+	value := func(n *G.Node) G.Value { return n.Value() }
+	if s.lean != nil {
+		fed := map[*G.Node]G.Value{}
+		for i, n := range s.inputs {
+			x := req.Inputs[i]
+			if s.inputTypes[i] != onnx.Float {
+				var err error
+				if x, err = intsToFloat[T](x); err != nil {
+					return nil, fmt.Errorf("input %q: %w", n.Name()[len("input:"):], err)
+				}
+			}
+			fed[n] = x
+		}
+		vals, err := leanRun(s.lean, fed, s.outputs)
+		if err != nil {
+			return nil, err
+		}
+		value = func(n *G.Node) G.Value { return vals[n] }
+	}
 	if s.vm != nil {
 		defer s.vm.Reset()
 		for i, n := range s.inputs {
@@ -548,10 +573,10 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 			continue
 		}
 		if dt := s.outputTypes[i]; dt != onnx.Float {
-			res.Outputs = append(res.Outputs, floatToInts[T](n.Value(), dt))
+			res.Outputs = append(res.Outputs, floatToInts[T](value(n), dt))
 			continue
 		}
-		res.Outputs = append(res.Outputs, copyDense[T](n.Value()))
+		res.Outputs = append(res.Outputs, copyDense[T](value(n)))
 	}
 	if s.loss != nil {
 		res.Loss = scalarOf(s.loss.Value())
