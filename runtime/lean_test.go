@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	goruntime "runtime"
 	"slices"
 	"testing"
 
@@ -75,4 +76,37 @@ func compileTestModel(t *testing.T, name string) *Program {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Index tables (broadcasting, Transpose, Slice, ...) are built when their
+// kernel first runs: estimating a session allocates nothing in proportion
+// to the activations, and the estimate counts the tables as scratch.
+func TestEstimateBuildsNoTables(t *testing.T) {
+	g := &onnx.Graph{Name: "broadcast"}
+	x := g.AddInput("x", &onnx.Type{Elem: onnx.Float, Shape: onnx.Shape{onnx.Symbolic("batch"), onnx.Fixed(8), onnx.Fixed(2000), onnx.Fixed(2000)}})
+	c, err := onnx.FromFloat32("c", []int64{1}, []float32{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := g.AddNode("Add", "add", []*onnx.Value{x, g.AddInitializer(c)}, []string{"a"})
+	tr := g.AddNode("Transpose", "tr", add.Outputs, []string{"y"}, &onnx.Attribute{Name: "perm", Type: onnx.AttrInts, Ints: []int64{0, 1, 3, 2}})
+	g.Outputs = tr.Outputs
+	p, err := Compile(&onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 17}}, Graph: g}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	elems := int64(4 * 8 * 2000 * 2000)
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	est, err := p.Estimate(Plan{Inputs: [][]int{{4, 8, 2000, 2000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	goruntime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("estimating allocated %d bytes; the two tables would take %d", got, 2*4*elems)
+	}
+	if est.Scratch < 2*4*elems {
+		t.Errorf("the estimate's scratch is %d bytes, want at least the two tables' %d", est.Scratch, 2*4*elems)
+	}
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/graft-dev/graft/onnx"
 )
@@ -344,11 +345,40 @@ func broadcastIndex(in, out []int) []int32 {
 	return idx
 }
 
+// table is an index table built when a kernel first runs, not when the
+// graph is built: a session built only for its memory estimate allocates
+// nothing in proportion to the activations. The estimate counts it as
+// scratch.
+type table struct {
+	once sync.Once
+	n    int
+	make func() []int32
+	idx  []int32
+}
+
+func lazyTable(n int, make func() []int32) *table { return &table{n: n, make: make} }
+
+// get returns the table, nil for a nil *table (no table needed).
+func (t *table) get() []int32 {
+	if t == nil {
+		return nil
+	}
+	t.once.Do(func() { t.idx, t.make = t.make(), nil })
+	return t.idx
+}
+
+func (t *table) bytes() int64 {
+	if t == nil {
+		return 0
+	}
+	return 4 * int64(t.n)
+}
+
 // binaryOp applies f to two broadcast inputs.
 type binaryOp[T Float] struct {
 	name   string
 	out    []int
-	ia, ib []int32 // source element per output element; nil when shapes equal
+	ia, ib *table // source element per output element; nil when shapes equal
 	f      func(a, b T) T
 	da, db func(a, b, y T) T
 }
@@ -360,13 +390,15 @@ func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a
 	}
 	k := &binaryOp[T]{name: name, out: out, f: f, da: da, db: db}
 	if size(a) != size(out) {
-		k.ia = broadcastIndex(a, out)
+		k.ia = lazyTable(size(out), func() []int32 { return broadcastIndex(a, out) })
 	}
 	if size(b) != size(out) {
-		k.ib = broadcastIndex(b, out)
+		k.ib = lazyTable(size(out), func() []int32 { return broadcastIndex(b, out) })
 	}
 	return k, nil
 }
+
+func (k *binaryOp[T]) scratchBytes() int64 { return k.ia.bytes() + k.ib.bytes() }
 
 func (k *binaryOp[T]) describe() string       { return k.name }
 func (k *binaryOp[T]) outShape() []int        { return k.out }
@@ -381,8 +413,9 @@ func at(idx []int32, i int) int {
 
 func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 	a, b := in[0], in[1]
+	ia, ib := k.ia.get(), k.ib.get()
 	parallelFor(len(out), len(out), func(lo, hi int) {
-		if k.ia == nil && k.ib == nil {
+		if ia == nil && ib == nil {
 			a, b, out := a[lo:hi], b[lo:hi], out[lo:hi]
 			for i := range out {
 				out[i] = k.f(a[i], b[i])
@@ -390,7 +423,7 @@ func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 			return
 		}
 		for i := lo; i < hi; i++ {
-			out[i] = k.f(a[at(k.ia, i)], b[at(k.ib, i)])
+			out[i] = k.f(a[at(ia, i)], b[at(ib, i)])
 		}
 	})
 	return nil
@@ -398,12 +431,13 @@ func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 
 func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 	a, b := in[0], in[1]
-	d, idx := k.da, k.ia
+	ia, ib := k.ia.get(), k.ib.get()
+	d, idx := k.da, ia
 	if which == 1 {
-		d, idx = k.db, k.ib
+		d, idx = k.db, ib
 	}
 	body := func(lo, hi int) {
-		if idx == nil && k.ia == nil && k.ib == nil {
+		if idx == nil && ia == nil && ib == nil {
 			a, b, out, gout, gin := a[lo:hi], b[lo:hi], out[lo:hi], gout[lo:hi], gin[lo:hi]
 			if k.name == "Add" {
 				addInto(gin, gout) // d = 1
@@ -415,7 +449,7 @@ func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 			return
 		}
 		for i := lo; i < hi; i++ {
-			gin[at(idx, i)] += gout[i] * d(a[at(k.ia, i)], b[at(k.ib, i)], out[i])
+			gin[at(idx, i)] += gout[i] * d(a[at(ia, i)], b[at(ib, i)], out[i])
 		}
 	}
 	if idx != nil { // several outputs may add into one element: keep the order

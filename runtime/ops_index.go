@@ -95,7 +95,8 @@ func buildSplit[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], 
 		if s == 0 {
 			return nil, fmt.Errorf("output %d would be empty; Gorgonia's tensors cannot be empty", i)
 		}
-		if outs[i], err = b.picked(fmt.Sprintf("Split(axis=%d)%v", axis, shape), x, shape, affineIndex(shape, start*st[axis], st)); err != nil {
+		base := start * st[axis]
+		if outs[i], err = b.picked(fmt.Sprintf("Split(axis=%d)%v", axis, shape), x, shape, func() []int32 { return affineIndex(shape, base, st) }); err != nil {
 			return nil, err
 		}
 		start += int(s)

@@ -212,34 +212,37 @@ func checkIndexable(shapes ...[]int) error {
 type indexPick[T Float] struct {
 	name  string
 	shape []int
-	idx   []int32
+	idx   *table
 }
 
 func (k *indexPick[T]) describe() string       { return k.name }
 func (k *indexPick[T]) outShape() []int        { return k.shape }
 func (k *indexPick[T]) differentiable() []bool { return []bool{true} }
+func (k *indexPick[T]) scratchBytes() int64    { return k.idx.bytes() }
 
 func (k *indexPick[T]) forward(in [][]T, out []T) error {
 	x := in[0]
-	for i, j := range k.idx {
+	for i, j := range k.idx.get() {
 		out[i] = x[j]
 	}
 	return nil
 }
 
 func (k *indexPick[T]) backward(_ int, _ [][]T, _, gout, gin []T) error {
-	for i, j := range k.idx {
+	for i, j := range k.idx.get() {
 		gin[j] += gout[i]
 	}
 	return nil
 }
 
 // picked returns the tensor of the given shape whose element i is x's
-// element idx[i]: at compile time for integer constants, else as a kernel.
-func (b *builder[T]) picked(name string, x *val[T], shape []int, idx []int32) (*val[T], error) {
+// element idx()[i]: at compile time for integer constants, else as a
+// kernel, which builds the table when it first runs.
+func (b *builder[T]) picked(name string, x *val[T], shape []int, idx func() []int32) (*val[T], error) {
 	if x.isInt() {
-		out := make([]int64, len(idx))
-		for i, j := range idx {
+		ix := idx()
+		out := make([]int64, len(ix))
+		for i, j := range ix {
 			out[i] = x.ints[j]
 		}
 		return &val[T]{ints: out, shape: shape}, nil
@@ -247,7 +250,7 @@ func (b *builder[T]) picked(name string, x *val[T], shape []int, idx []int32) (*
 	if size(shape) == 0 {
 		return nil, fmt.Errorf("the result %v is empty; Gorgonia's tensors cannot be empty", shape)
 	}
-	return b.apply(&indexPick[T]{name: name, shape: shape, idx: idx}, x)
+	return b.apply(&indexPick[T]{name: name, shape: shape, idx: lazyTable(size(shape), idx)}, x)
 }
 
 // input0 returns the data input, or an error if it is missing.
@@ -290,7 +293,7 @@ func buildTranspose[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[
 	if err := checkIndexable(x.shape); err != nil {
 		return nil, err
 	}
-	return one(b.picked(fmt.Sprintf("Transpose%v", perm), x, out, affineIndex(out, 0, step)))
+	return one(b.picked(fmt.Sprintf("Transpose%v", perm), x, out, func() []int32 { return affineIndex(out, 0, step) }))
 }
 
 // concatOp joins its inputs along one axis.
@@ -569,7 +572,7 @@ func buildGather[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T],
 			}
 		}
 	}
-	return one(b.picked(fmt.Sprintf("Gather(axis=%d)%v", axis, out), x, out, idx))
+	return one(b.picked(fmt.Sprintf("Gather(axis=%d)%v", axis, out), x, out, func() []int32 { return idx }))
 }
 
 // floatType reports whether an ONNX element type is computed as float, and
@@ -759,7 +762,7 @@ func buildSlice[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], 
 		base += first[d] * st[d]
 		step[d] *= st[d]
 	}
-	return one(b.picked(fmt.Sprintf("Slice%v%v", first, out), x, out, affineIndex(out, base, step)))
+	return one(b.picked(fmt.Sprintf("Slice%v%v", first, out), x, out, func() []int32 { return affineIndex(out, base, step) }))
 }
 
 func buildExpand[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
@@ -783,7 +786,7 @@ func buildExpand[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T],
 	if err := checkIndexable(out); err != nil {
 		return nil, err
 	}
-	return one(b.picked(fmt.Sprintf("Expand%v", out), x, out, broadcastIndex(x.shape, out)))
+	return one(b.picked(fmt.Sprintf("Expand%v", out), x, out, func() []int32 { return broadcastIndex(x.shape, out) }))
 }
 
 func buildRange[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
