@@ -49,6 +49,7 @@ fam="$root/testdata/big/families/small"
 sum=$(sha256sum "$root/testdata/gen/families.py" | cut -d' ' -f1)
 if [ "$(cat "$fam/.families.py.sha256" 2>/dev/null)" != "$sum" ]; then
   echo "setup: exporting every torchvision family (small variants) to testdata/big/families/small"
+  mkdir -p "$fam"
   "$root/testdata/gen/families.py" --small >/dev/null 2>"$fam.log" || { tail -20 "$fam.log"; exit 1; }
   echo "$sum" >"$fam/.families.py.sha256"
 fi
