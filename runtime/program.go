@@ -519,19 +519,32 @@ func (s *graphSession[T]) start() {
 	}
 }
 
+// feeds returns the request's inputs as the session computes them: integer
+// inputs become exact floats.
+func (s *graphSession[T]) feeds(req *Request) ([]*tensor.Dense, error) {
+	xs := make([]*tensor.Dense, len(s.inputs))
+	for i, n := range s.inputs {
+		xs[i] = req.Inputs[i]
+		if s.inputTypes[i] != onnx.Float {
+			var err error
+			if xs[i], err = intsToFloat[T](xs[i]); err != nil {
+				return nil, fmt.Errorf("input %q: %w", n.Name()[len("input:"):], err)
+			}
+		}
+	}
+	return xs, nil
+}
+
 func (s *graphSession[T]) run(req *Request) (*Result, error) {
+	xs, err := s.feeds(req)
+	if err != nil {
+		return nil, err
+	}
 	value := func(n *G.Node) G.Value { return n.Value() }
 	if s.lean != nil {
 		fed := map[*G.Node]G.Value{}
 		for i, n := range s.inputs {
-			x := req.Inputs[i]
-			if s.inputTypes[i] != onnx.Float {
-				var err error
-				if x, err = intsToFloat[T](x); err != nil {
-					return nil, fmt.Errorf("input %q: %w", n.Name()[len("input:"):], err)
-				}
-			}
-			fed[n] = x
+			fed[n] = xs[i]
 		}
 		vals, err := leanRun(s.lean, fed, s.outputs)
 		if err != nil {
@@ -542,14 +555,7 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 	if s.vm != nil {
 		defer s.vm.Reset()
 		for i, n := range s.inputs {
-			x := req.Inputs[i]
-			if s.inputTypes[i] != onnx.Float {
-				var err error
-				if x, err = intsToFloat[T](x); err != nil {
-					return nil, fmt.Errorf("input %q: %w", n.Name()[len("input:"):], err)
-				}
-			}
-			if err := G.Let(n, x); err != nil {
+			if err := G.Let(n, xs[i]); err != nil {
 				return nil, err
 			}
 		}
