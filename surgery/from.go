@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 )
 
 // From returns an edit that makes the named value a graph input, dropping
@@ -25,6 +26,16 @@ func From(value string) Edit {
 			return fmt.Errorf("from: %q is a constant, not a value computed by the graph", value)
 		case v.Producer() == nil:
 			return nil // already a graph input
+		}
+		// A stored contract describes images at the old input; the new
+		// input holds what the graph computed from them (features).
+		var stored *contract.Contract
+		if _, ok := m.MetadataValue(contract.Key); ok {
+			var err error
+			if stored, err = contract.Derive(m); err != nil {
+				return fmt.Errorf("from: %w", err)
+			}
+			stored.Input = contract.Input{Name: value}
 		}
 		if err := m.InferShapes(); err != nil {
 			return fmt.Errorf("from: %w", err)
@@ -59,6 +70,11 @@ func From(value string) Edit {
 		}
 		g.Inputs = inputs
 		g.Cleanup()
+		if stored != nil {
+			if err := contract.Store(m, stored); err != nil {
+				return fmt.Errorf("from: %w", err)
+			}
+		}
 		return keepTrainable(m, params)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/onnx/contract"
 	"github.com/graft-dev/graft/runtime"
 	"gorgonia.org/tensor"
 )
@@ -198,5 +199,41 @@ func TestFromTypesAGemmInputBackwards(t *testing.T) {
 		if in := m.Graph.Inputs; len(in) != 1 || in[0].Name != "f" || in[0].Type.String() != "float32[batch,6]" {
 			t.Errorf("transB %d: inputs %s, want f float32[batch,6]", transB, inputNames(m))
 		}
+	}
+}
+
+// From a 4-D feature map (SqueezeNet's head is a 1x1 Conv): the stored
+// contract no longer claims the 3-channel images of the old input, so the
+// head's contract derives without error.
+func TestFromKeepsTheStoredContractTrue(t *testing.T) {
+	m := load(t, "../testdata/models/resnet_tiny_op13_bn/model.onnx")
+	c, err := contract.Derive(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := contract.Store(m, c); err != nil {
+		t.Fatal(err)
+	}
+	h, err := FindHead(m.Graph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The input of the pooling before the head: [batch,64,H,W].
+	pool := h.Node.Input(0).Producer()
+	for pool != nil && pool.OpType != "GlobalAveragePool" {
+		pool = pool.Input(0).Producer()
+	}
+	if pool == nil {
+		t.Fatal("no GlobalAveragePool before the head")
+	}
+	if err := Apply(m, From(pool.Input(0).Name)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := contract.Derive(m)
+	if err != nil {
+		t.Fatalf("the contract after From: %v", err)
+	}
+	if got.Input.Name != pool.Input(0).Name || got.Input.Channels != 64 || got.Output.Name != c.Output.Name {
+		t.Errorf("contract after From: input %+v, output %q; want input %q with 64 channels and output %q", got.Input, got.Output.Name, pool.Input(0).Name, c.Output.Name)
 	}
 }
