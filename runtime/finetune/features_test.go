@@ -11,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/internal/memlimit"
+	"github.com/graft-dev/graft/onnx"
 	"github.com/graft-dev/graft/onnx/contract"
+	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
@@ -305,5 +307,54 @@ func TestComputeFeaturesChecksMemory(t *testing.T) {
 	_, err := ComputeFeatures(context.Background(), m, trainData, FeatureOptions{Batch: 100000})
 	if err == nil || !strings.Contains(err.Error(), "over graft's memory limit of 64.0 MiB") || !strings.HasPrefix(err.Error(), "features: running the model on input [100000,1,28,28]") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// A cached head-only run never holds a training step of the whole model,
+// so only the extractor's inference is held to the memory limit: under a
+// limit between the two, the cached run trains and --no-cache is refused.
+func TestCachedRunIsNotHeldToATrainingStep(t *testing.T) {
+	load := func() *onnx.Model {
+		m, err := onnx.Load("../../cmd/graft/demo/pretrained.onnx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	p, err := runtime.Compile(load(), runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := [][]int{{8, 1, 28, 28}}
+	step, err := p.Estimate(runtime.Plan{Inputs: in, Loss: runtime.CrossEntropy, Train: true, Params: []string{"fc.weight", "fc.bias"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	infer, err := p.Estimate(runtime.Plan{Inputs: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := (step.Total + infer.Total) / 2
+	if !(infer.Total < limit && limit < step.Total) {
+		t.Fatalf("inference %d, training step %d: no limit between", infer.Total, step.Total)
+	}
+	t.Cleanup(func() { memlimit.Set(0, "") })
+	memlimit.Set(limit, "the test")
+	photos, err := dataset.ImageFolder("../../testdata/images/fashion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, noCache := range []bool{false, true} {
+		opts := DefaultOptions()
+		opts.Freeze = []string{"backbone"}
+		opts.Epochs, opts.LR, opts.Batch, opts.NoCache = 1, 0.01, 8, noCache
+		opts.Out = filepath.Join(t.TempDir(), "model.onnx")
+		_, err := Run(context.Background(), load(), photos, nil, opts)
+		switch {
+		case !noCache && err != nil:
+			t.Errorf("cached run under a limit below a training step: %v", err)
+		case noCache && (err == nil || !strings.Contains(err.Error(), "a training step")):
+			t.Errorf("uncached run under a limit below a training step: %v", err)
+		}
 	}
 }

@@ -218,9 +218,10 @@ func runJob(ctx context.Context, m *onnx.Model, in inputs, opts Options) (*Resul
 	if err != nil {
 		return nil, err
 	}
-	if !features {
-		// Training from features runs the head alone: no image batch of
-		// the whole model is ever held.
+	if !features && !res.Cached {
+		// Training from features, given or cached, runs the head alone: no
+		// training step of the whole model is ever held (the cache's
+		// inference runs are checked when they are built).
 		if err := checkMemory(p, c, res.Trainable, opts.Batch); err != nil {
 			return nil, fmt.Errorf("finetune: %w", err)
 		}
