@@ -451,9 +451,9 @@ func transposeRule(n *Node, in []*Type, _ int64) ([]*Type, error) {
 	return []*Type{withShape(in[0], s)}, nil
 }
 
-// constTensor returns input i when it is a constant: an initializer or a
-// Constant node's output.
-func constTensor(n *Node, i int) *Tensor {
+// ConstInput returns input i of n when it is a constant, an initializer or
+// a Constant node's output, and nil otherwise.
+func (n *Node) ConstInput(i int) *Tensor {
 	v := n.Input(i)
 	if v == nil {
 		return nil
@@ -468,7 +468,7 @@ func constTensor(n *Node, i int) *Tensor {
 
 // constInput returns the int64 values of input i when it is a constant.
 func constInput(n *Node, i int) ([]int64, bool) {
-	t := constTensor(n, i)
+	t := n.ConstInput(i)
 	if t == nil {
 		return nil, false
 	}

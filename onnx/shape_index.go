@@ -144,7 +144,7 @@ func splitRule(n *Node, in []*Type, opset int64) ([]*Type, error) {
 
 // constFloats returns the values of a float input when it is a constant.
 func constFloats(n *Node, i int) ([]float64, bool) {
-	t := constTensor(n, i)
+	t := n.ConstInput(i)
 	if t == nil {
 		return nil, false
 	}

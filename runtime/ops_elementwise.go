@@ -350,20 +350,20 @@ func broadcastIndex(in, out []int) []int32 {
 // nothing in proportion to the activations. The estimate counts it as
 // scratch.
 type table struct {
-	once sync.Once
-	n    int
-	make func() []int32
-	idx  []int32
+	once  sync.Once
+	n     int
+	build func() []int32
+	idx   []int32
 }
 
-func lazyTable(n int, make func() []int32) *table { return &table{n: n, make: make} }
+func lazyTable(n int, build func() []int32) *table { return &table{n: n, build: build} }
 
 // get returns the table, nil for a nil *table (no table needed).
 func (t *table) get() []int32 {
 	if t == nil {
 		return nil
 	}
-	t.once.Do(func() { t.idx, t.make = t.make(), nil })
+	t.once.Do(func() { t.idx, t.build = t.build(), nil })
 	return t.idx
 }
 

@@ -114,16 +114,16 @@ func typeFromGemm(g *onnx.Graph, v *onnx.Value) *onnx.Type {
 		if n.OpType != "Gemm" || n.Input(0) != v || n.AttrInt("transA", 0) != 0 {
 			continue
 		}
-		b, y := n.Input(1), n.Outputs[0].Type
-		if b == nil || b.Const == nil || len(b.Const.Dims) != 2 || y == nil || len(y.Shape) != 2 {
+		b, y := n.ConstInput(1), n.Outputs[0].Type
+		if b == nil || len(b.Dims) != 2 || y == nil || len(y.Shape) != 2 {
 			continue
 		}
-		k := b.Const.Dims[0]
+		k := b.Dims[0]
 		if n.AttrInt("transB", 0) == 1 {
-			k = b.Const.Dims[1]
+			k = b.Dims[1]
 		}
 		m := y.Shape[0]
-		return &onnx.Type{Elem: b.Const.DType, Shape: onnx.Shape{onnx.Dim{Value: m.Value, Param: m.Param}, onnx.Fixed(k)}}
+		return &onnx.Type{Elem: b.DType, Shape: onnx.Shape{onnx.Dim{Value: m.Value, Param: m.Param}, onnx.Fixed(k)}}
 	}
 	return nil
 }

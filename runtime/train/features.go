@@ -77,12 +77,7 @@ func dropsNothing(n *onnx.Node) bool {
 	if len(n.Inputs) < 2 || n.Inputs[1] == nil {
 		return n.AttrFloat("ratio", 0.5) == 0 // opset < 12: an attribute
 	}
-	r := n.Inputs[1].Const
-	if r == nil && n.Inputs[1].Producer() != nil && n.Inputs[1].Producer().OpType == "Constant" {
-		if a := n.Inputs[1].Producer().Attr("value"); a != nil {
-			r = a.Tensor
-		}
-	}
+	r := n.ConstInput(1)
 	if r == nil {
 		return false
 	}
