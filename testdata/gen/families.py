@@ -25,9 +25,11 @@ Each family, in OUTDIR/<family>/:
     ref/input.pb        float32 [2,3,S,S], N(0,1): what a normalised image looks like
     ref/labels.pb       int64 [2]
     ref/output32.pb     PyTorch's eval output in float32
-    ref/output64.pb     the same in float64 (the float32 weights and input, computed in float64)
-    ref/grad_input32.pb, ref/grad_input64.pb
-                        d mean cross-entropy / d input, eval mode, float32 and float64
+    ref/grad_input32.pb d mean cross-entropy / d input, eval mode, float32
+    ref/<export>/output64.pb, ref/<export>/grad_input64.pb
+                        the same in float64, of the function the export describes: PyTorch
+                        computing, in float64, the model with the export's float32 constants
+                        (see exported_function)
     ref/train/loss.json train-mode loss (float32, float64)
     ref/train/grad32/NNNN.pb, ref/train/grad64/NNNN.pb
                         d loss / d parameter in train mode (BatchNorm on batch statistics,
@@ -323,8 +325,111 @@ def train_mode(model):
     return model
 
 
+class OnnxHardSigmoid(nn.Module):
+    """HardSigmoid as torch.onnx writes it: alpha the float32 nearest 1/6."""
+    alpha = float(np.float32(1 / 6))
+
+    def forward(self, x):
+        return torch.clamp(x * self.alpha + 0.5, 0, 1)
+
+
+class OnnxHardSwish13(OnnxHardSigmoid):
+    """Hardswish at opsets before 14: x * HardSigmoid(x)."""
+
+    def forward(self, x):
+        return x * super().forward(x)
+
+
+def exported_function(model, export_model, opset, mode, x):
+    """The function an export describes, as a PyTorch module: model with the
+    export's float32 constants where they differ from the module's.
+
+    The references graft is held to are this module computed in float64. A
+    float32 constant moves a kink: torch.onnx writes Hardswish at opset 13
+    as x * HardSigmoid(x) with alpha = float32(1/6), whose upper kink is at
+    2.99999991 rather than 3, and an eval export folds BatchNorm into the
+    Conv before it in float32. Both are smooth changes of about 1e-7, but an
+    activation that lands between the two kinks (full-size MobileNetV3 has
+    one in its first block) changes the input gradient of its whole
+    receptive field by O(1): PyTorch float64 of the module is then not a
+    reference for the export, only for the module."""
+    m = copy.deepcopy(model).eval()
+    parent = {}
+    for name, mod in m.named_modules():
+        for child_name, child in mod.named_children():
+            parent[child] = (mod, child_name)
+    for mod in list(m.modules()):
+        if isinstance(mod, nn.Hardsigmoid):
+            setattr(*parent[mod], OnnxHardSigmoid())
+        elif isinstance(mod, nn.Hardswish) and opset < 14:
+            setattr(*parent[mod], OnnxHardSwish13())
+    if mode != "eval":
+        return m
+
+    # Pair each Conv with the BatchNorm that reads its output, in the order
+    # they run, which is the order of the export's Conv nodes.
+    convs, bn_of, out_of = [], {}, {}
+
+    def conv_hook(conv, inputs, out):
+        convs.append(conv)
+        out_of[id(out)] = (conv, out)  # out kept alive: its id is not reused
+
+    def bn_hook(bn, inputs, out):
+        conv, _ = out_of.get(id(inputs[0]), (None, None))
+        if conv is not None:
+            bn_of[conv] = bn
+
+    hooks = [mod.register_forward_hook(conv_hook if isinstance(mod, nn.Conv2d) else bn_hook)
+             for mod in m.modules() if isinstance(mod, (nn.Conv2d, nn.modules.batchnorm._BatchNorm))]
+    with torch.no_grad():
+        m(x)
+    for h in hooks:
+        h.remove()
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in export_model.graph.initializer}
+    nodes = [n for n in export_model.graph.node if n.op_type == "Conv"]
+    if len(nodes) != len(convs):
+        raise SystemExit(f"exported_function: {len(nodes)} Conv nodes in the export, {len(convs)} Conv2d calls")
+    with torch.no_grad():
+        for conv, node in zip(convs, nodes):
+            w = inits[node.input[1]]
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise SystemExit(f"exported_function: Conv {node.name} weight {w.shape}, module {tuple(conv.weight.shape)}")
+            bn = bn_of.get(conv)
+            if bn is None:
+                if not np.array_equal(w, conv.weight.numpy()):
+                    raise SystemExit(f"exported_function: Conv {node.name} is not the module's Conv2d it pairs with")
+                continue
+            # What the export's weights should be, to check the pairing.
+            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            want = conv.weight * s.reshape(-1, 1, 1, 1)
+            if not np.allclose(w, want.numpy(), rtol=1e-4, atol=1e-6 * float(want.abs().max())):
+                raise SystemExit(f"exported_function: Conv {node.name} is not the module's Conv2d+BatchNorm folded")
+            conv.weight.copy_(torch.from_numpy(w))
+            conv.bias = nn.Parameter(torch.from_numpy(inits[node.input[2]].copy()))
+            setattr(*parent[bn], nn.Identity())
+    folded = len(bn_of)
+    bns = sum(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in model.modules())
+    left = sum(n.op_type == "BatchNormalization" for n in export_model.graph.node)
+    if bns - folded != left:
+        raise SystemExit(f"exported_function: {bns} BatchNorms, {folded} folded, but {left} left in the export")
+    return m
+
+
+def export_references(model, x_np, labels_np, refdir):
+    """PyTorch float64's eval output and input gradient of the function an
+    export describes (see exported_function)."""
+    os.makedirs(refdir, exist_ok=True)
+    m = model.to(torch.float64).eval()
+    x = torch.from_numpy(x_np).to(torch.float64).requires_grad_(True)
+    y = m(x)
+    (g,) = torch.autograd.grad(F.cross_entropy(y, torch.from_numpy(labels_np)), x)
+    write_tensor(os.path.join(refdir, "output64.pb"), y.detach().numpy(), "output")
+    write_tensor(os.path.join(refdir, "grad_input64.pb"), g.numpy(), "grad_input")
+
+
 def references(model, x_np, labels_np, refdir):
-    """PyTorch's outputs and gradients, float32 and float64."""
+    """PyTorch's outputs and gradients of the module, float32 and float64
+    (each export's own float64 references are export_references')."""
     os.makedirs(refdir, exist_ok=True)
     write_tensor(os.path.join(refdir, "input.pb"), x_np, "input")
     write_tensor(os.path.join(refdir, "labels.pb"), labels_np, "labels")
@@ -337,8 +442,9 @@ def references(model, x_np, labels_np, refdir):
         y = m(x)
         loss = F.cross_entropy(y, labels)
         (g,) = torch.autograd.grad(loss, x)
-        write_tensor(os.path.join(refdir, f"output{bits}.pb"), y.detach().numpy(), "output")
-        write_tensor(os.path.join(refdir, f"grad_input{bits}.pb"), g.numpy(), "grad_input")
+        if bits == 32:
+            write_tensor(os.path.join(refdir, "output32.pb"), y.detach().numpy(), "output")
+            write_tensor(os.path.join(refdir, "grad_input32.pb"), g.numpy(), "grad_input")
         losses[f"eval{bits}"] = loss.item()
 
         m = train_mode(copy.deepcopy(model).to(dtype))
@@ -394,6 +500,8 @@ def make_family(family, full, outdir):
                     raise SystemExit(f"{family} op{opset} preserve: parameters not initializers by name: {sorted(missing)[:5]}")
             with open(os.path.join(d, f"op{opset}_{mode}.onnx"), "wb") as f:
                 f.write(data)
+            export_references(exported_function(model, m, opset, mode, x), x_np, labels_np,
+                              os.path.join(d, "ref", f"op{opset}_{mode}"))
             info["exports"][f"op{opset}_{mode}"] = collections.OrderedDict(
                 seconds=round(secs, 1), bytes=len(data), nodes=len(m.graph.node), ops=dict(sorted(hist.items())))
             print(f"{family:16s} op{opset} {mode:8s} {len(m.graph.node):5d} nodes {len(data) / 1e6:8.1f} MB {secs:6.1f} s",
