@@ -175,7 +175,7 @@ func Robustness(ctx context.Context, m *onnx.Model, data *dataset.Dataset, opts 
 	} else if c.Input.NormalizedInside {
 		mean, std = c.Input.Mean, c.Input.Std
 	}
-	clf, err := NewClassifier(attacked, runtime.Options{})
+	clf, err := NewClassifier(attacked, runtime.Options{FixedWeights: true})
 	if err != nil {
 		return nil, err
 	}

@@ -161,6 +161,9 @@ type conv[T Float] struct {
 	gatherOnce sync.Once
 	// cols is the reusable im2col buffer, wt the weight's transpose.
 	cols, wt scratch[T]
+	// wino, when set, computes the forward pass instead of im2col: a
+	// float32 3x3 convolution of fixed weights (Options.FixedWeights).
+	wino *winograd
 }
 
 // plane2d is a 2-d window (a 1-d one has height 1). For kernel column kw,
@@ -327,6 +330,9 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 		}
 	}
 	k.plane = newPlane2d(win)
+	if k32, ok := any(k).(*conv[float32]); ok && b.p.opts.FixedWeights && in[1].consts != nil {
+		k32.wino = newWinograd(k.n, k.c, k.m, group, win)
+	}
 	args := []*val[T]{in[0], in[1]}
 	if k.hasBias {
 		if len(in[2].shape) != 1 || in[2].shape[0] != w[0] {
@@ -430,6 +436,9 @@ func (k *conv[T]) scratchBytes() int64 {
 	cg, mg, kN, oN, _ := k.sizes()
 	elem := int64(unsafe.Sizeof(T(0)))
 	n := int64(k.group*mg*cg*kN) * elem
+	if k.wino != nil { // its own buffers; im2col's serve the backward pass
+		n += k.wino.scratchBytes()
+	}
 	if !k.direct {
 		n += int64(cg*kN) * int64(oN) * elem
 		if k.plane == nil {
@@ -454,6 +463,14 @@ func (k *conv[T]) giveCols(b []T) {
 }
 
 func (k *conv[T]) forward(in [][]T, out []T) error {
+	if k.wino != nil {
+		var bias []float32
+		if k.hasBias {
+			bias = any(in[2]).([]float32)
+		}
+		k.wino.forward(any(in[0]).([]float32), any(in[1]).([]float32), bias, any(out).([]float32))
+		return nil
+	}
 	x, w := in[0], in[1]
 	cg, mg, kN, oN, iN := k.sizes()
 	buf := k.takeCols()

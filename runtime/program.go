@@ -23,6 +23,15 @@ type Options struct {
 	Float64 bool
 	// Seed seeds the random masks of Dropout in training mode.
 	Seed int64
+	// FixedWeights promises that the parameters will not change: nothing
+	// writes into a Param's Value after the program is compiled. Kernels
+	// may then transform the weights once and keep the result; 3x3
+	// convolutions run Winograd's F(4x4, 3x3), which computes the same
+	// function with different float32 rounding (see docs/benchmarks.md
+	// for how much on ResNet-18). Steps that train or ask for parameter
+	// gradients are refused. Inference and attacks on a fixed model
+	// (graft run, graft robustness) use it; training must not.
+	FixedWeights bool
 }
 
 // A Param is one float initializer of the model: a weight, a bias, or a
@@ -313,6 +322,9 @@ func (p *Program) checkRequest(req *Request) error {
 		if x.Dtype() != want {
 			return fmt.Errorf("input %q is %v, the program computes in %v", v.Name, x.Dtype(), want)
 		}
+	}
+	if p.opts.FixedWeights && (req.Train || len(req.Params) > 0) {
+		return errors.New("the program was compiled with fixed weights (Options.FixedWeights): it does not train or compute parameter gradients")
 	}
 	if req.Loss != NoLoss && (req.Targets == nil || req.Targets.Dtype() != want || len(req.Targets.Shape()) != 2) {
 		return fmt.Errorf("a loss needs targets of shape [batch, classes] in %v", want)

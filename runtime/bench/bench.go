@@ -147,13 +147,13 @@ func prepare(m *onnx.Model, opts Options) (func() error, error) {
 	}
 	switch opts.Mode {
 	case Infer:
-		p, err := runtime.Compile(m, runtime.Options{})
+		p, err := runtime.Compile(m, runtime.Options{FixedWeights: true})
 		if err != nil {
 			return nil, err
 		}
 		return func() error { _, err := p.Run(x); return err }, nil
 	case FGSM:
-		clf, err := attacks.NewClassifier(m, runtime.Options{})
+		clf, err := attacks.NewClassifier(m, runtime.Options{FixedWeights: true})
 		if err != nil {
 			return nil, err
 		}

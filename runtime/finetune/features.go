@@ -135,7 +135,7 @@ func computeFeatures(ctx context.Context, m *onnx.Model, params []string, data *
 	if err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
-	ep, err := runtime.Compile(extractor, runtime.Options{})
+	ep, err := runtime.Compile(extractor, runtime.Options{FixedWeights: true})
 	if err != nil {
 		return nil, err
 	}

@@ -96,7 +96,7 @@ func New(m *onnx.Model, opts Options) (*Predictor, error) {
 	if err := c.Override(opts.Overrides); err != nil {
 		return nil, err
 	}
-	prog, err := runtime.Compile(m, runtime.Options{})
+	prog, err := runtime.Compile(m, runtime.Options{FixedWeights: true})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ test_data_set_0:
     fgsm_grad64.pb   the same computed in float64
     fgsm_eps.pb      the radius, 0.03 (float32 scalar)
     fgsm_adv.pb      clamp(input + eps*sign(grad), 0, 1), as the FGSM tutorial
+    output64.pb      the output computed in float64 (the reference for the
+                     rounding of graft's fast paths: TestWinogradResNet18)
 
 The input is uniform in [0, 1), so the clamp applies to the attacked pixels
 only.
@@ -85,7 +87,9 @@ def main():
     # float32 gradient can take the other sign; float64 tells those apart.
     model64 = load_resnet18(d).double()
     x64 = torch.from_numpy(x_np.astype(np.float64)).requires_grad_(True)
-    (grad64,) = torch.autograd.grad(F.cross_entropy(model64(x64), labels), x64)
+    out64 = model64(x64)
+    (grad64,) = torch.autograd.grad(F.cross_entropy(out64, labels), x64)
+    write_tensor(os.path.join(ds, "output64.pb"), out64.detach().numpy(), "output64")
     flips = int(((grad.double().sign() != grad64.sign()) & (grad64.abs() > 1e-6)).sum())
     write_tensor(os.path.join(ds, "fgsm_grad.pb"), grad.numpy(), "fgsm_grad")
     write_tensor(os.path.join(ds, "fgsm_grad64.pb"), grad64.numpy(), "fgsm_grad64")

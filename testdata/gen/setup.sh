@@ -42,7 +42,7 @@ if [ ! -f "$photos/chelsea.png" ]; then
   done
   rm -rf "$tmp"
 fi
-[ -f "$root/testdata/big/resnet18_op13_bn/test_data_set_0/fgsm_grad64.pb" ] || { echo "setup: writing FGSM references to testdata/big/resnet18_op13_bn"; "$root/testdata/gen/fgsm_refs.py" >/dev/null; }
+[ -f "$root/testdata/big/resnet18_op13_bn/test_data_set_0/output64.pb" ] || { echo "setup: writing FGSM references to testdata/big/resnet18_op13_bn"; "$root/testdata/gen/fgsm_refs.py" >/dev/null; }
 # Every torchvision family, small variants (cmd/graft/families_test.go),
 # remade when families.py changes.
 fam="$root/testdata/big/families/small"

@@ -1,0 +1,265 @@
+package runtime
+
+import (
+	"sync"
+)
+
+// Winograd's F(4x4, 3x3) convolution (Lavin and Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2015): each 4x4 block of output of a 3x3,
+// stride-1 convolution is computed from the 6x6 block of input under it
+// with 36 multiplications per (input, output) channel pair instead of 144.
+// The input block d, the kernel g and the 6x6 product block m are
+// transformed as
+//
+//	V = Bᵀ d B,  U = G g Gᵀ,  Y = Aᵀ m A,  m[ξ] = Σ_c U[ξ][k][c] V[ξ][c]
+//
+// so the work is 36 GEMMs (one per position ξ of the 6x6 block) of the
+// transformed kernels, K x C, by the transformed inputs, C x tiles, with
+// the transforms around them. The matrices are those of the interpolation
+// points 0, ±1, ±2 and ∞.
+//
+// It changes numerics: the transforms scale values by up to 100 and back,
+// so float32 rounding grows. Measured on ResNet-18 against PyTorch float64
+// (TestWinogradResNet18, docs/benchmarks.md) it stays within the families'
+// run tolerance. It is used only where the program's weights are fixed
+// (Options.FixedWeights): U is computed once, on the first run, and kept.
+
+const (
+	winoM     = 4 // output block
+	winoA     = 6 // input block: winoM + 3 - 1
+	winoA2    = winoA * winoA
+	winoTiles = 256 // tiles per pass: the GEMMs' N, bounded to bound the scratch
+	// winoMinTiles is the fewest tiles per pass worth it: below, the GEMMs
+	// are too narrow to pay for reading U, four times the weights
+	// (ResNet-18's 512-channel 7x7 layers at batch 1: 4 tiles, 1.8x
+	// slower than im2col; BenchmarkWinograd).
+	winoMinTiles = 16
+)
+
+// winograd is the F(4x4, 3x3) plan of one convolution: n images of c
+// channels, h x w, padded by ph, pw at the top and left, to k channels of
+// oh x ow.
+type winograd struct {
+	n, c, k, h, w, oh, ow, ph, pw int
+	th, tw                        int // tiles per image along h and w
+	chunk                         int // images per pass
+	u                             []float32
+	uOnce                         sync.Once
+	v, m                          scratch[float32]
+}
+
+// newWinograd returns the plan for a convolution, or nil when Winograd's
+// algorithm does not apply (not a 2-d 3x3 stride-1 undilated ungrouped
+// window) or does not pay (few channels: the transforms dominate; few
+// tiles: see winoMinTiles).
+func newWinograd(n, c, k, group int, win *window) *winograd {
+	if len(win.in) != 2 || group != 1 || c < 16 || k < 16 {
+		return nil
+	}
+	for d := 0; d < 2; d++ {
+		if win.kernel[d] != 3 || win.strides[d] != 1 || win.dilations[d] != 1 || win.out[d] < 2 {
+			return nil
+		}
+	}
+	if p := planWinograd(n, c, k, win); p.chunk*p.th*p.tw >= winoMinTiles {
+		return p
+	}
+	return nil
+}
+
+// planWinograd lays out the plan of a 2-d 3x3 stride-1 convolution.
+func planWinograd(n, c, k int, win *window) *winograd {
+	p := &winograd{n: n, c: c, k: k, h: win.in[0], w: win.in[1], oh: win.out[0], ow: win.out[1], ph: win.padsBegin[0], pw: win.padsBegin[1]}
+	p.th, p.tw = (p.oh+winoM-1)/winoM, (p.ow+winoM-1)/winoM
+	p.chunk = min(n, max(1, (winoTiles+p.th*p.tw-1)/(p.th*p.tw)))
+	return p
+}
+
+// scratchBytes counts what the plan keeps: U and one pass's transformed
+// inputs and products.
+func (p *winograd) scratchBytes() int64 {
+	t := int64(p.chunk * p.th * p.tw)
+	return 4 * winoA2 * (int64(p.k*p.c) + int64(p.c)*t + int64(p.k)*t)
+}
+
+// filter returns U = G g Gᵀ for every (k, c), laid out [36][k][c], computed
+// in float64 and rounded once.
+func winogradFilter(w []float32, k, c int) []float32 {
+	u := make([]float32, winoA2*k*c)
+	parallelFor(k, k*c*winoA2, func(lo, hi int) {
+		var gg [winoA][3]float64
+		for kk := lo; kk < hi; kk++ {
+			for cc := 0; cc < c; cc++ {
+				g := w[(kk*c+cc)*9 : (kk*c+cc)*9+9]
+				for j := 0; j < 3; j++ { // G g, column j
+					g0, g1, g2 := float64(g[j]), float64(g[3+j]), float64(g[6+j])
+					gg[0][j] = g0 / 4
+					gg[1][j] = -(g0 + g1 + g2) / 6
+					gg[2][j] = -(g0 - g1 + g2) / 6
+					gg[3][j] = g0/24 + g1/12 + g2/6
+					gg[4][j] = g0/24 - g1/12 + g2/6
+					gg[5][j] = g2
+				}
+				for i := 0; i < winoA; i++ { // (G g) Gᵀ, row i
+					g0, g1, g2 := gg[i][0], gg[i][1], gg[i][2]
+					row := [winoA]float64{g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6, g0/24 + g1/12 + g2/6, g0/24 - g1/12 + g2/6, g2}
+					for j, v := range row {
+						u[((i*winoA+j)*k+kk)*c+cc] = float32(v)
+					}
+				}
+			}
+		}
+	})
+	return u
+}
+
+// forward computes out [n, k, oh, ow] from x [n, c, h, w], the weight w
+// [k, c, 3, 3] (transformed on the first call only: the weights are fixed)
+// and the optional bias.
+func (p *winograd) forward(x, w, bias, out []float32) {
+	p.uOnce.Do(func() { p.u = winogradFilter(w, p.k, p.c) })
+	tiles := p.th * p.tw
+	for i0 := 0; i0 < p.n; i0 += p.chunk {
+		i1 := min(i0+p.chunk, p.n)
+		t := (i1 - i0) * tiles
+		v := p.v.take(winoA2 * p.c * t)
+		m := p.m.take(winoA2 * p.k * t)
+		parallelFor(p.c, p.c*t*winoA2, func(lo, hi int) { p.inputs(x, v, i0, i1, lo, hi) })
+		// 36 independent products, spread over the cores whole.
+		parallelFor(winoA2, winoA2*p.k*p.c*t, func(lo, hi int) {
+			wk := sgemmPool.Get().(*sgemmWork)
+			for xi := lo; xi < hi; xi++ {
+				sgemmBlock(sgemmKern, wk, false, false, 0, p.k, 0, t, p.c, 1,
+					p.u[xi*p.k*p.c:], p.c, v[xi*p.c*t:], t, 0, m[xi*p.k*t:], t)
+			}
+			sgemmPool.Put(wk)
+		})
+		parallelFor(p.k, p.k*t*winoA2, func(lo, hi int) { p.outputs(m, bias, out, i0, i1, lo, hi) })
+		p.v.give(v)
+		p.m.give(m)
+	}
+}
+
+// inputs writes V = Bᵀ d B of channels [c0, c1) of images [i0, i1) into v,
+// laid out [36][c][tile].
+func (p *winograd) inputs(x, v []float32, i0, i1, c0, c1 int) {
+	t := (i1 - i0) * p.th * p.tw
+	var d [winoA2]float32
+	for c := c0; c < c1; c++ {
+		for img := i0; img < i1; img++ {
+			plane := x[(img*p.c+c)*p.h*p.w : (img*p.c+c+1)*p.h*p.w]
+			for ty := 0; ty < p.th; ty++ {
+				for tx := 0; tx < p.tw; tx++ {
+					h0, w0 := ty*winoM-p.ph, tx*winoM-p.pw
+					if h0 >= 0 && w0 >= 0 && h0+winoA <= p.h && w0+winoA <= p.w {
+						for r := 0; r < winoA; r++ {
+							copy(d[r*winoA:(r+1)*winoA], plane[(h0+r)*p.w+w0:])
+						}
+					} else {
+						for r := 0; r < winoA; r++ {
+							for s := 0; s < winoA; s++ {
+								hh, ww := h0+r, w0+s
+								if hh >= 0 && hh < p.h && ww >= 0 && ww < p.w {
+									d[r*winoA+s] = plane[hh*p.w+ww]
+								} else {
+									d[r*winoA+s] = 0
+								}
+							}
+						}
+					}
+					winoInputTransform(&d)
+					o := c*t + ((img-i0)*p.th+ty)*p.tw + tx
+					stride := p.c * t
+					for xi := 0; xi < winoA2; xi++ {
+						v[xi*stride+o] = d[xi]
+					}
+				}
+			}
+		}
+	}
+}
+
+// winoInputTransform replaces d with Bᵀ d B.
+func winoInputTransform(d *[winoA2]float32) {
+	// Bᵀ rows: [4 0 -5 0 1 0] [0 -4 -4 1 1 0] [0 4 -4 -1 1 0]
+	// [0 -2 -1 2 1 0] [0 2 -1 -2 1 0] [0 4 0 -5 0 1].
+	var t [winoA2]float32
+	for j := 0; j < winoA; j++ { // Bᵀ d, column j
+		d0, d1, d2, d3, d4, d5 := d[j], d[winoA+j], d[2*winoA+j], d[3*winoA+j], d[4*winoA+j], d[5*winoA+j]
+		t[j] = 4*d0 - 5*d2 + d4
+		t[winoA+j] = -4*(d1+d2) + d3 + d4
+		t[2*winoA+j] = 4*(d1-d2) - d3 + d4
+		t[3*winoA+j] = 2*(d3-d1) - d2 + d4
+		t[4*winoA+j] = 2*(d1-d3) - d2 + d4
+		t[5*winoA+j] = 4*d1 - 5*d3 + d5
+	}
+	for i := 0; i < winoA; i++ { // (Bᵀ d) B, row i
+		r := t[i*winoA : (i+1)*winoA]
+		d0, d1, d2, d3, d4, d5 := r[0], r[1], r[2], r[3], r[4], r[5]
+		o := d[i*winoA : (i+1)*winoA]
+		o[0] = 4*d0 - 5*d2 + d4
+		o[1] = -4*(d1+d2) + d3 + d4
+		o[2] = 4*(d1-d2) - d3 + d4
+		o[3] = 2*(d3-d1) - d2 + d4
+		o[4] = 2*(d1-d3) - d2 + d4
+		o[5] = 4*d1 - 5*d3 + d5
+	}
+}
+
+// outputs writes Y = Aᵀ m A (plus the bias) of output channels [k0, k1)
+// of images [i0, i1) into out, from m laid out [36][k][tile].
+func (p *winograd) outputs(m, bias, out []float32, i0, i1, k0, k1 int) {
+	t := (i1 - i0) * p.th * p.tw
+	stride := p.k * t
+	var blk [winoA2]float32
+	var y [winoM * winoM]float32
+	for k := k0; k < k1; k++ {
+		var b float32
+		if bias != nil {
+			b = bias[k]
+		}
+		for img := i0; img < i1; img++ {
+			plane := out[(img*p.k+k)*p.oh*p.ow : (img*p.k+k+1)*p.oh*p.ow]
+			for ty := 0; ty < p.th; ty++ {
+				for tx := 0; tx < p.tw; tx++ {
+					o := k*t + ((img-i0)*p.th+ty)*p.tw + tx
+					for xi := 0; xi < winoA2; xi++ {
+						blk[xi] = m[xi*stride+o]
+					}
+					winoOutputTransform(&blk, &y)
+					h0, w0 := ty*winoM, tx*winoM
+					for r := 0; r < winoM && h0+r < p.oh; r++ {
+						row := plane[(h0+r)*p.ow:]
+						for s := 0; s < winoM && w0+s < p.ow; s++ {
+							row[w0+s] = y[r*winoM+s] + b
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// winoOutputTransform writes Aᵀ m A into y.
+func winoOutputTransform(m *[winoA2]float32, y *[winoM * winoM]float32) {
+	// Aᵀ rows: [1 1 1 1 1 0] [0 1 -1 2 -2 0] [0 1 1 4 4 0] [0 1 -1 8 -8 1].
+	var t [winoM * winoA]float32
+	for j := 0; j < winoA; j++ { // Aᵀ m, column j
+		m0, m1, m2, m3, m4, m5 := m[j], m[winoA+j], m[2*winoA+j], m[3*winoA+j], m[4*winoA+j], m[5*winoA+j]
+		a, b := m1+m2, m1-m2
+		c, d := m3+m4, m3-m4
+		t[j] = m0 + a + c
+		t[winoA+j] = b + 2*d
+		t[2*winoA+j] = a + 4*c
+		t[3*winoA+j] = b + 8*d + m5
+	}
+	for i := 0; i < winoM; i++ { // (Aᵀ m) A, row i
+		r := t[i*winoA : (i+1)*winoA]
+		a, b := r[1]+r[2], r[1]-r[2]
+		c, d := r[3]+r[4], r[3]-r[4]
+		y[i*winoM] = r[0] + a + c
+		y[i*winoM+1] = b + 2*d
+		y[i*winoM+2] = a + 4*c
+		y[i*winoM+3] = b + 8*d + r[5]
+	}
+}

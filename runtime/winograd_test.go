@@ -1,0 +1,233 @@
+package runtime
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/graft-dev/graft/internal/testenv"
+	"github.com/graft-dev/graft/onnx"
+	"gorgonia.org/tensor"
+)
+
+// naiveConv3x3 is the definition: out[i,k,y,x] = b[k] + Σ_c,r,s
+// w[k,c,r,s] x[i,c,y+r-ph,x+s-pw], in float64.
+func naiveConv3x3(x, w, b []float32, n, c, k, h, wd, ph, pw, oh, ow int) []float64 {
+	out := make([]float64, n*k*oh*ow)
+	for i := 0; i < n; i++ {
+		for kk := 0; kk < k; kk++ {
+			for y := 0; y < oh; y++ {
+				for xx := 0; xx < ow; xx++ {
+					s := 0.0
+					if b != nil {
+						s = float64(b[kk])
+					}
+					for cc := 0; cc < c; cc++ {
+						for r := 0; r < 3; r++ {
+							for q := 0; q < 3; q++ {
+								hy, wx := y+r-ph, xx+q-pw
+								if hy < 0 || hy >= h || wx < 0 || wx >= wd {
+									continue
+								}
+								s += float64(w[((kk*c+cc)*3+r)*3+q]) * float64(x[((i*c+cc)*h+hy)*wd+wx])
+							}
+						}
+					}
+					out[((i*k+kk)*oh+y)*ow+xx] = s
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestWinograd checks F(4x4, 3x3) against the definition on shapes whose
+// output is and is not a whole number of 4x4 tiles, with and without
+// padding (asymmetric too), bias and several passes of images: the error,
+// relative to the scale of the output, stays at float32 rounding of a
+// sum of 9c products, amplified by the transforms (at most 1e-5 here;
+// float32 im2col is about 1e-6).
+func TestWinograd(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	for _, tc := range []struct{ n, c, k, h, w, pt, pl, pb, pr int }{
+		{1, 16, 16, 8, 8, 1, 1, 1, 1},
+		{2, 17, 19, 7, 13, 1, 1, 1, 1},
+		{1, 16, 33, 9, 9, 0, 0, 0, 0},
+		{3, 24, 16, 6, 5, 0, 1, 1, 0},
+		{1, 65, 63, 14, 14, 1, 1, 1, 1},
+		{7, 16, 16, 38, 37, 1, 1, 1, 1}, // several passes of images
+		{1, 64, 64, 56, 56, 1, 1, 1, 1},
+	} {
+		t.Run(fmt.Sprint(tc), func(t *testing.T) {
+			win := &window{in: []int{tc.h, tc.w}, kernel: []int{3, 3}, strides: []int{1, 1}, dilations: []int{1, 1},
+				padsBegin: []int{tc.pt, tc.pl}, padsEnd: []int{tc.pb, tc.pr},
+				out: []int{tc.h + tc.pt + tc.pb - 2, tc.w + tc.pl + tc.pr - 2}}
+			p := planWinograd(tc.n, tc.c, tc.k, win)
+			if tc.n == 7 && p.chunk >= tc.n {
+				t.Fatalf("chunk %d: want several passes", p.chunk)
+			}
+			x, w, b := randF32(r, tc.n*tc.c*tc.h*tc.w), randF32(r, tc.k*tc.c*9), randF32(r, tc.k)
+			oh, ow := win.out[0], win.out[1]
+			got := make([]float32, tc.n*tc.k*oh*ow)
+			for i := range got {
+				got[i] = float32(math.NaN()) // every element must be written
+			}
+			p.forward(x, w, b, got)
+			want := naiveConv3x3(x, w, b, tc.n, tc.c, tc.k, tc.h, tc.w, tc.pt, tc.pl, oh, ow)
+			var worst, scale float64
+			for i, v := range want {
+				worst = math.Max(worst, math.Abs(float64(got[i])-v))
+				if math.IsNaN(float64(got[i])) {
+					t.Fatalf("element %d not written", i)
+				}
+				scale = math.Max(scale, math.Abs(v))
+			}
+			if worst > 1e-5*scale {
+				t.Errorf("max |winograd - definition| = %.3g, %.3g of max |y| %.3g", worst, worst/scale, scale)
+			}
+			// A second call reuses the transformed weights.
+			p.forward(x, w, nil, got)
+			for i, v := range want {
+				if d := math.Abs(float64(got[i]) + float64(b[i/(oh*ow)%tc.k]) - v); d > 1e-5*scale {
+					t.Fatalf("second call, element %d: off by %.3g", i, d)
+				}
+			}
+		})
+	}
+}
+
+// TestWinogradApplies: only 2-d 3x3 stride-1 undilated ungrouped windows
+// with enough channels take the Winograd path.
+func TestWinogradApplies(t *testing.T) {
+	win := func(k, s, d int) *window {
+		return &window{in: []int{16, 16}, kernel: []int{k, k}, strides: []int{s, s}, dilations: []int{d, d},
+			padsBegin: []int{1, 1}, padsEnd: []int{1, 1}, out: []int{16, 16}}
+	}
+	small := &window{in: []int{7, 7}, kernel: []int{3, 3}, strides: []int{1, 1}, dilations: []int{1, 1},
+		padsBegin: []int{1, 1}, padsEnd: []int{1, 1}, out: []int{7, 7}}
+	for _, tc := range []struct {
+		n, c, k, group int
+		win            *window
+		want           bool
+	}{
+		{1, 16, 16, 1, win(3, 1, 1), true},
+		{1, 16, 16, 1, win(3, 2, 1), false},
+		{1, 16, 16, 1, win(3, 1, 2), false},
+		{1, 16, 16, 1, win(5, 1, 1), false},
+		{1, 16, 16, 2, win(3, 1, 1), false},
+		{1, 8, 16, 1, win(3, 1, 1), false},
+		{1, 16, 8, 1, win(3, 1, 1), false},
+		{1, 512, 512, 1, small, false}, // 4 tiles
+		{4, 512, 512, 1, small, true},  // 16 tiles
+	} {
+		if got := newWinograd(tc.n, tc.c, tc.k, tc.group, tc.win) != nil; got != tc.want {
+			t.Errorf("n %d c %d k %d group %d window %v: applies %v, want %v", tc.n, tc.c, tc.k, tc.group, tc.win, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkWinograd compares F(4x4, 3x3) with im2col + GEMM on ResNet-18's
+// 3x3 layers at batch 1.
+func BenchmarkWinograd(b *testing.B) {
+	r := rand.New(rand.NewSource(1))
+	for _, s := range []struct{ c, hw int }{{64, 56}, {128, 28}, {256, 14}, {512, 7}} {
+		win := &window{in: []int{s.hw, s.hw}, kernel: []int{3, 3}, strides: []int{1, 1}, dilations: []int{1, 1},
+			padsBegin: []int{1, 1}, padsEnd: []int{1, 1}, out: []int{s.hw, s.hw}}
+		x, w := randF32(r, s.c*s.hw*s.hw), randF32(r, s.c*s.c*9)
+		out := make([]float32, s.c*s.hw*s.hw)
+		b.Run(fmt.Sprintf("winograd/%dx%d", s.c, s.hw), func(b *testing.B) {
+			p := planWinograd(1, s.c, s.c, win)
+			p.forward(x, w, nil, out)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				p.forward(x, w, nil, out)
+			}
+		})
+		b.Run(fmt.Sprintf("im2col/%dx%d", s.c, s.hw), func(b *testing.B) {
+			k := &conv[float32]{n: 1, c: s.c, m: s.c, group: 1, win: win, out: []int{1, s.c, s.hw, s.hw}}
+			k.plane = newPlane2d(win)
+			for i := 0; i < b.N; i++ {
+				k.forward([][]float32{x, w}, out)
+			}
+		})
+	}
+}
+
+// TestWinogradResNet18 measures what Winograd's rounding does to a whole
+// network: ResNet-18 (BatchNormalization kept, so the export computes
+// exactly PyTorch's module) with fixed weights against PyTorch float64,
+// beside the im2col path's own distance. docs/benchmarks.md quotes the
+// logged numbers.
+func TestWinogradResNet18(t *testing.T) {
+	dir := testenv.Big.Path("resnet18_op13_bn")
+	testenv.Big.Files(t, "resnet18_op13_bn/model.onnx", "resnet18_op13_bn/test_data_set_0/output64.pb")
+	m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := loadDense(t, filepath.Join(dir, "test_data_set_0/input_0.pb"), false)
+	want := float64sOf(loadDense(t, filepath.Join(dir, "test_data_set_0/output64.pb"), true))
+	scale := 0.0
+	for _, v := range want {
+		scale = math.Max(scale, math.Abs(v))
+	}
+	errs := map[bool]float64{}
+	outs := map[bool][]float64{}
+	for _, fixed := range []bool{false, true} {
+		p, err := Compile(m, Options{FixedWeights: fixed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := p.Run(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs[fixed] = float64sOf(out[0])
+		errs[fixed] = maxAbsDiff(outs[fixed], want)
+	}
+	t.Logf("max |graft - PyTorch float64| / max|y| (%.3g): im2col %.2g, Winograd %.2g", scale, errs[false]/scale, errs[true]/scale)
+	if maxAbsDiff(outs[false], outs[true]) == 0 {
+		t.Error("fixed weights gave the im2col path's output bit for bit: Winograd did not run")
+	}
+	if tol := 1e-4 + 1e-5*scale; !(errs[true] <= tol) {
+		t.Errorf("Winograd: max |graft - PyTorch float64| = %.3g, want <= %.3g", errs[true], tol)
+	}
+}
+
+// A program with fixed weights refuses what would change them, and still
+// gives input gradients (an attack's).
+func TestFixedWeightsRefusesTraining(t *testing.T) {
+	dir := committedModelDirs(t)[0]
+	m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(m, Options{FixedWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := loadDense(t, filepath.Join(dir, "test_data_set_0/input_0.pb"), false)
+	out, err := p.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, err := p.OneHot(make([]int, out[0].Shape()[0]), out[0].Shape()[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []*Request{
+		{Inputs: []*tensor.Dense{in}, Targets: targets, Loss: CrossEntropy, Train: true},
+		{Inputs: []*tensor.Dense{in}, Targets: targets, Loss: CrossEntropy, Params: []string{p.Params()[0].Name}},
+	} {
+		if _, err := p.Step(req); err == nil || !strings.Contains(err.Error(), "fixed weights") {
+			t.Errorf("train %v, params %v: err %v, want a refusal naming fixed weights", req.Train, req.Params, err)
+		}
+	}
+	res, err := p.Step(&Request{Inputs: []*tensor.Dense{in}, Targets: targets, Loss: CrossEntropy, InputGrads: true})
+	if err != nil || len(res.InputGrads) != 1 {
+		t.Fatalf("input gradients with fixed weights: %v", err)
+	}
+}
