@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	goruntime "runtime"
 	"sync"
 )
 
@@ -43,10 +44,25 @@ type winograd struct {
 	n, c, k, h, w, oh, ow, ph, pw int
 	th, tw                        int // tiles per image along h and w
 	chunk                         int // images per pass
-	u                             []float32
-	uOnce                         sync.Once
-	v, m                          scratch[float32]
+	// The input is read from a zero-padded copy of one channel of a
+	// pass's images, hp x wp each; offsets[t] is where tile t's 6x6 block
+	// starts in it.
+	hp, wp  int
+	offsets []int32
+	u       []float32
+	uOnce   sync.Once
+	v, m    scratch[float32]
 }
+
+// winoInputGroups and winoOutputGroups, when set (winograd_amd64.go),
+// transform 8 tiles at a time: V of the blocks of src at offsets idx (rows
+// wp apart) into dst[ξ*ds + tile], and Y of the products m[ξ*ms + tile]
+// (clobbered) into stage[(r*4+s)*ss + tile], for groups of 8 tiles. The
+// scalar winoInputTransform and winoOutputTransform do the rest.
+var (
+	winoInputGroups  func(src []float32, wp int, idx []int32, groups int, dst []float32, ds int)
+	winoOutputGroups func(m []float32, ms, groups int, stage []float32, ss int)
+)
 
 // newWinograd returns the plan for a convolution, or nil when Winograd's
 // algorithm does not apply (not a 2-d 3x3 stride-1 undilated ungrouped
@@ -72,6 +88,14 @@ func planWinograd(n, c, k int, win *window) *winograd {
 	p := &winograd{n: n, c: c, k: k, h: win.in[0], w: win.in[1], oh: win.out[0], ow: win.out[1], ph: win.padsBegin[0], pw: win.padsBegin[1]}
 	p.th, p.tw = (p.oh+winoM-1)/winoM, (p.ow+winoM-1)/winoM
 	p.chunk = min(n, max(1, (winoTiles+p.th*p.tw-1)/(p.th*p.tw)))
+	p.hp, p.wp = winoM*p.th+2, winoM*p.tw+2
+	for img := 0; img < p.chunk; img++ {
+		for ty := 0; ty < p.th; ty++ {
+			for tx := 0; tx < p.tw; tx++ {
+				p.offsets = append(p.offsets, int32(img*p.hp*p.wp+ty*winoM*p.wp+tx*winoM))
+			}
+		}
+	}
 	return p
 }
 
@@ -79,7 +103,8 @@ func planWinograd(n, c, k int, win *window) *winograd {
 // inputs and products.
 func (p *winograd) scratchBytes() int64 {
 	t := int64(p.chunk * p.th * p.tw)
-	return 4 * winoA2 * (int64(p.k*p.c) + int64(p.c)*t + int64(p.k)*t)
+	perCore := int64(p.chunk*p.hp*p.wp) + 16*t // a padded channel and a stage
+	return 4*winoA2*(int64(p.k*p.c)+int64(p.c)*t+int64(p.k)*t) + 4*perCore*int64(goruntime.GOMAXPROCS(0))
 }
 
 // filter returns U = G g Gᵀ for every (k, c), laid out [36][k][c], computed
@@ -144,36 +169,33 @@ func (p *winograd) forward(x, w, bias, out []float32) {
 // laid out [36][c][tile].
 func (p *winograd) inputs(x, v []float32, i0, i1, c0, c1 int) {
 	t := (i1 - i0) * p.th * p.tw
+	pad := make([]float32, (i1-i0)*p.hp*p.wp) // borders stay zero
+	groups := 0
+	if winoInputGroups != nil {
+		groups = t / 8
+	}
 	var d [winoA2]float32
 	for c := c0; c < c1; c++ {
 		for img := i0; img < i1; img++ {
 			plane := x[(img*p.c+c)*p.h*p.w : (img*p.c+c+1)*p.h*p.w]
-			for ty := 0; ty < p.th; ty++ {
-				for tx := 0; tx < p.tw; tx++ {
-					h0, w0 := ty*winoM-p.ph, tx*winoM-p.pw
-					if h0 >= 0 && w0 >= 0 && h0+winoA <= p.h && w0+winoA <= p.w {
-						for r := 0; r < winoA; r++ {
-							copy(d[r*winoA:(r+1)*winoA], plane[(h0+r)*p.w+w0:])
-						}
-					} else {
-						for r := 0; r < winoA; r++ {
-							for s := 0; s < winoA; s++ {
-								hh, ww := h0+r, w0+s
-								if hh >= 0 && hh < p.h && ww >= 0 && ww < p.w {
-									d[r*winoA+s] = plane[hh*p.w+ww]
-								} else {
-									d[r*winoA+s] = 0
-								}
-							}
-						}
-					}
-					winoInputTransform(&d)
-					o := c*t + ((img-i0)*p.th+ty)*p.tw + tx
-					stride := p.c * t
-					for xi := 0; xi < winoA2; xi++ {
-						v[xi*stride+o] = d[xi]
-					}
-				}
+			dst := pad[(img-i0)*p.hp*p.wp:]
+			for r := 0; r < p.h && p.ph+r < p.hp; r++ {
+				n := min(p.w, p.wp-p.pw)
+				copy(dst[(p.ph+r)*p.wp+p.pw:(p.ph+r)*p.wp+p.pw+n], plane[r*p.w:r*p.w+n])
+			}
+		}
+		if groups > 0 {
+			winoInputGroups(pad, p.wp, p.offsets, groups, v[c*t:], p.c*t)
+		}
+		for tile := 8 * groups; tile < t; tile++ {
+			o := int(p.offsets[tile])
+			for r := 0; r < winoA; r++ {
+				row := pad[o+r*p.wp : o+r*p.wp+winoA]
+				copy(d[r*winoA:(r+1)*winoA], row)
+			}
+			winoInputTransform(&d)
+			for xi := 0; xi < winoA2; xi++ {
+				v[xi*p.c*t+c*t+tile] = d[xi]
 			}
 		}
 	}
@@ -207,32 +229,52 @@ func winoInputTransform(d *[winoA2]float32) {
 }
 
 // outputs writes Y = Aᵀ m A (plus the bias) of output channels [k0, k1)
-// of images [i0, i1) into out, from m laid out [36][k][tile].
+// of images [i0, i1) into out, from m laid out [36][k][tile] (clobbered).
 func (p *winograd) outputs(m, bias, out []float32, i0, i1, k0, k1 int) {
-	t := (i1 - i0) * p.th * p.tw
-	stride := p.k * t
+	tiles := p.th * p.tw
+	t := (i1 - i0) * tiles
+	stage := make([]float32, 16*t) // y[r][s] of tile j at stage[(r*4+s)*t+j]
+	groups := 0
+	if winoOutputGroups != nil {
+		groups = t / 8
+	}
 	var blk [winoA2]float32
 	var y [winoM * winoM]float32
 	for k := k0; k < k1; k++ {
+		if groups > 0 {
+			winoOutputGroups(m[k*t:], p.k*t, groups, stage, t)
+		}
+		for tile := 8 * groups; tile < t; tile++ {
+			for xi := 0; xi < winoA2; xi++ {
+				blk[xi] = m[xi*p.k*t+k*t+tile]
+			}
+			winoOutputTransform(&blk, &y)
+			for e, val := range y {
+				stage[e*t+tile] = val
+			}
+		}
 		var b float32
 		if bias != nil {
 			b = bias[k]
 		}
+		// Row r of a tile row is row r of each of its tiles, side by side.
+		whole := p.ow / winoM // tiles wholly inside a row
 		for img := i0; img < i1; img++ {
 			plane := out[(img*p.k+k)*p.oh*p.ow : (img*p.k+k+1)*p.oh*p.ow]
 			for ty := 0; ty < p.th; ty++ {
-				for tx := 0; tx < p.tw; tx++ {
-					o := k*t + ((img-i0)*p.th+ty)*p.tw + tx
-					for xi := 0; xi < winoA2; xi++ {
-						blk[xi] = m[xi*stride+o]
+				first := (img-i0)*tiles + ty*p.tw
+				for r := 0; r < winoM && ty*winoM+r < p.oh; r++ {
+					row := plane[(ty*winoM+r)*p.ow : (ty*winoM+r+1)*p.ow]
+					s0 := stage[(r*winoM)*t+first : (r*winoM)*t+first+p.tw]
+					s1 := stage[(r*winoM+1)*t+first : (r*winoM+1)*t+first+p.tw]
+					s2 := stage[(r*winoM+2)*t+first : (r*winoM+2)*t+first+p.tw]
+					s3 := stage[(r*winoM+3)*t+first : (r*winoM+3)*t+first+p.tw]
+					for tx := 0; tx < whole; tx++ {
+						o := row[tx*winoM : tx*winoM+winoM]
+						o[0], o[1], o[2], o[3] = s0[tx]+b, s1[tx]+b, s2[tx]+b, s3[tx]+b
 					}
-					winoOutputTransform(&blk, &y)
-					h0, w0 := ty*winoM, tx*winoM
-					for r := 0; r < winoM && h0+r < p.oh; r++ {
-						row := plane[(h0+r)*p.ow:]
-						for s := 0; s < winoM && w0+s < p.ow; s++ {
-							row[w0+s] = y[r*winoM+s] + b
-						}
+					for w := whole * winoM; w < p.ow; w++ { // a last, partial tile
+						row[w] = stage[(r*winoM+w%winoM)*t+first+whole] + b
 					}
 				}
 			}

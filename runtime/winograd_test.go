@@ -46,13 +46,14 @@ func naiveConv3x3(x, w, b []float32, n, c, k, h, wd, ph, pw, oh, ow int) []float
 
 // TestWinograd checks F(4x4, 3x3) against the definition on shapes whose
 // output is and is not a whole number of 4x4 tiles, with and without
-// padding (asymmetric too), bias and several passes of images: the error,
-// relative to the scale of the output, stays at float32 rounding of a
-// sum of 9c products, amplified by the transforms (at most 1e-5 here;
-// float32 im2col is about 1e-6).
+// padding (asymmetric too), bias and several passes of images, through the
+// assembly transforms (groups of 8 tiles, the rest in Go) and through the
+// Go transforms alone: the error, relative to the scale of the output,
+// stays at float32 rounding of a sum of 9c products, amplified by the
+// transforms (at most 1e-5 here; float32 im2col is about 1e-6).
 func TestWinograd(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
-	for _, tc := range []struct{ n, c, k, h, w, pt, pl, pb, pr int }{
+	for _, tc := range []winoCase{
 		{1, 16, 16, 8, 8, 1, 1, 1, 1},
 		{2, 17, 19, 7, 13, 1, 1, 1, 1},
 		{1, 16, 33, 9, 9, 0, 0, 0, 0},
@@ -62,40 +63,53 @@ func TestWinograd(t *testing.T) {
 		{1, 64, 64, 56, 56, 1, 1, 1, 1},
 	} {
 		t.Run(fmt.Sprint(tc), func(t *testing.T) {
-			win := &window{in: []int{tc.h, tc.w}, kernel: []int{3, 3}, strides: []int{1, 1}, dilations: []int{1, 1},
-				padsBegin: []int{tc.pt, tc.pl}, padsEnd: []int{tc.pb, tc.pr},
-				out: []int{tc.h + tc.pt + tc.pb - 2, tc.w + tc.pl + tc.pr - 2}}
-			p := planWinograd(tc.n, tc.c, tc.k, win)
-			if tc.n == 7 && p.chunk >= tc.n {
-				t.Fatalf("chunk %d: want several passes", p.chunk)
-			}
-			x, w, b := randF32(r, tc.n*tc.c*tc.h*tc.w), randF32(r, tc.k*tc.c*9), randF32(r, tc.k)
-			oh, ow := win.out[0], win.out[1]
-			got := make([]float32, tc.n*tc.k*oh*ow)
-			for i := range got {
-				got[i] = float32(math.NaN()) // every element must be written
-			}
-			p.forward(x, w, b, got)
-			want := naiveConv3x3(x, w, b, tc.n, tc.c, tc.k, tc.h, tc.w, tc.pt, tc.pl, oh, ow)
-			var worst, scale float64
-			for i, v := range want {
-				worst = math.Max(worst, math.Abs(float64(got[i])-v))
-				if math.IsNaN(float64(got[i])) {
-					t.Fatalf("element %d not written", i)
-				}
-				scale = math.Max(scale, math.Abs(v))
-			}
-			if worst > 1e-5*scale {
-				t.Errorf("max |winograd - definition| = %.3g, %.3g of max |y| %.3g", worst, worst/scale, scale)
-			}
-			// A second call reuses the transformed weights.
-			p.forward(x, w, nil, got)
-			for i, v := range want {
-				if d := math.Abs(float64(got[i]) + float64(b[i/(oh*ow)%tc.k]) - v); d > 1e-5*scale {
-					t.Fatalf("second call, element %d: off by %.3g", i, d)
-				}
+			tc.check(t, r)
+			if winoInputGroups != nil {
+				in, out := winoInputGroups, winoOutputGroups
+				winoInputGroups, winoOutputGroups = nil, nil
+				defer func() { winoInputGroups, winoOutputGroups = in, out }()
+				tc.check(t, r)
 			}
 		})
+	}
+}
+
+type winoCase struct{ n, c, k, h, w, pt, pl, pb, pr int }
+
+func (tc winoCase) check(t *testing.T, r *rand.Rand) {
+	t.Helper()
+	win := &window{in: []int{tc.h, tc.w}, kernel: []int{3, 3}, strides: []int{1, 1}, dilations: []int{1, 1},
+		padsBegin: []int{tc.pt, tc.pl}, padsEnd: []int{tc.pb, tc.pr},
+		out: []int{tc.h + tc.pt + tc.pb - 2, tc.w + tc.pl + tc.pr - 2}}
+	p := planWinograd(tc.n, tc.c, tc.k, win)
+	if tc.n == 7 && p.chunk >= tc.n {
+		t.Fatalf("chunk %d: want several passes", p.chunk)
+	}
+	x, w, b := randF32(r, tc.n*tc.c*tc.h*tc.w), randF32(r, tc.k*tc.c*9), randF32(r, tc.k)
+	oh, ow := win.out[0], win.out[1]
+	got := make([]float32, tc.n*tc.k*oh*ow)
+	for i := range got {
+		got[i] = float32(math.NaN()) // every element must be written
+	}
+	p.forward(x, w, b, got)
+	want := naiveConv3x3(x, w, b, tc.n, tc.c, tc.k, tc.h, tc.w, tc.pt, tc.pl, oh, ow)
+	var worst, scale float64
+	for i, v := range want {
+		if math.IsNaN(float64(got[i])) {
+			t.Fatalf("element %d not written", i)
+		}
+		worst = math.Max(worst, math.Abs(float64(got[i])-v))
+		scale = math.Max(scale, math.Abs(v))
+	}
+	if worst > 1e-5*scale {
+		t.Errorf("assembly %v: max |winograd - definition| = %.3g, %.3g of max |y| %.3g", winoInputGroups != nil, worst, worst/scale, scale)
+	}
+	// A second call reuses the transformed weights.
+	p.forward(x, w, nil, got)
+	for i, v := range want {
+		if d := math.Abs(float64(got[i]) + float64(b[i/(oh*ow)%tc.k]) - v); d > 1e-5*scale {
+			t.Fatalf("second call, element %d: off by %.3g", i, d)
+		}
 	}
 }
 

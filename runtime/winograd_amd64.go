@@ -1,0 +1,44 @@
+//go:build amd64 && !purego
+
+package runtime
+
+import "golang.org/x/sys/cpu"
+
+// winoInputAVX and winoOutputAVX are winograd's transforms of 8 tiles at
+// a time (winograd_amd64.s); see winoInputGroups and winoOutputGroups.
+//
+//go:noescape
+func winoInputAVX(src *float32, wp int, idx *int32, groups int, dst *float32, ds int)
+
+//go:noescape
+func winoOutputAVX(m *float32, ms int, groups int, stage *float32, ss int)
+
+func init() {
+	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
+		return
+	}
+	winoInputGroups = func(src []float32, wp int, idx []int32, groups int, dst []float32, ds int) {
+		if groups == 0 {
+			return
+		}
+		// The bounds the assembly relies on, checked once per call.
+		hi := int32(0)
+		for _, o := range idx[:8*groups] {
+			if o < 0 {
+				panic("winoInputAVX: negative offset")
+			}
+			hi = max(hi, o)
+		}
+		_ = src[int(hi)+5*wp+5]
+		_ = dst[35*ds+8*groups-1]
+		winoInputAVX(&src[0], wp, &idx[0], groups, &dst[0], ds)
+	}
+	winoOutputGroups = func(m []float32, ms, groups int, stage []float32, ss int) {
+		if groups == 0 {
+			return
+		}
+		_ = m[35*ms+8*groups-1]
+		_ = stage[15*ss+8*groups-1]
+		winoOutputAVX(&m[0], ms, groups, &stage[0], ss)
+	}
+}
