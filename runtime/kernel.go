@@ -84,11 +84,15 @@ func shapeOf(s []int) tensor.Shape {
 }
 
 func (op *kernelOp[T]) Do(vals ...G.Value) (G.Value, error) {
+	return op.doInto(make([]T, size(op.k.outShape())), vals)
+}
+
+// doInto is Do computing into out, zeroed, of the output's size.
+func (op *kernelOp[T]) doInto(out []T, vals []G.Value) (G.Value, error) {
 	in, err := dataOf[T](vals)
 	if err != nil {
 		return nil, op.fail("", err)
 	}
-	out := make([]T, size(op.k.outShape()))
 	if err := op.k.forward(in, out); err != nil {
 		return nil, op.fail("", err)
 	}

@@ -11,20 +11,32 @@ import (
 // whole run, so a run holds every activation at once (1.7 GB for ViT-B/16
 // on one image). leanRun runs the nodes in a fixed order and drops each
 // value after its last reader, so a run holds only the values still to be
-// read: what an inference engine holds.
+// read: what an inference engine holds. A dropped value's buffer goes back
+// to the session's pool and serves a later value of the same size, in this
+// run or the next, so a run in the steady state allocates only what it
+// returns and leaves no garbage behind.
 
 // leanStep is one node of an inference run: the node, its arguments in
-// order, and the values no later step reads, dropped after it.
+// order, and the values no later step reads, dropped after it; recycle
+// marks the dropped values whose buffers may be reused.
 type leanStep struct {
-	node *G.Node
-	args []*G.Node
-	drop []*G.Node
+	node    *G.Node
+	args    []*G.Node
+	drop    []*G.Node
+	recycle []bool // parallel to drop
+	// pooled marks a node whose value is recycled: its buffer comes from
+	// the pool. Others allocate their own, so the pool holds the same
+	// buffers after every run.
+	pooled bool
 }
 
 // leanSchedule orders the op nodes the outputs need (depth first, children
 // in argument order) and notes each value's last reader. Values of outputs
-// are never dropped.
-func leanSchedule(g *G.ExprGraph, outputs []*G.Node) []leanStep {
+// are never dropped. A dropped value is recycled when a kernel computed it
+// into a buffer of its own and only kernels read it: they copy what they
+// read into their own outputs, so nothing else refers to the buffer once
+// they are done (an op of Gorgonia's own may return a view of its input).
+func leanSchedule[T Float](g *G.ExprGraph, outputs []*G.Node) []leanStep {
 	children := func(n *G.Node) []*G.Node {
 		var out []*G.Node
 		it := g.From(n.ID())
@@ -59,11 +71,22 @@ func leanSchedule(g *G.ExprGraph, outputs []*G.Node) []leanStep {
 	for _, n := range outputs {
 		keep[n] = true
 	}
+	isKernel := func(n *G.Node) bool {
+		_, ok := n.Op().(*kernelOp[T])
+		return ok && len(n.Shape()) > 0 // a scalar is not a buffer
+	}
 	last := map[*G.Node]int{}
+	owned := map[*G.Node]bool{}
+	for _, s := range steps {
+		owned[s.node] = isKernel(s.node)
+	}
 	for i, s := range steps {
 		for _, a := range s.args {
 			if a.Op() != nil && !keep[a] {
 				last[a] = i
+			}
+			if !isKernel(s.node) {
+				owned[a] = false
 			}
 		}
 	}
@@ -74,27 +97,69 @@ func leanSchedule(g *G.ExprGraph, outputs []*G.Node) []leanStep {
 	}
 	for n, i := range last {
 		steps[i].drop = append(steps[i].drop, n)
+		steps[i].recycle = append(steps[i].recycle, owned[n])
+	}
+	for i := range steps {
+		_, dropped := last[steps[i].node]
+		steps[i].pooled = dropped && owned[steps[i].node]
 	}
 	return steps
 }
 
-// leanPeak is the largest number of bytes the schedule's op values hold at
-// once, for elements of elem bytes.
-func leanPeak(steps []leanStep, elem int64) int64 {
-	var live, peak int64
+// leanMemory is what the schedule's op values take, for elements of elem
+// bytes: pooled, the buffers a first run takes from an empty pool (later
+// runs find them there: the pool keeps them between runs), and fresh, the
+// bytes of values each run allocates anew (those of Gorgonia's own ops,
+// and kernel outputs that are not recycled, such as the outputs), garbage
+// once the run is over.
+func leanMemory(steps []leanStep, elem int64) (pooled, fresh int64) {
+	free := map[int]int{} // buffers of each size in the pool
 	for _, s := range steps {
-		live += int64(s.node.Shape().TotalSize()) * elem
-		peak = max(peak, live)
-		for _, d := range s.drop {
-			live -= int64(d.Shape().TotalSize()) * elem
+		n := s.node.Shape().TotalSize()
+		switch {
+		case !s.pooled:
+			fresh += int64(n) * elem
+		case free[n] > 0:
+			free[n]--
+		default:
+			pooled += int64(n) * elem
+		}
+		for i, d := range s.drop {
+			if s.recycle[i] {
+				free[d.Shape().TotalSize()]++
+			}
 		}
 	}
-	return peak
+	return pooled, fresh
+}
+
+// leanPool holds the buffers of dropped values, by length, for reuse.
+type leanPool[T Float] struct {
+	free map[int][][]T
+	made int // buffers allocated, for tests
+}
+
+func (p *leanPool[T]) get(n int) []T {
+	if bs := p.free[n]; len(bs) > 0 {
+		b := bs[len(bs)-1]
+		p.free[n] = bs[:len(bs)-1]
+		clear(b) // kernels write into zeroed outputs
+		return b
+	}
+	p.made++
+	return make([]T, n)
+}
+
+func (p *leanPool[T]) put(b []T) {
+	if p.free == nil {
+		p.free = map[int][][]T{}
+	}
+	p.free[len(b)] = append(p.free[len(b)], b)
 }
 
 // leanRun runs steps with fed values for the input nodes and returns the
-// value of every node in want.
-func leanRun(steps []leanStep, fed map[*G.Node]G.Value, want []*G.Node) (map[*G.Node]G.Value, error) {
+// value of every node in want. Kernels compute into buffers from pool.
+func leanRun[T Float](steps []leanStep, pool *leanPool[T], fed map[*G.Node]G.Value, want []*G.Node) (map[*G.Node]G.Value, error) {
 	vals := map[*G.Node]G.Value{}
 	value := func(n *G.Node) G.Value {
 		if v, ok := vals[n]; ok {
@@ -111,7 +176,14 @@ func leanRun(steps []leanStep, fed map[*G.Node]G.Value, want []*G.Node) (map[*G.
 		for _, a := range s.args {
 			args = append(args, value(a))
 		}
-		v, err := s.node.Op().Do(args...)
+		var v G.Value
+		var err error
+		if s.pooled {
+			op := s.node.Op().(*kernelOp[T])
+			v, err = op.doInto(pool.get(size(op.k.outShape())), args)
+		} else {
+			v, err = s.node.Op().Do(args...)
+		}
 		if err != nil {
 			var k *kernelError
 			if errors.As(err, &k) {
@@ -120,7 +192,10 @@ func leanRun(steps []leanStep, fed map[*G.Node]G.Value, want []*G.Node) (map[*G.
 			return nil, err
 		}
 		vals[s.node] = v
-		for _, d := range s.drop {
+		for i, d := range s.drop {
+			if s.recycle[i] {
+				pool.put(vals[d].Data().([]T))
+			}
 			delete(vals, d)
 		}
 	}

@@ -225,9 +225,11 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 	// What a run allocates is garbage after it, until the collector runs.
 	e.Garbage = e.Activations
 	if s.lean != nil {
-		// An inference run holds only the values still to be read (see
-		// leanRun), but allocates them all.
-		e.Activations = leanPeak(s.lean, elem)
+		// An inference run holds only the values still to be read, in
+		// buffers it keeps for the next run, and allocates only what it
+		// cannot recycle (see leanRun).
+		pooled, fresh := leanMemory(s.lean, elem)
+		e.Activations, e.Garbage = memlimit.Add(pooled, fresh), fresh
 	}
 	for i, n := range s.outputs {
 		switch {

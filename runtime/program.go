@@ -391,8 +391,10 @@ type graphSession[T Float] struct {
 	paramGrads   []*G.Node
 	inputGrads   []*G.Node
 	// lean is the schedule of an inference session, run by leanRun instead
-	// of a tape machine; nil for sessions with a loss.
+	// of a tape machine, with its pool of buffers; nil for sessions with a
+	// loss.
 	lean []leanStep
+	pool *leanPool[T]
 }
 
 // buildSession builds the graph for plan and estimates the memory running
@@ -513,7 +515,7 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 		}
 	}
 	if plan.Loss == NoLoss {
-		s.lean = leanSchedule(b.g, s.outputs)
+		s.lean, s.pool = leanSchedule[T](b.g, s.outputs), &leanPool[T]{}
 	}
 	return s, estimate(b, s, plan, forward), nil
 }
@@ -558,7 +560,7 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 		for i, n := range s.inputs {
 			fed[n] = xs[i]
 		}
-		vals, err := leanRun(s.lean, fed, s.outputs)
+		vals, err := leanRun(s.lean, s.pool, fed, s.outputs)
 		if err != nil {
 			return nil, err
 		}
