@@ -72,7 +72,9 @@ type MemoryEstimate struct {
 	Results     int64 // the copies Step returns: outputs and gradients
 	// Garbage is the previous run's activations, gradients and results:
 	// each run makes new ones, and the old stay in memory until the
-	// garbage collector runs.
+	// garbage collector runs. An inference run recycles its activations,
+	// so there the largest garbage is the model file's bytes, read to
+	// decode it.
 	Garbage int64
 	Total   int64
 	Largest TensorBytes // the largest single tensor
@@ -98,7 +100,7 @@ func (e *MemoryEstimate) String() string {
 		name string
 		n    int64
 	}{{"model", e.Model}, {"parameters", e.Params}, {"inputs", e.Inputs}, {"constants", e.Constants}, {"activations", e.Activations},
-		{"gradients", e.Gradients}, {"scratch", e.Scratch}, {"results", e.Results}, {"garbage of the previous run", e.Garbage}} {
+		{"gradients", e.Gradients}, {"scratch", e.Scratch}, {"results", e.Results}, {"garbage", e.Garbage}} {
 		if c.n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %s", c.name, memlimit.Format(c.n)))
 		}
@@ -196,6 +198,7 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 	if s.target != nil {
 		fed[s.target] = "the targets"
 	}
+	shared := map[any]int64{} // the workspace's buffers: the most any kernel takes of each
 	for i, n := range b.g.AllNodes() {
 		shape := []int(n.Shape())
 		nb := bytes(shape)
@@ -216,11 +219,17 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 				if sk, ok := k.k.(scratchKernel); ok {
 					e.Scratch = memlimit.Add(e.Scratch, sk.scratchBytes())
 				}
+				if wk, ok := k.k.(workspaceKernel); ok {
+					wk.workspaceBytes(func(buf any, n int64) { shared[buf] = max(shared[buf], n) })
+				}
 			}
 		default:
 			e.Gradients = memlimit.Add(e.Gradients, nb)
 			consider(describeOutput(op), shape, nb)
 		}
+	}
+	for _, n := range shared {
+		e.Scratch = memlimit.Add(e.Scratch, n)
 	}
 	// What a run allocates is garbage after it, until the collector runs.
 	e.Garbage = e.Activations
@@ -253,7 +262,7 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 		// one collects earlier (ResNet-18 inference at batch 8: 0.87 times
 		// this estimate idle, 1.02 beside other tests).
 		live := memlimit.Add(e.Model, e.Params, e.Inputs, e.Constants, e.Activations, e.Scratch)
-		e.Garbage = min(e.Garbage, live)
+		e.Garbage = min(memlimit.Add(e.Garbage, e.Model), live)
 	}
 	e.Total = memlimit.Add(e.Model, e.Params, e.Inputs, e.Constants, e.Activations, e.Gradients, e.Scratch, e.Results, e.Garbage)
 	return e

@@ -47,8 +47,9 @@ func TestEstimateHugeInput(t *testing.T) {
 	// starts, 1 divisor.
 	poolTables := int64(39998*39998)*4 + 2*4 + 4
 	// The Conv's and the pooled values' buffers, kept for the next run, and
-	// the output, allocated by each run.
-	if est.Inputs != in || est.Activations != conv+4*4+4*4 || est.Garbage != 4*4+est.Results ||
+	// the output, allocated by each run; garbage: the output and the model
+	// file read to decode it.
+	if est.Inputs != in || est.Activations != conv+4*4+4*4 || est.Garbage != 4*4+est.Results+est.Model ||
 		est.Scratch != cols+36*4+poolTables || est.Params != 36*4 || est.Results != 16 {
 		t.Errorf("estimate %+v", est)
 	}

@@ -159,8 +159,10 @@ type conv[T Float] struct {
 	// has passed.
 	gather     []int32
 	gatherOnce sync.Once
-	// cols is the reusable im2col buffer, wt the weight's transpose.
-	cols, wt scratch[T]
+	// cols is the im2col buffer (the program's workspace's), wt the
+	// weight's transpose.
+	cols *scratch[T]
+	wt   scratch[T]
 	// wino, when set, computes the forward pass instead of im2col: a
 	// float32 3x3 convolution of fixed weights (Options.FixedWeights).
 	wino *winograd
@@ -320,7 +322,7 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 	if err != nil {
 		return nil, err
 	}
-	k := &conv[T]{n: x[0], c: x[1], m: w[0], group: group, win: win}
+	k := &conv[T]{n: x[0], c: x[1], m: w[0], group: group, win: win, cols: &workspaceOf[T](b.p).cols}
 	k.out = append([]int{x[0], w[0]}, win.out...)
 	k.hasBias = len(in) > 2 && in[2] != nil
 	k.direct = true
@@ -331,7 +333,7 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 	}
 	k.plane = newPlane2d(win)
 	if k32, ok := any(k).(*conv[float32]); ok && b.p.opts.FixedWeights && in[1].consts != nil {
-		k32.wino = newWinograd(k.n, k.c, k.m, group, win)
+		k32.wino = newWinograd(k.n, k.c, k.m, group, win, workspaceOf[float32](b.p))
 	}
 	args := []*val[T]{in[0], in[1]}
 	if k.hasBias {
@@ -429,23 +431,32 @@ func (k *conv[T]) colsFor(x []T, xo int, buf []T) []T {
 	return buf
 }
 
-// scratchBytes counts the buffers a convolution keeps: the im2col matrix of
-// one image's group and, for 3-d windows, its gather table (neither for a
-// direct window), and the weight's transpose (for the input gradient).
+// scratchBytes counts the buffers a convolution keeps: for 3-d windows the
+// gather table (not for a direct window), the weight's transpose (for the
+// input gradient) and Winograd's transformed weights.
 func (k *conv[T]) scratchBytes() int64 {
 	cg, mg, kN, oN, _ := k.sizes()
 	elem := int64(unsafe.Sizeof(T(0)))
 	n := int64(k.group*mg*cg*kN) * elem
-	if k.wino != nil { // its own buffers; im2col's serve the backward pass
+	if k.wino != nil {
 		n += k.wino.scratchBytes()
 	}
-	if !k.direct {
-		n += int64(cg*kN) * int64(oN) * elem
-		if k.plane == nil {
-			n += int64(cg*kN) * int64(oN) * 4
-		}
+	if !k.direct && k.plane == nil {
+		n += int64(cg*kN) * int64(oN) * 4
 	}
 	return n
+}
+
+// workspaceBytes: the im2col matrix of one image's group (none for a
+// direct window), and Winograd's buffers.
+func (k *conv[T]) workspaceBytes(need func(buf any, bytes int64)) {
+	cg, _, kN, oN, _ := k.sizes()
+	if !k.direct {
+		need(k.cols, int64(cg*kN)*int64(oN)*int64(unsafe.Sizeof(T(0))))
+	}
+	if k.wino != nil {
+		k.wino.workspaceBytes(need)
+	}
 }
 
 func (k *conv[T]) takeCols() []T {

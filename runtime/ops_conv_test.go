@@ -19,7 +19,7 @@ func TestConvLoweringMatchesGather(t *testing.T) {
 		if k.plane == nil {
 			t.Fatalf("%v: no direct lowering", c.shapes)
 		}
-		ref := &conv[float64]{n: k.n, c: k.c, m: k.m, group: k.group, win: k.win, out: k.out}
+		ref := &conv[float64]{n: k.n, c: k.c, m: k.m, group: k.group, win: k.win, out: k.out, cols: new(scratch[float64])}
 		ref.buildGather()
 		in := randomInputs(3, c.shapes)
 		cg, _, kN, oN, iN := k.sizes()

@@ -112,7 +112,7 @@ func buildConvTranspose[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*
 			return nil, fmt.Errorf("output size %d along axis %d is not positive", win.in[i], i+2)
 		}
 	}
-	s := &conv[T]{n: x[0], c: m, m: x[1], group: group, win: win}
+	s := &conv[T]{n: x[0], c: m, m: x[1], group: group, win: win, cols: &workspaceOf[T](b.p).cols}
 	s.out = append([]int{x[0], x[1]}, spatial...)
 	s.direct = true
 	for d := range win.in {
@@ -144,6 +144,10 @@ func (k *convTranspose[T]) outShape() []int { return k.out }
 
 // scratchBytes is the shadow convolution's.
 func (k *convTranspose[T]) scratchBytes() int64 { return k.shadow.scratchBytes() }
+
+func (k *convTranspose[T]) workspaceBytes(need func(buf any, bytes int64)) {
+	k.shadow.workspaceBytes(need)
+}
 func (k *convTranspose[T]) differentiable() []bool {
 	if k.hasBias {
 		return []bool{true, true, true}

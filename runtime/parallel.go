@@ -45,7 +45,38 @@ func parallelFor(n, work int, fn func(lo, hi int)) {
 	wg.Wait()
 }
 
-// scratch is a reusable buffer owned by one kernel. take hands it out (or a
+// A workspace holds the buffers kernels need only while they run: im2col
+// matrices, Winograd's transformed tiles and their products. Every kernel
+// of a program shares them (kernels of a program run one at a time), so a
+// program keeps one of each, grown to the largest need, rather than one per
+// kernel.
+type workspace[T Float] struct {
+	cols, tiles, products scratch[T]
+}
+
+// workspaceOf returns p's workspace for T, made on first use.
+func workspaceOf[T Float](p *Program) *workspace[T] {
+	var z T
+	if _, ok := any(z).(float32); ok {
+		if p.work32 == nil {
+			p.work32 = &workspace[float32]{}
+		}
+		return any(p.work32).(*workspace[T])
+	}
+	if p.work64 == nil {
+		p.work64 = &workspace[float64]{}
+	}
+	return any(p.work64).(*workspace[T])
+}
+
+// A workspaceKernel uses a program's workspace: it calls need with each
+// buffer it takes and the most bytes it takes of it.
+type workspaceKernel interface {
+	workspaceBytes(need func(buf any, bytes int64))
+}
+
+// scratch is a reusable buffer owned by one kernel, or shared through a
+// workspace. take hands it out (or a
 // new one when it is in use or too small) and give returns it, so kernels
 // that are called concurrently stay correct: each caller works on its own
 // buffer, and the common sequential case allocates once.

@@ -61,6 +61,9 @@ type Program struct {
 	// replica marks a program made by Replica: its training steps leave
 	// BatchNormalization's running statistics to the original's.
 	replica bool
+	// work32 and work64 are the kernels' shared buffers.
+	work32 *workspace[float32]
+	work64 *workspace[float64]
 }
 
 // Replica returns a program over the same model that shares p's
@@ -78,6 +81,7 @@ func (p *Program) Replica(i int) *Program {
 	r.rng = rand.New(rand.NewSource(p.opts.Seed + int64(i)))
 	r.cache = map[string]session{}
 	r.retained = 0
+	r.work32, r.work64 = nil, nil // replicas run at once: each its own
 	return &r
 }
 

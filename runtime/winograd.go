@@ -51,7 +51,9 @@ type winograd struct {
 	offsets []int32
 	u       []float32
 	uOnce   sync.Once
-	v, m    scratch[float32]
+	// v and m hold a pass's transformed tiles and their products (the
+	// program's workspace's).
+	v, m *scratch[float32]
 }
 
 // winoInputGroups and winoOutputGroups, when set (winograd_amd64.go),
@@ -68,7 +70,7 @@ var (
 // algorithm does not apply (not a 2-d 3x3 stride-1 undilated ungrouped
 // window) or does not pay (few channels: the transforms dominate; few
 // tiles: see winoMinTiles).
-func newWinograd(n, c, k, group int, win *window) *winograd {
+func newWinograd(n, c, k, group int, win *window, ws *workspace[float32]) *winograd {
 	if len(win.in) != 2 || group != 1 || c < 16 || k < 16 {
 		return nil
 	}
@@ -78,6 +80,7 @@ func newWinograd(n, c, k, group int, win *window) *winograd {
 		}
 	}
 	if p := planWinograd(n, c, k, win); p.chunk*p.th*p.tw >= winoMinTiles {
+		p.v, p.m = &ws.tiles, &ws.products
 		return p
 	}
 	return nil
@@ -85,7 +88,8 @@ func newWinograd(n, c, k, group int, win *window) *winograd {
 
 // planWinograd lays out the plan of a 2-d 3x3 stride-1 convolution.
 func planWinograd(n, c, k int, win *window) *winograd {
-	p := &winograd{n: n, c: c, k: k, h: win.in[0], w: win.in[1], oh: win.out[0], ow: win.out[1], ph: win.padsBegin[0], pw: win.padsBegin[1]}
+	p := &winograd{n: n, c: c, k: k, h: win.in[0], w: win.in[1], oh: win.out[0], ow: win.out[1], ph: win.padsBegin[0], pw: win.padsBegin[1],
+		v: new(scratch[float32]), m: new(scratch[float32])}
 	p.th, p.tw = (p.oh+winoM-1)/winoM, (p.ow+winoM-1)/winoM
 	p.chunk = min(n, max(1, (winoTiles+p.th*p.tw-1)/(p.th*p.tw)))
 	p.hp, p.wp = winoM*p.th+2, winoM*p.tw+2
@@ -99,13 +103,21 @@ func planWinograd(n, c, k int, win *window) *winograd {
 	return p
 }
 
-// scratchBytes counts what the plan keeps: U and one pass's transformed
-// inputs and products.
-func (p *winograd) scratchBytes() int64 {
+// scratchBytes counts what the plan keeps: U.
+func (p *winograd) scratchBytes() int64 { return 4 * winoA2 * int64(p.k*p.c) }
+
+// workspaceBytes counts what it uses while it runs: one pass's
+// transformed inputs and products, and per core a padded channel and a
+// stage (allocated by each run: they are small).
+func (p *winograd) workspaceBytes(need func(buf any, bytes int64)) {
 	t := int64(p.chunk * p.th * p.tw)
-	perCore := int64(p.chunk*p.hp*p.wp) + 16*t // a padded channel and a stage
-	return 4*winoA2*(int64(p.k*p.c)+int64(p.c)*t+int64(p.k)*t) + 4*perCore*int64(goruntime.GOMAXPROCS(0))
+	need(p.v, 4*winoA2*int64(p.c)*t)
+	need(p.m, 4*winoA2*int64(p.k)*t)
+	need(&winoPerCore, 4*(int64(p.chunk*p.hp*p.wp)+16*t)*int64(goruntime.GOMAXPROCS(0)))
 }
+
+// winoPerCore names the per-core buffers in a workspace estimate.
+var winoPerCore byte
 
 // filter returns U = G g Gᵀ for every (k, c), laid out [36][k][c], computed
 // in float64 and rounded once.

@@ -137,7 +137,7 @@ func TestWinogradApplies(t *testing.T) {
 		{1, 512, 512, 1, small, false}, // 4 tiles
 		{4, 512, 512, 1, small, true},  // 16 tiles
 	} {
-		if got := newWinograd(tc.n, tc.c, tc.k, tc.group, tc.win) != nil; got != tc.want {
+		if got := newWinograd(tc.n, tc.c, tc.k, tc.group, tc.win, &workspace[float32]{}) != nil; got != tc.want {
 			t.Errorf("n %d c %d k %d group %d window %v: applies %v, want %v", tc.n, tc.c, tc.k, tc.group, tc.win, got, tc.want)
 		}
 	}
@@ -161,7 +161,7 @@ func BenchmarkWinograd(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("im2col/%dx%d", s.c, s.hw), func(b *testing.B) {
-			k := &conv[float32]{n: 1, c: s.c, m: s.c, group: 1, win: win, out: []int{1, s.c, s.hw, s.hw}}
+			k := &conv[float32]{n: 1, c: s.c, m: s.c, group: 1, win: win, out: []int{1, s.c, s.hw, s.hw}, cols: new(scratch[float32])}
 			k.plane = newPlane2d(win)
 			for i := 0; i < b.N; i++ {
 				k.forward([][]float32{x, w}, out)
