@@ -139,11 +139,15 @@ type leanPool[T Float] struct {
 	made int // buffers allocated, for tests
 }
 
-func (p *leanPool[T]) get(n int) []T {
+// get returns a buffer of n elements, zeroed unless dirty: a kernel that
+// writes every element of its output (writesAll) does not need it zeroed.
+func (p *leanPool[T]) get(n int, dirty bool) []T {
 	if bs := p.free[n]; len(bs) > 0 {
 		b := bs[len(bs)-1]
 		p.free[n] = bs[:len(bs)-1]
-		clear(b) // kernels write into zeroed outputs
+		if !dirty {
+			clear(b) // kernels write into zeroed outputs
+		}
 		return b
 	}
 	p.made++
@@ -180,7 +184,8 @@ func leanRun[T Float](steps []leanStep, pool *leanPool[T], fed map[*G.Node]G.Val
 		var err error
 		if s.pooled {
 			op := s.node.Op().(*kernelOp[T])
-			v, err = op.doInto(pool.get(size(op.k.outShape())), args)
+			_, all := op.k.(interface{ writesAll() })
+			v, err = op.doInto(pool.get(size(op.k.outShape()), all), args)
 		} else {
 			v, err = s.node.Op().Do(args...)
 		}

@@ -473,6 +473,8 @@ func (k *conv[T]) giveCols(b []T) {
 	}
 }
 
+func (k *conv[T]) writesAll() {}
+
 func (k *conv[T]) forward(in [][]T, out []T) error {
 	if k.wino != nil {
 		var bias []float32

@@ -222,9 +222,18 @@ func argmax[T Float](x []T, taps []int32, y T) int32 {
 }
 
 func (k *pool[T]) forward(in [][]T, out []T) error {
-	k.tables.Do(k.buildTable)
 	x := in[0]
 	negInf := T(math.Inf(-1))
+	if w := k.win; k.isMax && len(w.in) == 2 && w.dilations[0] == 1 && w.dilations[1] == 1 {
+		parallelFor(k.planes, k.planes*k.oN*size(w.kernel), func(p0, p1 int) {
+			rowMax := make([]T, w.in[1])
+			for p := p0; p < p1; p++ {
+				maxPool2d(w, x[p*k.iN:(p+1)*k.iN], out[p*k.oN:(p+1)*k.oN], rowMax)
+			}
+		})
+		return nil
+	}
+	k.tables.Do(k.buildTable)
 	parallelFor(k.planes, k.planes*len(k.taps), func(p0, p1 int) {
 		for p := p0; p < p1; p++ {
 			xp := x[p*k.iN : (p+1)*k.iN]
@@ -250,6 +259,44 @@ func (k *pool[T]) forward(in [][]T, out []T) error {
 	})
 	return nil
 }
+
+// maxPool2d is a 2-d undilated max pool of one plane, separably: for each
+// output row, the maximum over the window's rows of each input column, then
+// over the window's columns of those. Padding counts as -inf; NaN wins.
+func maxPool2d[T Float](w *window, x, out, rowMax []T) {
+	h, wd, oh, ow := w.in[0], w.in[1], w.out[0], w.out[1]
+	negInf := T(math.Inf(-1))
+	for r := 0; r < oh; r++ {
+		r0 := r*w.strides[0] - w.padsBegin[0]
+		r1 := min(r0+w.kernel[0], h)
+		r0 = max(r0, 0)
+		if r0 < r1 {
+			copy(rowMax, x[r0*wd:(r0+1)*wd])
+		} else {
+			for i := range rowMax {
+				rowMax[i] = negInf
+			}
+		}
+		for i := r0 + 1; i < r1; i++ {
+			row := x[i*wd : (i+1)*wd]
+			for c, v := range row {
+				rowMax[c] = max(rowMax[c], v)
+			}
+		}
+		o := out[r*ow : (r+1)*ow]
+		for c := range o {
+			c0 := c*w.strides[1] - w.padsBegin[1]
+			c1 := min(c0+w.kernel[1], wd)
+			m := negInf
+			for _, v := range rowMax[max(c0, 0):max(c1, 0)] {
+				m = max(m, v)
+			}
+			o[c] = m
+		}
+	}
+}
+
+func (k *pool[T]) writesAll() {}
 
 // backward routes each output's gradient to its window's first maximum (as
 // PyTorch does on ties), found as the first tap equal to the output, or
