@@ -148,7 +148,14 @@ type builder[T Float] struct {
 	node  *onnx.Node // the node being built, for error messages
 	// kernels records every kernel added, in order, for tests.
 	kernels []kernel[T]
+	// inference marks a graph without gradients, whose kernels may fuse.
+	inference bool
 }
+
+// A reluFuser is a kernel that can apply a Relu to its own output, while
+// it is still in cache, instead of a Relu node reading it back: fuseRelu
+// reports whether it will.
+type reluFuser interface{ fuseRelu() bool }
 
 // An opBuilder builds one ONNX op from its inputs (nil for omitted optional
 // inputs) and returns its outputs.
@@ -339,8 +346,29 @@ func (b *builder[T]) build(g *onnx.Graph, inputs map[*onnx.Value]*val[T]) error 
 	for v, x := range inputs {
 		b.vals[v] = x
 	}
+	// In an inference graph, a Relu that is the only reader of a kernel's
+	// output (not itself a graph output) is folded into that kernel.
+	readers := map[*onnx.Value]int{}
+	for _, n := range g.Nodes {
+		for _, v := range n.Inputs {
+			readers[v]++
+		}
+	}
+	for _, v := range g.Outputs {
+		readers[v]++
+	}
 	for _, n := range g.Nodes {
 		b.node = n
+		if b.inference && n.OpType == "Relu" && len(n.Inputs) == 1 && len(n.Outputs) == 1 && readers[n.Inputs[0]] == 1 {
+			if x := b.vals[n.Inputs[0]]; x != nil && x.node != nil {
+				if op, ok := x.node.Op().(*kernelOp[T]); ok {
+					if f, ok := op.k.(reluFuser); ok && f.fuseRelu() {
+						b.vals[n.Outputs[0]] = x
+						continue
+					}
+				}
+			}
+		}
 		in := make([]*val[T], len(n.Inputs))
 		for i, v := range n.Inputs {
 			if v == nil {

@@ -166,6 +166,16 @@ type conv[T Float] struct {
 	// wino, when set, computes the forward pass instead of im2col: a
 	// float32 3x3 convolution of fixed weights (Options.FixedWeights).
 	wino *winograd
+	// relu applies a Relu to the output (see reluFuser).
+	relu bool
+	// dx marks a convolution whose input gradient a session computes: it
+	// keeps the weight's transpose (wt) for it.
+	dx bool
+}
+
+func (k *conv[T]) fuseRelu() bool {
+	k.relu = true
+	return true
 }
 
 // plane2d is a 2-d window (a 1-d one has height 1). For kernel column kw,
@@ -325,6 +335,7 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 	k := &conv[T]{n: x[0], c: x[1], m: w[0], group: group, win: win, cols: &workspaceOf[T](b.p).cols}
 	k.out = append([]int{x[0], w[0]}, win.out...)
 	k.hasBias = len(in) > 2 && in[2] != nil
+	k.dx = in[0].need
 	k.direct = true
 	for d := range win.in {
 		if win.kernel[d] != 1 || win.strides[d] != 1 || win.padsBegin[d] != 0 || win.out[d] != win.in[d] {
@@ -364,7 +375,11 @@ func (k *conv[T]) buildGather() {
 }
 
 func (k *conv[T]) describe() string {
-	return fmt.Sprintf("Conv(%dx%d->%d g%d %v)", k.n, k.c, k.m, k.group, k.win)
+	relu := ""
+	if k.relu {
+		relu = "+Relu"
+	}
+	return fmt.Sprintf("Conv(%dx%d->%d g%d %v)%s", k.n, k.c, k.m, k.group, k.win, relu)
 }
 func (k *conv[T]) outShape() []int { return k.out }
 func (k *conv[T]) differentiable() []bool {
@@ -437,7 +452,10 @@ func (k *conv[T]) colsFor(x []T, xo int, buf []T) []T {
 func (k *conv[T]) scratchBytes() int64 {
 	cg, mg, kN, oN, _ := k.sizes()
 	elem := int64(unsafe.Sizeof(T(0)))
-	n := int64(k.group*mg*cg*kN) * elem
+	var n int64
+	if k.dx {
+		n += int64(k.group*mg*cg*kN) * elem
+	}
 	if k.wino != nil {
 		n += k.wino.scratchBytes()
 	}
@@ -481,7 +499,7 @@ func (k *conv[T]) forward(in [][]T, out []T) error {
 		if k.hasBias {
 			bias = any(in[2]).([]float32)
 		}
-		k.wino.forward(any(in[0]).([]float32), any(in[1]).([]float32), bias, any(out).([]float32))
+		k.wino.forward(any(in[0]).([]float32), any(in[1]).([]float32), bias, any(out).([]float32), k.relu)
 		return nil
 	}
 	x, w := in[0], in[1]
@@ -493,11 +511,21 @@ func (k *conv[T]) forward(in [][]T, out []T) error {
 			// out[mg, oN] = w[mg, cg*kN] * cols[cg*kN, oN]
 			gemm(false, false, mg, oN, cg*kN, 1, w[g*mg*cg*kN:], cg*kN, cols, oN, 0, out[(img*k.m+g*mg)*oN:], oN)
 		}
-		if k.hasBias { // while the image's output is still in cache
-			b, o := in[2], out[img*k.m*oN:(img+1)*k.m*oN]
+		if k.hasBias || k.relu { // while the image's output is still in cache
+			o := out[img*k.m*oN : (img+1)*k.m*oN]
 			parallelFor(k.m, len(o), func(lo, hi int) {
 				for m := lo; m < hi; m++ {
-					bm, row := b[m], o[m*oN:(m+1)*oN]
+					var bm T
+					if k.hasBias {
+						bm = in[2][m]
+					}
+					row := o[m*oN : (m+1)*oN]
+					if k.relu {
+						for i, v := range row {
+							row[i] = max(v+bm, 0)
+						}
+						continue
+					}
 					for i := range row {
 						row[i] += bm
 					}

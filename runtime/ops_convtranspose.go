@@ -112,7 +112,9 @@ func buildConvTranspose[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*
 			return nil, fmt.Errorf("output size %d along axis %d is not positive", win.in[i], i+2)
 		}
 	}
-	s := &conv[T]{n: x[0], c: m, m: x[1], group: group, win: win, cols: &workspaceOf[T](b.p).cols}
+	// dx: the forward pass is the shadow's input gradient, which keeps the
+	// weight's transpose.
+	s := &conv[T]{n: x[0], c: m, m: x[1], group: group, win: win, cols: &workspaceOf[T](b.p).cols, dx: true}
 	s.out = append([]int{x[0], x[1]}, spatial...)
 	s.direct = true
 	for d := range win.in {

@@ -380,6 +380,7 @@ type binaryOp[T Float] struct {
 	ia, ib *table // source element per output element; nil when shapes equal
 	f      func(a, b T) T
 	da, db func(a, b, y T) T
+	relu   bool // a fused Relu after an Add (see fuseRelu)
 }
 
 func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a, b, y T) T) (*binaryOp[T], error) {
@@ -399,7 +400,12 @@ func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a
 
 func (k *binaryOp[T]) scratchBytes() int64 { return k.ia.bytes() + k.ib.bytes() }
 
-func (k *binaryOp[T]) describe() string       { return k.name }
+func (k *binaryOp[T]) describe() string {
+	if k.relu {
+		return k.name + "+Relu"
+	}
+	return k.name
+}
 func (k *binaryOp[T]) outShape() []int        { return k.out }
 func (k *binaryOp[T]) differentiable() []bool { return []bool{true, true} }
 
@@ -418,6 +424,12 @@ func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 			a, b, out := a[lo:hi], b[lo:hi], out[lo:hi]
 			if k.name == "Add" { // a residual connection: inlined, not a call per element
 				b = b[:len(a)]
+				if k.relu {
+					for i := range out {
+						out[i] = max(a[i]+b[i], 0)
+					}
+					return
+				}
 				for i := range out {
 					out[i] = a[i] + b[i]
 				}
@@ -433,6 +445,15 @@ func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 		}
 	})
 	return nil
+}
+
+// fuseRelu: an Add (a residual connection) applies the Relu after it.
+func (k *binaryOp[T]) fuseRelu() bool {
+	if k.name != "Add" || k.ia != nil || k.ib != nil {
+		return false
+	}
+	k.relu = true
+	return true
 }
 
 func (k *binaryOp[T]) writesAll() {}

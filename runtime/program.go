@@ -117,20 +117,31 @@ func Compile(m *onnx.Model, opts Options) (p *Program, err error) {
 		t := v.Const
 		switch t.DType {
 		case onnx.Float, onnx.Double:
-			data, err := t.Float64s()
+			// Decoded straight to the element type: a float64 copy of
+			// every weight on the way to float32 would double the peak
+			// memory of compiling.
+			var data any
+			var err error
+			switch {
+			case opts.Float64:
+				data, err = t.Float64s()
+			case t.DType == onnx.Float:
+				data, err = t.Float32s()
+			default:
+				var d64 []float64
+				if d64, err = t.Float64s(); err == nil {
+					d32 := make([]float32, len(d64))
+					for i, x := range d64 {
+						d32[i] = float32(x)
+					}
+					data = d32
+				}
+			}
 			if err != nil {
 				return nil, fmt.Errorf("compile: initializer %q: %w", v.Name, err)
 			}
 			prm := &Param{Name: v.Name, Shape: ints(t.Dims)}
-			if opts.Float64 {
-				prm.Value = tensor.New(tensor.WithShape(shapeOrScalar(prm.Shape)...), tensor.WithBacking(data))
-			} else {
-				d32 := make([]float32, len(data))
-				for i, x := range data {
-					d32[i] = float32(x)
-				}
-				prm.Value = tensor.New(tensor.WithShape(shapeOrScalar(prm.Shape)...), tensor.WithBacking(d32))
-			}
+			prm.Value = tensor.New(tensor.WithShape(shapeOrScalar(prm.Shape)...), tensor.WithBacking(data))
 			p.params = append(p.params, prm)
 			p.byName[v.Name] = prm
 		default:
@@ -411,6 +422,8 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 		opset: p.model.OpsetVersion(""),
 		mode:  buildMode{train: plan.Train},
 		vals:  map[*onnx.Value]*val[T]{},
+		// Kernels fuse only where no gradient is taken through them.
+		inference: plan.Loss == NoLoss,
 	}
 	if len(plan.Params) > 0 {
 		b.mode.trained = map[string]bool{}

@@ -29,16 +29,16 @@ func init() {
 			}
 			hi = max(hi, o)
 		}
-		_ = src[int(hi)+5*wp+5]
-		_ = dst[35*ds+8*groups-1]
+		_ = src[int(hi)+(winoA-1)*wp+winoA-1]
+		_ = dst[(winoA2-1)*ds+8*groups-1]
 		winoInputAVX(&src[0], wp, &idx[0], groups, &dst[0], ds)
 	}
 	winoOutputGroups = func(m []float32, ms, groups int, stage []float32, ss int) {
 		if groups == 0 {
 			return
 		}
-		_ = m[35*ms+8*groups-1]
-		_ = stage[15*ss+8*groups-1]
+		_ = m[(winoA2-1)*ms+8*groups-1]
+		_ = stage[(winoM*winoM-1)*ss+8*groups-1]
 		winoOutputAVX(&m[0], ms, groups, &stage[0], ss)
 	}
 }
