@@ -6,7 +6,12 @@ docs/benchmarks.md with the ratios, the peak memory of each side, the
 machine and the command, and CPU profiles of graft's runs.
 
 Usage: testdata/gen/benchmarks.py [--rounds 3] [--iters 10] [--threads 2]
-                                  [--quick] [--out docs/benchmarks.md]
+                                  [--quick] [--before REV] [--out docs/benchmarks.md]
+
+--before REV also times graft as of git revision REV (built from a
+temporary worktree) in every round, and profiles it, for a before/after
+table. The README's speed table (between <!-- speed --> markers) is
+rewritten from the results unless --out names another file.
 Needs: bash testdata/gen/setup.sh (full-size models, onnxruntime-node,
 Debian's torch). ResNet-50 is exported to testdata/big on first use.
 Run it on an idle machine: a run beside other work is worthless.
@@ -99,17 +104,37 @@ def torch_bench(name, mode, batch, iters, threads):
     return run_json(["/usr/bin/python3", os.path.join(GEN, "bench_torch.py"), name, mode, str(batch), str(iters), "2", str(threads)])
 
 
-def interleave(rounds, a, b):
-    """Runs a and b alternately; returns each side's median of medians and
-    largest peak RSS."""
-    ra, rb = [], []
+def interleave(rounds, *runs):
+    """Runs each of runs in turn, rounds times (a b c a b c ...); returns
+    each one's median of medians and largest peak RSS."""
+    results = [[] for _ in runs]
     for _ in range(rounds):
-        ra.append(a())
-        rb.append(b())
+        for r, run in zip(results, runs):
+            r.append(run())
 
     def summary(rs):
         return statistics.median(r["median_ms"] for r in rs), max(r["peak_rss_bytes"] for r in rs)
-    return summary(ra), summary(rb)
+    return [summary(r) for r in results]
+
+
+def build_before(rev, work):
+    """Builds graft as of rev into work; returns the binary's path."""
+    tree = os.path.join(work, "before-src")
+    subprocess.run(["git", "worktree", "add", "--detach", tree, rev], cwd=ROOT, check=True, capture_output=True)
+    try:
+        out = os.path.join(work, "graft-before")
+        subprocess.run(["go", "build", "-o", out, "./cmd/graft"], cwd=tree, check=True)
+        return out
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=True, capture_output=True)
+
+
+def top_profile(graft, model, mode, batch, iters, threads, work):
+    prof = os.path.join(work, os.path.basename(graft) + "-" + mode + ".prof")
+    graft_bench(graft, model, mode, batch, iters, threads, profile=prof)
+    top = subprocess.run(["go", "tool", "pprof", "-top", "-nodecount", "12", graft, prof],
+                         capture_output=True, text=True, check=True).stdout
+    return "\n".join(l for l in top.splitlines() if re.match(r"\s*[\d.]+m?s\s", l) or l.strip().startswith("flat"))
 
 
 def machine():
@@ -135,11 +160,14 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="fewer rows: for trying the harness, not for results")
+    ap.add_argument("--before", help="also time graft as of this git revision")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="graft-bench-")
     graft = os.path.join(work, "graft")
     subprocess.run(["go", "build", "-o", graft, "./cmd/graft"], cwd=ROOT, check=True)
+    before = build_before(args.before, work) if args.before else None
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     r18f = os.path.join(BIG, "resnet18_op13_folded", "model.onnx")
     r18b = os.path.join(BIG, "resnet18_op13_bn", "model.onnx")
     if not args.quick:
@@ -165,45 +193,74 @@ def main():
         ]
     photos = os.path.join(work, "photos")
     subprocess.run(["/usr/bin/python3", os.path.join(GEN, "bench_finetune.py"), "make", photos], check=True)
+    # Each row: what, graft (ms, rss), before (ms, rss) or None, reference
+    # name, reference (ms, rss), target ratio.
     results = []
-    (g_ms, g_rss), (r_ms, r_rss) = interleave(n, lambda: finetune_epoch(graft, photos, work, t), lambda: torch_epoch(photos, t))
-    results.append(("frozen-backbone fine-tuning epoch, ResNet-18, 64 photos, no feature cache", g_ms, g_rss,
-                    "PyTorch's tutorial loop", r_ms, r_rss, g_ms / r_ms, 0.8))
-    print(f"{results[-1][0]}: graft {g_ms:.0f} ms, PyTorch {r_ms:.0f} ms: {g_ms / r_ms:.2f}x", flush=True)
+
+    def record(what, runs, ref_name, target):
+        out = interleave(n, *runs)
+        g, ref = out[0], out[-1]
+        b = out[1] if before else None
+        results.append((what, g, b, ref_name, ref, target))
+        was = f", before {b[0]:.1f} ms ({mib(b[1])})" if b else ""
+        print(f"{what}: graft {g[0]:.1f} ms ({mib(g[1])}){was}, {ref_name} {ref[0]:.1f} ms ({mib(ref[1])}): "
+              f"{g[0] / ref[0]:.2f}x, target {target}x", flush=True)
+
+    record("frozen-backbone fine-tuning epoch, ResNet-18, 64 photos, no feature cache",
+           [lambda: finetune_epoch(graft, photos, work, t)] + ([lambda: finetune_epoch(before, photos, work, t)] if before else [])
+           + [lambda: torch_epoch(photos, t)], "PyTorch's tutorial loop", 0.8)
     for what, model, mode, batch, ref_name, ref, target in rows:
         iters = k if batch < 32 and "50" not in what else max(k // 2, 3)
-        (g_ms, g_rss), (r_ms, r_rss) = interleave(n, lambda: graft_bench(graft, model, mode, batch, iters, t), ref)
-        ratio = g_ms / r_ms
-        results.append((what, g_ms, g_rss, ref_name, r_ms, r_rss, ratio, target))
-        print(f"{what}: graft {g_ms:.1f} ms ({mib(g_rss)}), {ref_name} {r_ms:.1f} ms ({mib(r_rss)}): {ratio:.2f}x, target {target}x",
-              flush=True)
+        runs = [lambda g=graft: graft_bench(g, model, mode, batch, iters, t)]
+        if before:
+            runs.append(lambda g=before: graft_bench(g, model, mode, batch, iters, t))
+        record(what, runs + [ref], ref_name, target)
 
     profiles = []
     for what, model, mode, batch in [("inference, batch 1", r18f, "infer", 1), ("FGSM, batch 8", r18f, "fgsm", 8),
                                      ("training step, batch 8", r18b, "train", 8)]:
-        prof = os.path.join(work, mode + ".prof")
-        graft_bench(graft, model, mode, batch, k, t, profile=prof)
-        top = subprocess.run(["go", "tool", "pprof", "-top", "-nodecount", "12", graft, prof],
-                             capture_output=True, text=True, check=True).stdout
-        lines = [l for l in top.splitlines() if re.match(r"\s*[\d.]+m?s\s", l) or l.strip().startswith("flat")]
-        profiles.append((what, "\n".join(lines)))
+        tops = [("graft", top_profile(graft, model, mode, batch, k, t, work))]
+        if before:
+            tops.insert(0, (f"before ({args.before})", top_profile(before, model, mode, batch, k, t, work)))
+        profiles.append((what, tops))
 
     cmd = "testdata/gen/benchmarks.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    table = ["| benchmark | graft | reference | graft / reference | target | graft peak memory | reference peak memory |",
+             "|---|---|---|---|---|---|---|"]
+    for what, g, b, ref_name, ref, target in results:
+        ratio = g[0] / ref[0]
+        met = "met" if ratio <= target else "missed"
+        mem = "" if g[1] <= ref[1] else " (more)"
+        table.append(f"| {what} | {g[0]:.1f} ms | {ref_name}: {ref[0]:.1f} ms | {ratio:.2f} | {target} ({met}) | "
+                     f"{mib(g[1])}{mem} | {mib(ref[1])} |")
     with open(args.out, "w") as f:
         f.write("# graft's speed against onnxruntime and PyTorch\n\n")
-        f.write(f"Written by `{cmd.strip()}` on {datetime.date.today()}: every row runs graft (`graft bench`) and the reference "
-                f"alternately, {n} rounds, each a separate process, {t} threads each; times are the median of each run's "
-                f"median, peak memory the largest of the runs (RSS of the whole process).\n\n")
+        f.write(f"Written by `{cmd.strip()}` at graft {head} on {datetime.date.today()}: every row runs graft (`graft bench`) "
+                f"and the reference alternately, {n} rounds, each a separate process, {t} threads each; times are the median "
+                f"of each run's median, peak memory the largest of the runs (RSS of the whole process).\n\n")
         f.write(f"Machine: {machine()}.\n\n")
-        f.write("| benchmark | graft | reference | graft / reference | target | graft peak memory | reference peak memory |\n")
-        f.write("|---|---|---|---|---|---|---|\n")
-        for what, g_ms, g_rss, ref_name, r_ms, r_rss, ratio, target in results:
-            met = "met" if ratio <= target else "missed"
-            f.write(f"| {what} | {g_ms:.1f} ms | {ref_name}: {r_ms:.1f} ms | {ratio:.2f} | {target} ({met}) | {mib(g_rss)} | {mib(r_rss)} |\n")
-        f.write("\n## Where graft's time goes\n\nTop of `go tool pprof -top` for each (flat time, the function itself):\n")
-        for what, top in profiles:
-            f.write(f"\n### ResNet-18 {what}\n\n```\n{top}\n```\n")
+        f.write("\n".join(table) + "\n")
+        if before:
+            f.write(f"\n## Before and after\n\ngraft as of `{args.before}`, timed in the same rounds:\n\n")
+            f.write("| benchmark | before | after | after / before | before / reference | before peak memory |\n|---|---|---|---|---|---|\n")
+            for what, g, b, ref_name, ref, target in results:
+                f.write(f"| {what} | {b[0]:.1f} ms | {g[0]:.1f} ms | {g[0] / b[0]:.2f} | {b[0] / ref[0]:.2f} | {mib(b[1])} |\n")
+        f.write("\n## Where graft's time goes\n\nTop of `go tool pprof -top` for each (flat time, the function itself; "
+                "the whole `graft bench` process, loading included):\n")
+        for what, tops in profiles:
+            for who, top in tops:
+                f.write(f"\n### ResNet-18 {what}: {who}\n\n```\n{top}\n```\n")
     print("wrote", args.out)
+    readme = os.path.join(ROOT, "README.md")
+    if os.path.abspath(args.out) == os.path.join(ROOT, "docs", "benchmarks.md"):
+        with open(readme) as f:
+            text = f.read()
+        start, end = text.index("<!-- speed -->"), text.index("<!-- /speed -->")
+        block = (f"<!-- speed -->\nFrom `docs/benchmarks.md` ({datetime.date.today()}, graft {head}, {t} threads each, "
+                 f"interleaved, idle machine):\n\n" + "\n".join(table) + "\n")
+        with open(readme, "w") as f:
+            f.write(text[:start] + block + text[end:])
+        print("updated", readme)
 
 
 if __name__ == "__main__":
