@@ -310,10 +310,11 @@ func TestComputeFeaturesChecksMemory(t *testing.T) {
 	}
 }
 
-// A cached head-only run never holds a training step of the whole model,
-// so only the extractor's inference is held to the memory limit: under a
-// limit between the two, the cached run trains and --no-cache is refused.
-func TestCachedRunIsNotHeldToATrainingStep(t *testing.T) {
+// A head-only run never holds a training step of the whole model, cached
+// or not, so only the extractor's inference is held to the memory limit:
+// under a limit between the two, both train and a whole-model run is
+// refused.
+func TestHeadOnlyRunIsNotHeldToATrainingStep(t *testing.T) {
 	load := func() *onnx.Model {
 		m, err := onnx.Load("../../cmd/graft/demo/pretrained.onnx")
 		if err != nil {
@@ -344,17 +345,27 @@ func TestCachedRunIsNotHeldToATrainingStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, noCache := range []bool{false, true} {
+	// Head-only runs, cached or streaming their features (NoCache), run
+	// the backbone as inference; training the whole model needs the step.
+	for _, c := range []struct {
+		name          string
+		freeze        []string
+		noCache, fits bool
+	}{
+		{"cached", []string{"backbone"}, false, true},
+		{"streamed", []string{"backbone"}, true, true},
+		{"whole model", nil, true, false},
+	} {
 		opts := DefaultOptions()
-		opts.Freeze = []string{"backbone"}
-		opts.Epochs, opts.LR, opts.Batch, opts.NoCache = 1, 0.01, 8, noCache
+		opts.Freeze = c.freeze
+		opts.Epochs, opts.LR, opts.Batch, opts.NoCache = 1, 0.01, 8, c.noCache
 		opts.Out = filepath.Join(t.TempDir(), "model.onnx")
 		_, err := Run(context.Background(), load(), photos, nil, opts)
 		switch {
-		case !noCache && err != nil:
-			t.Errorf("cached run under a limit below a training step: %v", err)
-		case noCache && (err == nil || !strings.Contains(err.Error(), "a training step")):
-			t.Errorf("uncached run under a limit below a training step: %v", err)
+		case c.fits && err != nil:
+			t.Errorf("%s run under a limit below a training step: %v", c.name, err)
+		case !c.fits && (err == nil || !strings.Contains(err.Error(), "a training step")):
+			t.Errorf("%s run under a limit below a training step: %v, want a refusal", c.name, err)
 		}
 	}
 }

@@ -79,8 +79,10 @@ type Result struct {
 //     augmentation, no hardening) computes the frozen backbone's features
 //     once, over the whole training data set in its order, Batch images
 //     at a time, before the split (ComputeFeatures does the same), and
-//     trains the head on them (train.FitHeadOnFeatures), unless NoCache;
-//     everything else runs train.Fit on the whole model, with
+//     trains the head on them (train.FitHeadOnFeatures). A head-only run
+//     with augmentation or NoCache computes the features batch by batch
+//     instead (train.StreamFeatures): no training step of the whole model.
+//     Everything else runs train.Fit on the whole model, with
 //     batch-statistics BatchNormalization where its parameters train.
 //  5. After every epoch, commit the checkpoint (model, optimizer state,
 //     history, settings) as one unit, rewrite metrics.json, and write Out
@@ -218,7 +220,16 @@ func runJob(ctx context.Context, m *onnx.Model, in inputs, opts Options) (*Resul
 	if err != nil {
 		return nil, err
 	}
-	if !features && !res.Cached {
+	// A head-only run that does not cache features (augmentation, NoCache)
+	// runs the frozen backbone as inference batch by batch and trains the
+	// head alone; hardening needs the whole model's input gradients.
+	var stream *headStream
+	if headOnly && !res.Cached && !features && !opts.hardened() {
+		if stream, err = newHeadStream(m, res.Trainable, pre, opts); err != nil {
+			return nil, err
+		}
+	}
+	if !features && !res.Cached && stream == nil {
 		// Training from features, given or cached, runs the head alone: no
 		// training step of the whole model is ever held (the cache's
 		// inference runs are checked when they are built).
@@ -284,6 +295,11 @@ func runJob(ctx context.Context, m *onnx.Model, in inputs, opts Options) (*Resul
 		var trainSrc, valSrc *dataset.Loader
 		if trainSrc, valSrc, err = loaders(in.train, in.val, pre, opts); err != nil {
 			return nil, err
+		}
+		if stream != nil {
+			_, err = train.FitHeadOnFeatures(ctx, p, stream.head,
+				train.StreamFeatures(trainSrc, stream.extractor), train.StreamFeatures(valSrc, stream.extractor), cfg)
+			break
 		}
 		_, err = train.Fit(ctx, p, trainSrc, valSrc, cfg)
 	}
@@ -513,6 +529,39 @@ func loaders(trainData, valData *dataset.Dataset, pre dataset.Preprocessing, opt
 		return nil, nil, fmt.Errorf("finetune: %w", err)
 	}
 	return trainSrc, valSrc, nil
+}
+
+// headStream is a head-only run's split when features are computed batch
+// by batch: the frozen backbone as inference, and the head.
+type headStream struct {
+	extractor, head *runtime.Program
+}
+
+// newHeadStream splits m at its head, or returns nil when it cannot be
+// split there (the run then trains the whole model with the backbone
+// frozen). A batch through the backbone is refused before any work if it
+// would not fit in graft's memory limit.
+func newHeadStream(m *onnx.Model, params []string, pre dataset.Preprocessing, opts Options) (*headStream, error) {
+	extractor, headModel, err := train.SplitAtHead(m, params)
+	if err != nil {
+		return nil, nil
+	}
+	ep, err := runtime.Compile(extractor, runtime.Options{FixedWeights: true})
+	if err != nil {
+		return nil, err
+	}
+	est, err := ep.Estimate(runtime.Plan{Inputs: [][]int{{opts.Batch, pre.Channels, pre.Height, pre.Width}}})
+	if err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+	if err := est.Check(); err != nil {
+		return nil, fmt.Errorf("finetune: %w", err)
+	}
+	hp, err := runtime.Compile(headModel, runtime.Options{Seed: opts.Seed})
+	if err != nil {
+		return nil, err
+	}
+	return &headStream{extractor: ep, head: hp}, nil
 }
 
 // fitOnFeatures trains the head of m (compiled as p) on features, in

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 
 	"github.com/graft-dev/graft/internal/memlimit"
@@ -181,6 +182,42 @@ func CacheFeatures(ctx context.Context, extractor *runtime.Program, src dataset.
 func scatterRows[T any](dst, src []T, row int, idx []int) {
 	for i, j := range idx {
 		copy(dst[j*row:(j+1)*row], src[i*row:(i+1)*row])
+	}
+}
+
+// StreamFeatures is src with each batch's inputs replaced by extractor's
+// first output on them: a frozen backbone's features, computed batch by
+// batch. It is FitHeadOnFeatures' source where features cannot be cached
+// (random augmentation) or are not wanted (no room to keep them): the head
+// then trains without a training step of the whole model, and the
+// backbone runs as inference (see runtime.Options.FixedWeights).
+func StreamFeatures(src dataset.Source, extractor *runtime.Program) dataset.Source {
+	return streamed{src, extractor}
+}
+
+type streamed struct {
+	src       dataset.Source
+	extractor *runtime.Program
+}
+
+func (s streamed) Len() int { return s.src.Len() }
+
+func (s streamed) Batches(epoch int) iter.Seq2[dataset.Batch, error] {
+	return func(yield func(dataset.Batch, error) bool) {
+		for b, err := range s.src.Batches(epoch) {
+			if err != nil {
+				yield(b, err)
+				return
+			}
+			out, err := s.extractor.Run(b.X)
+			if err != nil {
+				yield(dataset.Batch{}, fmt.Errorf("features: %w", err))
+				return
+			}
+			if !yield(dataset.Batch{X: out[0], Labels: b.Labels}, nil) {
+				return
+			}
+		}
 	}
 }
 

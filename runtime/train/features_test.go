@@ -12,6 +12,7 @@ import (
 	"github.com/graft-dev/graft/internal/memlimit"
 
 	"github.com/graft-dev/graft/onnx"
+	"github.com/graft-dev/graft/runtime"
 	"github.com/graft-dev/graft/runtime/dataset"
 	"gorgonia.org/tensor"
 )
@@ -122,6 +123,35 @@ func TestFitHeadOnFeaturesEqualsFrozenBackbone(t *testing.T) {
 			if math.Abs(float64(a[i]-b[i])) > 1e-5 {
 				t.Fatalf("%s[%d]: %g trained whole, %g trained on features", name, i, a[i], b[i])
 			}
+		}
+	}
+	// Features computed batch by batch (StreamFeatures) train the same.
+	sfull := compile(t, loadModel(t, "resnet_tiny_op13_bn"))
+	sext, shm, err := SplitAtHead(sfull.Model(), head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sextractor, err := runtime.Compile(sext, runtime.Options{FixedWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamedLosses []float64
+	hs, err := FitHeadOnFeatures(context.Background(), sfull, compile(t, shm),
+		StreamFeatures(memory(t, x, labels, 4, true, 3), sextractor), StreamFeatures(memory(t, vx, vlabels, 4, false, 0), sextractor), cfg(&streamedLosses))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(streamedLosses) != len(want) {
+		t.Fatalf("%d steps streamed, %d whole", len(streamedLosses), len(want))
+	}
+	for i := range want {
+		if rel := math.Abs(streamedLosses[i]-want[i]) / math.Abs(want[i]); rel > 1e-5 {
+			t.Errorf("step %d: loss %.7g on streamed features, %.7g on the whole model", i+1, streamedLosses[i], want[i])
+		}
+	}
+	for e := range hw.Epochs {
+		if a, b := hw.Epochs[e], hs.Epochs[e]; a.Accuracy != b.Accuracy || a.Val.Accuracy != b.Val.Accuracy {
+			t.Errorf("epoch %d: whole %+v, streamed features %+v", e, a, b)
 		}
 	}
 	// The backbone is untouched in both.
