@@ -135,17 +135,8 @@ func computeFeatures(ctx context.Context, m *onnx.Model, params []string, data *
 	if err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
-	ep, err := runtime.Compile(extractor, runtime.Options{FixedWeights: true})
+	ep, err := backboneProgram(extractor, opts.Batch, pre)
 	if err != nil {
-		return nil, err
-	}
-	// A batch through the backbone, refused before any work if it would
-	// not fit in graft's memory limit.
-	est, err := ep.Estimate(runtime.Plan{Inputs: [][]int{{opts.Batch, pre.Channels, pre.Height, pre.Width}}})
-	if err != nil {
-		return nil, fmt.Errorf("features: %w", err)
-	}
-	if err := est.Check(); err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
 	shard := opts.Shard
@@ -183,6 +174,21 @@ func computeFeatures(ctx context.Context, m *onnx.Model, params []string, data *
 		Data: name, DataFingerprint: data.Fingerprint(), Examples: data.Len(), Classes: data.Classes(),
 		Block: opts.Batch, Shard: shard, Index: idx, Labels: labels, Values: values,
 	}, nil
+}
+
+// backboneProgram compiles a frozen backbone (SplitAtHead's extractor) for
+// inference, its weights fixed, and refuses a batch through it before any
+// work if it would not fit in graft's memory limit.
+func backboneProgram(extractor *onnx.Model, batch int, pre dataset.Preprocessing) (*runtime.Program, error) {
+	ep, err := runtime.Compile(extractor, runtime.Options{FixedWeights: true})
+	if err != nil {
+		return nil, err
+	}
+	est, err := ep.Estimate(runtime.Plan{Inputs: [][]int{{batch, pre.Channels, pre.Height, pre.Width}}})
+	if err != nil {
+		return nil, err
+	}
+	return ep, est.Check()
 }
 
 // gatherAll returns the examples of an in-order source as one tensor, and

@@ -540,21 +540,14 @@ type headStream struct {
 // newHeadStream splits m at its head, or returns nil when it cannot be
 // split there (the run then trains the whole model with the backbone
 // frozen). A batch through the backbone is refused before any work if it
-// would not fit in graft's memory limit.
+// would not fit in graft's memory limit (backboneProgram).
 func newHeadStream(m *onnx.Model, params []string, pre dataset.Preprocessing, opts Options) (*headStream, error) {
 	extractor, headModel, err := train.SplitAtHead(m, params)
 	if err != nil {
 		return nil, nil
 	}
-	ep, err := runtime.Compile(extractor, runtime.Options{FixedWeights: true})
+	ep, err := backboneProgram(extractor, opts.Batch, pre)
 	if err != nil {
-		return nil, err
-	}
-	est, err := ep.Estimate(runtime.Plan{Inputs: [][]int{{opts.Batch, pre.Channels, pre.Height, pre.Width}}})
-	if err != nil {
-		return nil, fmt.Errorf("finetune: %w", err)
-	}
-	if err := est.Check(); err != nil {
 		return nil, fmt.Errorf("finetune: %w", err)
 	}
 	hp, err := runtime.Compile(headModel, runtime.Options{Seed: opts.Seed})
