@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 
@@ -60,8 +61,18 @@ func (o DecodeOptions) Load(path string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
+	if len(b) >= bigFile {
+		// The file's bytes, as large as the model's weights, are garbage
+		// now: collected here, they do not sit beside the parameters a
+		// program compiles next (ViT-B/16: 346 MB).
+		b = nil
+		goruntime.GC()
+	}
 	return m, nil
 }
+
+// bigFile is the size from which Load collects the file's bytes at once.
+const bigFile = 64 << 20
 
 // Read reads a whole model from r, only as far as the protobuf's framing
 // allows and within protobuf's 2 GiB limit and graft's memory limit.

@@ -208,6 +208,8 @@ func TestBroadcastGradients(t *testing.T) {
 		{{3, 1, 5}, {4, 1}},
 		{{5}, {2, 3, 5}},
 		{{2, 3}, {}},
+		{{2, 3, 4}, {1, 3, 4}}, // a suffix: read modulo its size, no table
+		{{2, 3, 4}, {4}},
 	} {
 		for _, op := range []string{"Add", "Sub", "Mul", "Div"} {
 			c := opCase{op: op, shapes: shapes}
@@ -226,6 +228,30 @@ func TestBroadcastGradients(t *testing.T) {
 		in[0][j] = math.Abs(in[0][j]) + 0.5
 	}
 	checkGrad(t, c.kernel(t), in)
+}
+
+// Inputs broadcast as a suffix of the output's shape (read modulo their
+// size) give what broadcasting by index gives, for each op.
+func TestBroadcastSuffixForward(t *testing.T) {
+	for _, op := range []string{"Add", "Sub", "Mul", "Div"} {
+		for _, shapes := range [][][]int{{{2, 3, 4}, {1, 3, 4}}, {{3, 4}, {2, 3, 4}}, {{2, 3, 4}, {4}}} {
+			k := opCase{op: op, shapes: shapes}.kernel(t).(*binaryOp[float64])
+			if k.amod == 0 && k.bmod == 0 {
+				t.Fatalf("%s %v: no input read modulo its size", op, shapes)
+			}
+			in := randomInputs(3, shapes)
+			got := make([]float64, 24)
+			if err := k.forward(in, got); err != nil {
+				t.Fatal(err)
+			}
+			ia, ib := broadcastIndex(shapes[0], k.out), broadcastIndex(shapes[1], k.out)
+			for i := range got {
+				if want := k.f(in[0][ia[i]], in[1][ib[i]]); got[i] != want {
+					t.Fatalf("%s %v: element %d is %g, want %g", op, shapes, i, got[i], want)
+				}
+			}
+		}
+	}
 }
 
 func TestBroadcastForward(t *testing.T) {

@@ -96,7 +96,9 @@ func compileTestModel(t *testing.T, name string) *Program {
 func TestEstimateBuildsNoTables(t *testing.T) {
 	g := &onnx.Graph{Name: "broadcast"}
 	x := g.AddInput("x", &onnx.Type{Elem: onnx.Float, Shape: onnx.Shape{onnx.Symbolic("batch"), onnx.Fixed(8), onnx.Fixed(2000), onnx.Fixed(2000)}})
-	c, err := onnx.FromFloat32("c", []int64{1}, []float32{1})
+	// A per-channel constant: not a suffix of the shape, so the Add needs
+	// an index table (a scalar or a bias along the last axis does not).
+	c, err := onnx.FromFloat32("c", []int64{1, 8, 1, 1}, []float32{1, 2, 3, 4, 5, 6, 7, 8})
 	if err != nil {
 		t.Fatal(err)
 	}

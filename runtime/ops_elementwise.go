@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/graft-dev/graft/onnx"
@@ -378,9 +379,13 @@ type binaryOp[T Float] struct {
 	name   string
 	out    []int
 	ia, ib *table // source element per output element; nil when shapes equal
-	f      func(a, b T) T
-	da, db func(a, b, y T) T
-	relu   bool // a fused Relu after an Add (see fuseRelu)
+	// amod, bmod, when not 0, say an input broadcasts as a suffix of the
+	// output's shape (a bias, a norm's scale, a scalar): output element i
+	// reads its element i % mod, without a table.
+	amod, bmod int
+	f          func(a, b T) T
+	da, db     func(a, b, y T) T
+	relu       bool // a fused Relu after an Add (see fuseRelu)
 }
 
 func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a, b, y T) T) (*binaryOp[T], error) {
@@ -389,13 +394,43 @@ func newBinary[T Float](name string, a, b []int, f func(a, b T) T, da, db func(a
 		return nil, err
 	}
 	k := &binaryOp[T]{name: name, out: out, f: f, da: da, db: db}
-	if size(a) != size(out) {
+	switch {
+	case size(a) == size(out):
+	case suffixOf(a, out):
+		k.amod = size(a)
+	default:
 		k.ia = lazyTable(size(out), func() []int32 { return broadcastIndex(a, out) })
 	}
-	if size(b) != size(out) {
+	switch {
+	case size(b) == size(out):
+	case suffixOf(b, out):
+		k.bmod = size(b)
+	default:
 		k.ib = lazyTable(size(out), func() []int32 { return broadcastIndex(b, out) })
 	}
 	return k, nil
+}
+
+// suffixOf reports whether in, leading 1s dropped, is the tail of out's
+// shape: broadcasting it repeats it whole, element i of the output reading
+// element i % size(in).
+func suffixOf(in, out []int) bool {
+	for len(in) > 0 && in[0] == 1 {
+		in = in[1:]
+	}
+	return len(in) <= len(out) && slices.Equal(in, out[len(out)-len(in):])
+}
+
+// src returns the element of an input, broadcast by idx or mod, that
+// output element i reads.
+func src(idx []int32, mod, i int) int {
+	switch {
+	case idx != nil:
+		return int(idx[i])
+	case mod != 0:
+		return i % mod
+	}
+	return i
 }
 
 func (k *binaryOp[T]) scratchBytes() int64 { return k.ia.bytes() + k.ib.bytes() }
@@ -420,7 +455,7 @@ func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 	a, b := in[0], in[1]
 	ia, ib := k.ia.get(), k.ib.get()
 	parallelFor(len(out), len(out), func(lo, hi int) {
-		if ia == nil && ib == nil {
+		if ia == nil && ib == nil && k.amod == 0 && k.bmod == 0 {
 			a, b, out := a[lo:hi], b[lo:hi], out[lo:hi]
 			if k.name == "Add" { // a residual connection: inlined, not a call per element
 				b = b[:len(a)]
@@ -440,8 +475,35 @@ func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 			}
 			return
 		}
+		if ia == nil && k.amod == 0 && k.bmod != 0 { // a bias or a scale along the last axes
+			n, j := k.bmod, lo%k.bmod
+			switch k.name {
+			case "Add":
+				for i := lo; i < hi; i++ {
+					out[i] = a[i] + b[j]
+					if j++; j == n {
+						j = 0
+					}
+				}
+			case "Mul":
+				for i := lo; i < hi; i++ {
+					out[i] = a[i] * b[j]
+					if j++; j == n {
+						j = 0
+					}
+				}
+			default:
+				for i := lo; i < hi; i++ {
+					out[i] = k.f(a[i], b[j])
+					if j++; j == n {
+						j = 0
+					}
+				}
+			}
+			return
+		}
 		for i := lo; i < hi; i++ {
-			out[i] = k.f(a[at(ia, i)], b[at(ib, i)])
+			out[i] = k.f(a[src(ia, k.amod, i)], b[src(ib, k.bmod, i)])
 		}
 	})
 	return nil
@@ -449,7 +511,7 @@ func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 
 // fuseRelu: an Add (a residual connection) applies the Relu after it.
 func (k *binaryOp[T]) fuseRelu() bool {
-	if k.name != "Add" || k.ia != nil || k.ib != nil {
+	if k.name != "Add" || k.ia != nil || k.ib != nil || k.amod != 0 || k.bmod != 0 {
 		return false
 	}
 	k.relu = true
@@ -461,12 +523,12 @@ func (k *binaryOp[T]) writesAll() {}
 func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 	a, b := in[0], in[1]
 	ia, ib := k.ia.get(), k.ib.get()
-	d, idx := k.da, ia
+	d, idx, mod := k.da, ia, k.amod
 	if which == 1 {
-		d, idx = k.db, ib
+		d, idx, mod = k.db, ib, k.bmod
 	}
 	body := func(lo, hi int) {
-		if idx == nil && ia == nil && ib == nil {
+		if ia == nil && ib == nil && k.amod == 0 && k.bmod == 0 {
 			a, b, out, gout, gin := a[lo:hi], b[lo:hi], out[lo:hi], gout[lo:hi], gin[lo:hi]
 			if k.name == "Add" {
 				addInto(gin, gout) // d = 1
@@ -478,10 +540,10 @@ func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 			return
 		}
 		for i := lo; i < hi; i++ {
-			gin[at(idx, i)] += gout[i] * d(a[at(ia, i)], b[at(ib, i)], out[i])
+			gin[src(idx, mod, i)] += gout[i] * d(a[src(ia, k.amod, i)], b[src(ib, k.bmod, i)], out[i])
 		}
 	}
-	if idx != nil { // several outputs may add into one element: keep the order
+	if idx != nil || mod != 0 { // several outputs may add into one element: keep the order
 		body(0, len(out))
 		return nil
 	}
