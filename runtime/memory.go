@@ -188,7 +188,9 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 	}
 	for _, prm := range b.p.params {
 		n := bytes(prm.Shape)
-		e.Params = memlimit.Add(e.Params, n)
+		if !prm.shared { // else the model's own, counted in Model
+			e.Params = memlimit.Add(e.Params, n)
+		}
 		consider(fmt.Sprintf("parameter %q", prm.Name), prm.Shape, n)
 	}
 	fed := map[*G.Node]string{}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/graft-dev/graft/internal/memlimit"
 	"github.com/graft-dev/graft/onnx"
@@ -30,7 +31,9 @@ type Options struct {
 	// function with different float32 rounding (see docs/benchmarks.md
 	// for how much on ResNet-18). Steps that train or ask for parameter
 	// gradients are refused. Inference and attacks on a fixed model
-	// (graft run, graft robustness) use it; training must not.
+	// (graft run, graft robustness) use it; training must not. The
+	// parameters then share the model's float32 data instead of copying
+	// it (on little-endian machines), so the weights are held once.
 	FixedWeights bool
 }
 
@@ -41,6 +44,9 @@ type Param struct {
 	Name  string
 	Shape []int
 	Value *tensor.Dense
+	// shared marks a Value whose memory is the model tensor's own (see
+	// Options.FixedWeights).
+	shared bool
 }
 
 // A Program is a model compiled for the runtime. It builds one Gorgonia graph
@@ -65,6 +71,17 @@ type Program struct {
 	work32 *workspace[float32]
 	work64 *workspace[float64]
 }
+
+// float32View returns little-endian float32 bytes as []float32 without a
+// copy, where the machine is little-endian and the bytes 4-aligned.
+func float32View(raw []byte) ([]float32, bool) {
+	if len(raw) < 4 || len(raw)%4 != 0 || uintptr(unsafe.Pointer(&raw[0]))%4 != 0 || !littleEndian {
+		return nil, false
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), len(raw)/4), true
+}
+
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // Replica returns a program over the same model that shares p's
 // parameters: the same tensors, so an update through either is seen by
@@ -122,9 +139,14 @@ func Compile(m *onnx.Model, opts Options) (p *Program, err error) {
 			// memory of compiling.
 			var data any
 			var err error
+			shared := false
 			switch {
 			case opts.Float64:
 				data, err = t.Float64s()
+			case t.DType == onnx.Float && opts.FixedWeights:
+				if data, shared = float32View(t.Raw()); !shared {
+					data, err = t.Float32s()
+				}
 			case t.DType == onnx.Float:
 				data, err = t.Float32s()
 			default:
@@ -140,7 +162,7 @@ func Compile(m *onnx.Model, opts Options) (p *Program, err error) {
 			if err != nil {
 				return nil, fmt.Errorf("compile: initializer %q: %w", v.Name, err)
 			}
-			prm := &Param{Name: v.Name, Shape: ints(t.Dims)}
+			prm := &Param{Name: v.Name, Shape: ints(t.Dims), shared: shared}
 			prm.Value = tensor.New(tensor.WithShape(shapeOrScalar(prm.Shape)...), tensor.WithBacking(data))
 			p.params = append(p.params, prm)
 			p.byName[v.Name] = prm

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/graft-dev/graft/internal/testenv"
 	"github.com/graft-dev/graft/onnx"
@@ -212,8 +213,9 @@ func TestWinogradResNet18(t *testing.T) {
 }
 
 // A program with fixed weights refuses what would change them, and still
-// gives input gradients (an attack's).
-func TestFixedWeightsRefusesTraining(t *testing.T) {
+// A program with fixed weights refuses what would change them, still gives
+// input gradients (an attack's), and holds the weights once.
+func TestFixedWeights(t *testing.T) {
 	dir := committedModelDirs(t)[0]
 	m, err := onnx.Load(filepath.Join(dir, "model.onnx"))
 	if err != nil {
@@ -243,5 +245,20 @@ func TestFixedWeightsRefusesTraining(t *testing.T) {
 	res, err := p.Step(&Request{Inputs: []*tensor.Dense{in}, Targets: targets, Loss: CrossEntropy, InputGrads: true})
 	if err != nil || len(res.InputGrads) != 1 {
 		t.Fatalf("input gradients with fixed weights: %v", err)
+	}
+	// The weights are held once: the parameters are the model's float32
+	// data, and the estimate counts them in the model only.
+	for _, v := range m.Graph.Initializers {
+		if v.Const.DType != onnx.Float {
+			continue
+		}
+		d := p.Param(v.Name).Value.Data().([]float32)
+		if raw := v.Const.Raw(); unsafe.Pointer(&d[0]) != unsafe.Pointer(&raw[0]) {
+			t.Errorf("parameter %q is a copy of the model's data", v.Name)
+		}
+	}
+	est, err := p.Estimate(Plan{Inputs: [][]int{in.Shape()}})
+	if err != nil || est.Params != 0 {
+		t.Errorf("estimate %v (%v): want no parameter bytes beside the model's", est, err)
 	}
 }
