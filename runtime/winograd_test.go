@@ -212,7 +212,6 @@ func TestWinogradResNet18(t *testing.T) {
 	}
 }
 
-// A program with fixed weights refuses what would change them, and still
 // A program with fixed weights refuses what would change them, still gives
 // input gradients (an attack's), and holds the weights once.
 func TestFixedWeights(t *testing.T) {
