@@ -26,6 +26,19 @@
 	VSUBPS Y1, Y2, o2; \
 	VSUBPS Y3, Y1, o3
 
+// SUB4 and ADD4 set d0-d3 to a0-a3 minus, or plus, b0-b3.
+#define SUB4(a0, a1, a2, a3, b0, b1, b2, b3, d0, d1, d2, d3) \
+	VSUBPS b0, a0, d0; \
+	VSUBPS b1, a1, d1; \
+	VSUBPS b2, a2, d2; \
+	VSUBPS b3, a3, d3
+
+#define ADD4(a0, a1, a2, a3, b0, b1, b2, b3, d0, d1, d2, d3) \
+	VADDPS b0, a0, d0; \
+	VADDPS b1, a1, d1; \
+	VADDPS b2, a2, d2; \
+	VADDPS b3, a3, d3
+
 // STORE4 stores four vectors to the next four slots (R9, advanced by R8).
 #define STORE4(a, b, c, d) \
 	VMOVUPS a, (R9); \
@@ -65,31 +78,19 @@ group:
 	LEAQ (SI)(BX*2), R10 // row 2: u2 in Y8-Y11
 	GATHERROW
 	BT(Y8, Y9, Y10, Y11)
-	VSUBPS Y8, Y4, Y4 // u0 - u2
-	VSUBPS Y9, Y5, Y5
-	VSUBPS Y10, Y6, Y6
-	VSUBPS Y11, Y7, Y7
+	SUB4(Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y4, Y5, Y6, Y7) // u0 - u2
 	STORE4(Y4, Y5, Y6, Y7)
 	LEAQ (SI)(BX*1), R10 // row 1: u1 in Y4-Y7
 	GATHERROW
 	BT(Y4, Y5, Y6, Y7)
-	VADDPS Y8, Y4, Y0 // u1 + u2
-	VADDPS Y9, Y5, Y1
-	VADDPS Y10, Y6, Y2
-	VADDPS Y11, Y7, Y3
+	ADD4(Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y0, Y1, Y2, Y3) // u1 + u2
 	STORE4(Y0, Y1, Y2, Y3)
-	VSUBPS Y4, Y8, Y8 // u2 - u1
-	VSUBPS Y5, Y9, Y9
-	VSUBPS Y6, Y10, Y10
-	VSUBPS Y7, Y11, Y11
+	SUB4(Y8, Y9, Y10, Y11, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11) // u2 - u1
 	STORE4(Y8, Y9, Y10, Y11)
 	LEAQ (R10)(BX*2), R10 // row 3: u3 in Y8-Y11
 	GATHERROW
 	BT(Y8, Y9, Y10, Y11)
-	VSUBPS Y8, Y4, Y4 // u1 - u3
-	VSUBPS Y9, Y5, Y5
-	VSUBPS Y10, Y6, Y6
-	VSUBPS Y11, Y7, Y7
+	SUB4(Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y4, Y5, Y6, Y7) // u1 - u3
 	STORE4(Y4, Y5, Y6, Y7)
 	ADDQ $32, DI
 	ADDQ $32, DX
