@@ -493,7 +493,70 @@ func (k *conv[T]) giveCols(b []T) {
 
 func (k *conv[T]) writesAll() {}
 
+// depthwise reports a depthwise convolution: one input and one output
+// channel per group, a 1-d or 2-d window. Its forward pass runs tap by tap
+// over the rows (depthwiseForward): as a GEMM it would be one product of
+// a single row by 9 columns per channel.
+func (k *conv[T]) depthwise() bool { return k.plane != nil && k.group == k.c && k.m == k.c && k.group > 1 }
+
+// depthwiseForward computes channel planes [p0, p1) of all images (plane
+// i*c+ch) into out, zeroed first: for each output row and kernel tap, the
+// tap's weight times the input row it reads (an axpy along the row).
+func (k *conv[T]) depthwiseForward(x, w, out []T, p0, p1 int) {
+	p := k.plane
+	iN, oN, kN := p.h*p.w, p.oh*p.ow, p.kh*p.kw
+	for pl := p0; pl < p1; pl++ {
+		xp, op, wp := x[pl*iN:(pl+1)*iN], out[pl*oN:(pl+1)*oN], w[(pl%k.c)*kN:(pl%k.c+1)*kN]
+		clear(op)
+		for oh := 0; oh < p.oh; oh++ {
+			orow := op[oh*p.ow : (oh+1)*p.ow]
+			for kh := 0; kh < p.kh; kh++ {
+				ih := oh*p.sh - p.ph + kh*p.dh
+				if ih < 0 || ih >= p.h {
+					continue
+				}
+				xrow := xp[ih*p.w : (ih+1)*p.w]
+				for kw := 0; kw < p.kw; kw++ {
+					lo, hi, off := p.lo[kw], p.hi[kw], p.off[kw]
+					if lo >= hi {
+						continue
+					}
+					wv := wp[kh*p.kw+kw]
+					if p.sw == 1 {
+						axpy(wv, xrow[lo+off:hi+off], orow[lo:hi])
+						continue
+					}
+					for o := lo; o < hi; o++ {
+						orow[o] += wv * xrow[o*p.sw+off]
+					}
+				}
+			}
+		}
+	}
+}
+
+// axpy adds alpha*x to y[:len(x)] (vectorised for float32).
+func axpy[T Float](alpha T, x, y []T) {
+	if xf, ok := any(x).([]float32); ok && len(x) >= 16 {
+		sgemmKern.axpy(float32(alpha), xf, any(y).([]float32))
+		return
+	}
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += alpha * v
+	}
+}
+
 func (k *conv[T]) forward(in [][]T, out []T) error {
+	if k.depthwise() {
+		x, w := in[0], in[1]
+		planes := k.n * k.c
+		parallelFor(planes, len(out)*size(k.win.kernel), func(lo, hi int) { k.depthwiseForward(x, w, out, lo, hi) })
+		if k.hasBias || k.relu {
+			k.epilogue(in, out)
+		}
+		return nil
+	}
 	if k.wino != nil {
 		var bias []float32
 		if k.hasBias {
@@ -512,29 +575,35 @@ func (k *conv[T]) forward(in [][]T, out []T) error {
 			gemm(false, false, mg, oN, cg*kN, 1, w[g*mg*cg*kN:], cg*kN, cols, oN, 0, out[(img*k.m+g*mg)*oN:], oN)
 		}
 		if k.hasBias || k.relu { // while the image's output is still in cache
-			o := out[img*k.m*oN : (img+1)*k.m*oN]
-			parallelFor(k.m, len(o), func(lo, hi int) {
-				for m := lo; m < hi; m++ {
-					var bm T
-					if k.hasBias {
-						bm = in[2][m]
-					}
-					row := o[m*oN : (m+1)*oN]
-					if k.relu {
-						for i, v := range row {
-							row[i] = max(v+bm, 0)
-						}
-						continue
-					}
-					for i := range row {
-						row[i] += bm
-					}
-				}
-			})
+			k.epilogue(in, out[img*k.m*oN:(img+1)*k.m*oN])
 		}
 	}
 	k.giveCols(buf)
 	return nil
+}
+
+// epilogue adds the bias and applies the fused Relu to whole images of
+// output o.
+func (k *conv[T]) epilogue(in [][]T, o []T) {
+	oN := size(k.win.out)
+	parallelFor(len(o)/oN, len(o), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			var bm T
+			if k.hasBias {
+				bm = in[2][r%k.m]
+			}
+			row := o[r*oN : (r+1)*oN]
+			if k.relu {
+				for i, v := range row {
+					row[i] = max(v+bm, 0)
+				}
+				continue
+			}
+			for i := range row {
+				row[i] += bm
+			}
+		}
+	})
 }
 
 func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
