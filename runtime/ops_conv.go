@@ -497,7 +497,9 @@ func (k *conv[T]) writesAll() {}
 // channel per group, a 1-d or 2-d window. Its forward pass runs tap by tap
 // over the rows (depthwiseForward): as a GEMM it would be one product of
 // a single row by 9 columns per channel.
-func (k *conv[T]) depthwise() bool { return k.plane != nil && k.group == k.c && k.m == k.c && k.group > 1 }
+func (k *conv[T]) depthwise() bool {
+	return k.plane != nil && k.group == k.c && k.m == k.c && k.group > 1
+}
 
 // depthwiseForward computes channel planes [p0, p1) of all images (plane
 // i*c+ch) into out, zeroed first: for each output row and kernel tap, the
