@@ -26,8 +26,9 @@ type leanStep struct {
 	recycle []bool // parallel to drop
 	// pooled marks a node whose value is recycled: its buffer comes from
 	// the pool. Others allocate their own, so the pool holds the same
-	// buffers after every run.
-	pooled bool
+	// buffers after every run. dirty: its kernel writes every element of
+	// its output, so the buffer need not be zeroed.
+	pooled, dirty bool
 }
 
 // leanSchedule orders the op nodes the outputs need (depth first, children
@@ -102,6 +103,9 @@ func leanSchedule[T Float](g *G.ExprGraph, outputs []*G.Node) []leanStep {
 	for i := range steps {
 		_, dropped := last[steps[i].node]
 		steps[i].pooled = dropped && owned[steps[i].node]
+		if steps[i].pooled {
+			_, steps[i].dirty = steps[i].node.Op().(*kernelOp[T]).k.(interface{ writesAll() })
+		}
 	}
 	return steps
 }
@@ -184,8 +188,7 @@ func leanRun[T Float](steps []leanStep, pool *leanPool[T], fed map[*G.Node]G.Val
 		var err error
 		if s.pooled {
 			op := s.node.Op().(*kernelOp[T])
-			_, all := op.k.(interface{ writesAll() })
-			v, err = op.doInto(pool.get(size(op.k.outShape()), all), args)
+			v, err = op.doInto(pool.get(size(op.k.outShape()), s.dirty), args)
 		} else {
 			v, err = s.node.Op().Do(args...)
 		}

@@ -299,18 +299,9 @@ func transpose[T Float](a, t []T, r, c int) {
 	})
 }
 
-// addInto adds s to d[:len(s)] elementwise (vectorised for float32: adding
-// 1*s with fused multiply-adds rounds exactly as d[i] + s[i]).
-func addInto[T Float](d, s []T) {
-	if sf, ok := any(s).([]float32); ok && len(s) >= 16 {
-		sgemmKern.axpy(1, sf, any(d).([]float32))
-		return
-	}
-	d = d[:len(s)]
-	for i, v := range s {
-		d[i] += v
-	}
-}
+// addInto adds s to d[:len(s)] elementwise: axpy by 1, which with fused
+// multiply-adds rounds exactly as d[i] + s[i].
+func addInto[T Float](d, s []T) { axpy(1, s, d) }
 
 func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
 	if len(in) < 2 || in[0] == nil || in[1] == nil {
