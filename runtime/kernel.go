@@ -181,13 +181,17 @@ func (op *gradOp[T]) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *gradOp[T]) Do(vals ...G.Value) (G.Value, error) {
+	return op.doInto(make([]T, size(op.fwd.inShapes[op.input])), vals)
+}
+
+// doInto is Do computing into gin, zeroed, of the input's size.
+func (op *gradOp[T]) doInto(gin []T, vals []G.Value) (G.Value, error) {
 	all, err := dataOf[T](vals)
 	if err != nil {
 		return nil, op.fwd.fail("the gradient of ", err)
 	}
 	n := len(op.fwd.inShapes)
 	shape := op.fwd.inShapes[op.input]
-	gin := make([]T, size(shape))
 	if err := op.fwd.k.backward(op.input, all[:n], all[n], all[n+1], gin); err != nil {
 		return nil, op.fwd.fail("the gradient of ", err)
 	}

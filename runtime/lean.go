@@ -6,17 +6,18 @@ import (
 	G "gorgonia.org/gorgonia"
 )
 
-// Inference sessions (no loss, hence no gradients) do not run on Gorgonia's
-// tape machine: it gives every node of the graph its own buffer for the
-// whole run, so a run holds every activation at once (1.7 GB for ViT-B/16
-// on one image). leanRun runs the nodes in a fixed order and drops each
-// value after its last reader, so a run holds only the values still to be
-// read: what an inference engine holds. A dropped value's buffer goes back
+// Sessions do not run on Gorgonia's tape machine: it gives every node of
+// the graph its own buffer for the whole run, so a run holds every
+// activation and every gradient at once (1.7 GB for ViT-B/16 inference on
+// one image). leanRun runs the nodes in a fixed order and drops each value
+// after its last reader, so a run holds only the values still to be read:
+// what an inference engine holds, and in a backward pass the activations
+// its gradients still need. A dropped value's buffer goes back
 // to the session's pool and serves a later value of the same size, in this
 // run or the next, so a run in the steady state allocates only what it
 // returns and leaves no garbage behind.
 
-// leanStep is one node of an inference run: the node, its arguments in
+// leanStep is one node of a run: the node, its arguments in
 // order, and the values no later step reads, dropped after it; recycle
 // marks the dropped values whose buffers may be reused.
 type leanStep struct {
@@ -73,7 +74,7 @@ func leanSchedule[T Float](g *G.ExprGraph, outputs []*G.Node) []leanStep {
 		keep[n] = true
 	}
 	isKernel := func(n *G.Node) bool {
-		_, ok := n.Op().(*kernelOp[T])
+		_, ok := n.Op().(pooledOp[T])
 		return ok && len(n.Shape()) > 0 // a scalar is not a buffer
 	}
 	last := map[*G.Node]int{}
@@ -104,29 +105,49 @@ func leanSchedule[T Float](g *G.ExprGraph, outputs []*G.Node) []leanStep {
 		_, dropped := last[steps[i].node]
 		steps[i].pooled = dropped && owned[steps[i].node]
 		if steps[i].pooled {
-			_, steps[i].dirty = steps[i].node.Op().(*kernelOp[T]).k.(interface{ writesAll() })
+			steps[i].dirty = steps[i].node.Op().(pooledOp[T]).writesAll()
 		}
 	}
 	return steps
 }
 
+// A pooledOp computes into a buffer it is given: the ops of graft's kernels
+// and of their gradients.
+type pooledOp[T Float] interface {
+	// doInto is Do computing into out, of the value's size, zeroed unless
+	// writesAll.
+	doInto(out []T, vals []G.Value) (G.Value, error)
+	// writesAll reports that the op writes every element of its value.
+	writesAll() bool
+}
+
+func (op *kernelOp[T]) writesAll() bool {
+	_, ok := op.k.(interface{ writesAll() })
+	return ok
+}
+
+// A gradient accumulates into its buffer.
+func (op *gradOp[T]) writesAll() bool { return false }
+
 // leanMemory is what the schedule's op values take, for elements of elem
-// bytes: pooled, the buffers a first run takes from an empty pool (later
-// runs find them there: the pool keeps them between runs), and fresh, the
-// bytes of values each run allocates anew (those of Gorgonia's own ops,
-// and kernel outputs that are not recycled, such as the outputs), garbage
-// once the run is over.
-func leanMemory(steps []leanStep, elem int64) (pooled, fresh int64) {
+// bytes, split in two parts by part (0 or 1 for each node: the forward
+// pass and the gradients): pooled, the buffers a first run takes from an
+// empty pool (later runs find them there: the pool keeps them between
+// runs), and fresh, the bytes of values each run allocates anew (those of
+// Gorgonia's own ops, and values that are not recycled, such as the
+// outputs and gradients a run returns), garbage once the run is over.
+func leanMemory(steps []leanStep, elem int64, part func(*G.Node) int) (pooled, fresh [2]int64) {
 	free := map[int]int{} // buffers of each size in the pool
 	for _, s := range steps {
 		n := s.node.Shape().TotalSize()
+		i := part(s.node)
 		switch {
 		case !s.pooled:
-			fresh += int64(n) * elem
+			fresh[i] += int64(n) * elem
 		case free[n] > 0:
 			free[n]--
 		default:
-			pooled += int64(n) * elem
+			pooled[i] += int64(n) * elem
 		}
 		for i, d := range s.drop {
 			if s.recycle[i] {
@@ -187,8 +208,8 @@ func leanRun[T Float](steps []leanStep, pool *leanPool[T], fed map[*G.Node]G.Val
 		var v G.Value
 		var err error
 		if s.pooled {
-			op := s.node.Op().(*kernelOp[T])
-			v, err = op.doInto(pool.get(size(op.k.outShape()), s.dirty), args)
+			op := s.node.Op().(pooledOp[T])
+			v, err = op.doInto(pool.get(s.node.Shape().TotalSize(), s.dirty), args)
 		} else {
 			v, err = s.node.Op().Do(args...)
 		}

@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"github.com/graft-dev/graft/onnx"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
-// An inference run (leanRun) computes exactly what the tape machine does,
-// and holds fewer bytes at once than the tape machine's one buffer per
-// node.
+// A run (leanRun) computes exactly what Gorgonia's tape machine computes
+// on the same graph, forward and backward, holds fewer bytes at once than
+// the tape machine's one buffer per node, and in the steady state takes
+// every buffer from its pool.
 func TestLeanRunEqualsTapeMachine(t *testing.T) {
 	for _, name := range []string{"resnet_tiny_op13_bn", "resnet_tiny_op17_folded", "cnn", "stn"} {
 		p := compileTestModel(t, name)
@@ -21,47 +23,108 @@ func TestLeanRunEqualsTapeMachine(t *testing.T) {
 			shape = append(shape, int(d.Value))
 		}
 		x := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(ramp(shape)))
-		lean, err := p.Run(x)
+		out, err := p.Run(x)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, _, err := buildSession[float32](p, Plan{Inputs: [][]int{shape}})
+		targets, err := p.OneHot([]int{0, 1, 2}, out[0].Shape()[1])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.lean == nil {
-			t.Fatalf("%s: an inference session has no lean schedule", name)
-		}
-		pooled, fresh := leanMemory(s.lean, 4)
-		all := int64(0)
-		for _, n := range s.g.AllNodes() {
-			if n.Op() != nil {
-				all += int64(n.Shape().TotalSize()) * 4
+		var params []string
+		for _, prm := range p.params {
+			if !strings.Contains(prm.Name, "running") {
+				params = append(params, prm.Name)
 			}
 		}
-		// Values of the same size share buffers: fewer bytes than the tape
-		// machine's where sizes repeat (a ResNet's blocks), never more.
-		if pooled+fresh > all || strings.HasPrefix(name, "resnet") && pooled+fresh >= all {
-			t.Errorf("%s: the lean run holds %d bytes, the tape machine %d", name, pooled+fresh, all)
-		}
-		// A run in the steady state takes every buffer from the pool.
-		made := inferenceSession(p, shape).pool.made
-		if _, err := p.Run(x); err != nil {
-			t.Fatal(err)
-		}
-		if again := inferenceSession(p, shape).pool.made; again != made {
-			t.Errorf("%s: the second run allocated %d buffers of its own", name, again-made)
-		}
-		s.lean = nil // the tape machine
-		s.start()
-		tape, err := s.run(&Request{Inputs: []*tensor.Dense{x}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(lean[0].Data().([]float32), tape.Outputs[0].Data().([]float32)) {
-			t.Errorf("%s: the lean run's outputs differ from the tape machine's", name)
+		for _, req := range []*Request{
+			{Inputs: []*tensor.Dense{x}},
+			{Inputs: []*tensor.Dense{x}, Targets: targets, Loss: CrossEntropy, Params: params, InputGrads: true},
+		} {
+			what := name + " inference"
+			if req.Loss != NoLoss {
+				what = name + " gradients"
+			}
+			lean, err := p.Step(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := p.cache[planOf(req).key()].(*graphSession[float32])
+			pooled2, fresh2 := leanMemory(s.lean, 4, func(*G.Node) int { return 0 })
+			pooled, fresh := pooled2[0], fresh2[0]
+			all := int64(0)
+			for _, n := range s.g.AllNodes() {
+				if n.Op() != nil {
+					all += int64(n.Shape().TotalSize()) * 4
+				}
+			}
+			// Values of the same size share buffers: fewer bytes than the
+			// tape machine's where sizes repeat (a ResNet's blocks), never
+			// more.
+			if pooled+fresh > all || strings.HasPrefix(name, "resnet") && pooled+fresh >= all {
+				t.Errorf("%s: the lean run holds %d bytes, the tape machine %d", what, pooled+fresh, all)
+			}
+			made := s.pool.made
+			if _, err := p.Step(req); err != nil {
+				t.Fatal(err)
+			}
+			if s.pool.made != made {
+				t.Errorf("%s: the second run allocated %d buffers of its own", what, s.pool.made-made)
+			}
+			tape := tapeRun(t, s, req)
+			same := func(part string, a, b *tensor.Dense) {
+				if !slices.Equal(a.Data().([]float32), b.Data().([]float32)) {
+					t.Errorf("%s: the lean run's %s differs from the tape machine's", what, part)
+				}
+			}
+			same("output", lean.Outputs[0], tape.Outputs[0])
+			if lean.Loss != tape.Loss {
+				t.Errorf("%s: loss %v, the tape machine's %v", what, lean.Loss, tape.Loss)
+			}
+			for _, name := range req.Params {
+				same("gradient of "+name, lean.ParamGrads[name], tape.ParamGrads[name])
+			}
+			if req.InputGrads {
+				same("input gradient", lean.InputGrads[0], tape.InputGrads[0])
+			}
 		}
 	}
+}
+
+// tapeRun runs a session's graph on Gorgonia's tape machine, which keeps
+// every node's value for the whole run: the reference for leanRun's order
+// and recycling.
+func tapeRun(t *testing.T, s *graphSession[float32], req *Request) *Result {
+	t.Helper()
+	vm := G.NewTapeMachine(s.g)
+	defer vm.Close()
+	for i, n := range s.inputs {
+		if err := G.Let(n, req.Inputs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.target != nil {
+		if err := G.Let(s.target, req.Targets); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	res := &Result{ParamGrads: map[string]*tensor.Dense{}}
+	for _, n := range s.outputs {
+		res.Outputs = append(res.Outputs, copyDense[float32](n.Value()))
+	}
+	if s.loss != nil {
+		res.Loss = scalarOf(s.loss.Value())
+	}
+	for i, n := range s.paramGrads {
+		res.ParamGrads[s.paramNames[i]] = copyDense[float32](n.Value())
+	}
+	for _, n := range s.inputGrads {
+		res.InputGrads = append(res.InputGrads, copyDense[float32](n.Value()))
+	}
+	return res
 }
 
 // ramp fills a tensor of shape with values that vary along every axis.

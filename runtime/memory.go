@@ -57,24 +57,23 @@ func planOf(req *Request) Plan {
 }
 
 // A MemoryEstimate is the memory a Step of one plan holds at its peak, in
-// bytes, from the shapes of every tensor of its graph. Gorgonia's machine
-// keeps every node's value until the next run, so the activations (and,
-// when training, the gradients) all add up; each convolution keeps its
-// im2col buffer.
+// bytes, from the shapes of every tensor of its graph and the order a run
+// computes them in: a value's buffer serves later values of its size once
+// its last reader is done, and the buffers stay with the session for its
+// next run.
 type MemoryEstimate struct {
 	Model       int64 // the tensor data of the ONNX model the program keeps
 	Params      int64 // the model's float parameters (shared by every plan)
 	Inputs      int64 // the inputs and targets the caller passes
 	Constants   int64 // float constants folded when the graph was built
-	Activations int64 // the outputs of every node
-	Gradients   int64 // gradient tensors, when the plan asks for any
+	Activations int64 // the buffers of the forward pass's values
+	Gradients   int64 // the buffers of gradients, when the plan asks for any
 	Scratch     int64 // buffers kernels keep: im2col matrices, transposed weights
 	Results     int64 // the copies Step returns: outputs and gradients
-	// Garbage is the previous run's activations, gradients and results:
-	// each run makes new ones, and the old stay in memory until the
-	// garbage collector runs. An inference run recycles its activations,
-	// so there the largest garbage is the model file's bytes, read to
-	// decode it.
+	// Garbage is what the previous run allocated and did not keep: the
+	// values it could not recycle (the outputs and gradients it returns,
+	// and their copies in Results), which stay in memory until the garbage
+	// collector runs, and the model file's bytes, read to decode it.
 	Garbage int64
 	Total   int64
 	Largest TensorBytes // the largest single tensor
@@ -201,6 +200,7 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 		fed[s.target] = "the targets"
 	}
 	shared := map[any]int64{} // the workspace's buffers: the most any kernel takes of each
+	backward := map[*G.Node]bool{}
 	for i, n := range b.g.AllNodes() {
 		shape := []int(n.Shape())
 		nb := bytes(shape)
@@ -215,7 +215,6 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 			}
 			e.Constants = memlimit.Add(e.Constants, nb)
 		case i < forward:
-			e.Activations = memlimit.Add(e.Activations, nb)
 			consider(describeOutput(op), shape, nb)
 			if k, ok := op.(*kernelOp[T]); ok {
 				if sk, ok := k.k.(scratchKernel); ok {
@@ -226,22 +225,25 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 				}
 			}
 		default:
-			e.Gradients = memlimit.Add(e.Gradients, nb)
+			backward[n] = true
 			consider(describeOutput(op), shape, nb)
 		}
 	}
 	for _, n := range shared {
 		e.Scratch = memlimit.Add(e.Scratch, n)
 	}
-	// What a run allocates is garbage after it, until the collector runs.
-	e.Garbage = e.Activations
-	if s.lean != nil {
-		// An inference run holds only the values still to be read, in
-		// buffers it keeps for the next run, and allocates only what it
-		// cannot recycle (see leanRun).
-		pooled, fresh := leanMemory(s.lean, elem)
-		e.Activations, e.Garbage = memlimit.Add(pooled, fresh), fresh
-	}
+	// A run holds only the values still to be read, in buffers it keeps for
+	// the next run, and allocates only what it cannot recycle (see leanRun):
+	// garbage once it is over, until the collector runs.
+	pooled, fresh := leanMemory(s.lean, elem, func(n *G.Node) int {
+		if backward[n] {
+			return 1
+		}
+		return 0
+	})
+	e.Activations = memlimit.Add(pooled[0], fresh[0])
+	e.Gradients = memlimit.Add(pooled[1], fresh[1])
+	e.Garbage = memlimit.Add(fresh[0], fresh[1])
 	for i, n := range s.outputs {
 		switch {
 		case n == nil:
@@ -257,15 +259,13 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 	for _, v := range b.p.model.Graph.Initializers {
 		e.Model = memlimit.Add(e.Model, v.Const.Bytes())
 	}
-	e.Garbage = memlimit.Add(e.Garbage, e.Gradients, e.Results)
-	if s.lean != nil {
-		// Go's collector aims to run before the garbage outgrows the live
-		// heap (GOGC=100). It reaches that goal on a busy machine; an idle
-		// one collects earlier (ResNet-18 inference at batch 8: 0.87 times
-		// this estimate idle, 1.02 beside other tests).
-		live := memlimit.Add(e.Model, e.Params, e.Inputs, e.Constants, e.Activations, e.Scratch)
-		e.Garbage = min(memlimit.Add(e.Garbage, e.Model), live)
-	}
+	// Go's collector aims to run before the garbage outgrows the live heap
+	// (GOGC=100). It reaches that goal on a busy machine; an idle one
+	// collects earlier (ResNet-18 inference at batch 8: 0.87 times this
+	// estimate idle, 1.02 beside other tests). The model file's bytes, read
+	// to decode it, are garbage too.
+	live := memlimit.Add(e.Model, e.Params, e.Inputs, e.Constants, e.Activations, e.Gradients, e.Scratch)
+	e.Garbage = min(memlimit.Add(e.Garbage, e.Results, e.Model), live)
 	e.Total = memlimit.Add(e.Model, e.Params, e.Inputs, e.Constants, e.Activations, e.Gradients, e.Scratch, e.Results, e.Garbage)
 	return e
 }

@@ -181,11 +181,11 @@ func mustFloats(t *testing.T, name string, dims []int64, v ...float32) *onnx.Ten
 // The estimate against the peak RSS of a process that loads ResNet-18,
 // compiles it and runs three steps (a process that has done nothing else
 // stays near 10 MiB). Measured on this machine, peak RSS against the
-// estimate: batch 1 inference 263 MiB / 251 MiB (1.05), batch 8 inference
-// 724 / 695 MiB (1.04), batch 8 with the input gradient 1.4-1.5 GiB /
-// 1.3 GiB (1.06-1.15, the garbage collector's timing deciding how much of
-// the earlier runs' garbage is still held). The bounds catch an estimate
-// that drifts away from what a run takes.
+// estimate: batch 1 inference 170 MiB / 152 MiB (1.12), batch 8 inference
+// 209 / 229 MiB (0.91), batch 8 with the input gradient 629 / 689 MiB
+// (0.91; the garbage collector's timing decides how much of the earlier
+// runs' garbage is still held). The bounds catch an estimate that drifts
+// away from what a run takes.
 func TestEstimateResNet18(t *testing.T) {
 	path := "../testdata/big/resnet18_op17_bn/model.onnx"
 	var p *Program

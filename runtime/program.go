@@ -8,7 +8,6 @@ import (
 	"math/rand"
 	"sort"
 	"strings"
-	"sync"
 	"unsafe"
 
 	"github.com/graft-dev/graft/internal/memlimit"
@@ -102,10 +101,8 @@ func (p *Program) Replica(i int) *Program {
 	return &r
 }
 
-// A session is one compiled graph with its machine.
+// A session is one compiled graph with its schedule.
 type session interface {
-	// start makes the machine that runs the graph.
-	start()
 	run(req *Request) (*Result, error)
 }
 
@@ -322,7 +319,6 @@ func (p *Program) newSession(plan Plan) (session, error) {
 		p.retained = 0
 	}
 	p.retained = memlimit.Add(p.retained, retained)
-	s.start()
 	return s, nil
 }
 
@@ -416,7 +412,6 @@ func (p *Program) checkPlan(plan Plan) error {
 // graphSession is a session for element type T.
 type graphSession[T Float] struct {
 	g            *G.ExprGraph
-	vm           G.VM
 	inputs       []*G.Node
 	inputTypes   []onnx.DType // Float, or the integer type an input is fed as
 	outputs      []*G.Node    // nil for outputs known at compile time, in constOutputs
@@ -427,9 +422,8 @@ type graphSession[T Float] struct {
 	paramNames   []string
 	paramGrads   []*G.Node
 	inputGrads   []*G.Node
-	// lean is the schedule of an inference session, run by leanRun instead
-	// of a tape machine, with its pool of buffers; nil for sessions with a
-	// loss.
+	// lean is the schedule of the session's nodes, forward and backward,
+	// run by leanRun, with its pool of buffers.
 	lean []leanStep
 	pool *leanPool[T]
 }
@@ -553,23 +547,23 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 			s.inputGrads = grads[len(plan.Params):]
 		}
 	}
-	if plan.Loss == NoLoss {
-		s.lean, s.pool = leanSchedule[T](b.g, s.outputs), &leanPool[T]{}
-	}
+	s.lean, s.pool = leanSchedule[T](b.g, s.wanted()), &leanPool[T]{}
 	return s, estimate(b, s, plan, forward), nil
 }
 
-// machines serialises the making of tape machines: Gorgonia's sets the
-// engine of every value in the graph, parameters included, and a program's
-// replicas share those (Program.Replica).
-var machines sync.Mutex
-
-func (s *graphSession[T]) start() {
-	if s.lean == nil && len(s.g.AllNodes()) > 0 { // else an inference session, or every output is known at compile time
-		machines.Lock()
-		s.vm = G.NewTapeMachine(s.g)
-		machines.Unlock()
+// wanted lists the nodes a run reads: the outputs, the loss and the
+// gradients. The schedule visits the gradients latest-made first: Gorgonia
+// makes them from the loss backwards, so each parameter's gradient is
+// computed as soon as the gradient of its layer's output is, and the
+// values it reads are dropped early.
+func (s *graphSession[T]) wanted() []*G.Node {
+	grads := append(append([]*G.Node(nil), s.paramGrads...), s.inputGrads...)
+	sort.SliceStable(grads, func(i, j int) bool { return grads[i].ID() < grads[j].ID() })
+	want := append([]*G.Node(nil), s.outputs...)
+	if s.loss != nil {
+		want = append(want, s.loss)
 	}
+	return append(want, grads...)
 }
 
 // feeds returns the request's inputs as the session computes them: integer
@@ -593,38 +587,18 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	value := func(n *G.Node) G.Value { return n.Value() }
-	if s.lean != nil {
-		fed := map[*G.Node]G.Value{}
-		for i, n := range s.inputs {
-			fed[n] = xs[i]
-		}
-		vals, err := leanRun(s.lean, s.pool, fed, s.outputs)
-		if err != nil {
-			return nil, err
-		}
-		value = func(n *G.Node) G.Value { return vals[n] }
+	fed := map[*G.Node]G.Value{}
+	for i, n := range s.inputs {
+		fed[n] = xs[i]
 	}
-	if s.vm != nil {
-		defer s.vm.Reset()
-		for i, n := range s.inputs {
-			if err := G.Let(n, xs[i]); err != nil {
-				return nil, err
-			}
-		}
-		if s.target != nil {
-			if err := G.Let(s.target, req.Targets); err != nil {
-				return nil, err
-			}
-		}
-		if err := s.vm.RunAll(); err != nil {
-			var k *kernelError
-			if errors.As(err, &k) {
-				return nil, k // Gorgonia's wrapping names the machine's instruction, not the node
-			}
-			return nil, err
-		}
+	if s.target != nil {
+		fed[s.target] = req.Targets
 	}
+	vals, err := leanRun(s.lean, s.pool, fed, s.wanted())
+	if err != nil {
+		return nil, err
+	}
+	value := func(n *G.Node) G.Value { return vals[n] }
 	res := &Result{}
 	for i, n := range s.outputs {
 		if c, ok := s.constOutputs[i]; ok {
@@ -638,16 +612,16 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 		res.Outputs = append(res.Outputs, copyDense[T](value(n)))
 	}
 	if s.loss != nil {
-		res.Loss = scalarOf(s.loss.Value())
+		res.Loss = scalarOf(value(s.loss))
 	}
 	if len(s.paramGrads) > 0 {
 		res.ParamGrads = map[string]*tensor.Dense{}
 		for i, n := range s.paramGrads {
-			res.ParamGrads[s.paramNames[i]] = copyDense[T](n.Value())
+			res.ParamGrads[s.paramNames[i]] = copyDense[T](value(n))
 		}
 	}
 	for _, n := range s.inputGrads {
-		res.InputGrads = append(res.InputGrads, copyDense[T](n.Value()))
+		res.InputGrads = append(res.InputGrads, copyDense[T](value(n)))
 	}
 	return res, nil
 }
