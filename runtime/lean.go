@@ -25,10 +25,12 @@ type leanStep struct {
 	args    []*G.Node
 	drop    []*G.Node
 	recycle []bool // parallel to drop
-	// pooled marks a node whose value is recycled: its buffer comes from
-	// the pool. Others allocate their own, so the pool holds the same
-	// buffers after every run. dirty: its kernel writes every element of
-	// its output, so the buffer need not be zeroed.
+	// op computes the node into a buffer it is given; nil for ops of
+	// Gorgonia's own, which allocate. pooled marks a node whose value is
+	// recycled: its buffer comes from the pool. Others allocate their own,
+	// so the pool holds the same buffers after every run. dirty: op writes
+	// every element of its output, so the buffer need not be zeroed.
+	op            any // pooledOp[T]
 	pooled, dirty bool
 }
 
@@ -74,8 +76,7 @@ func leanSchedule[T Float](g *G.ExprGraph, outputs []*G.Node) []leanStep {
 		keep[n] = true
 	}
 	isKernel := func(n *G.Node) bool {
-		_, ok := n.Op().(pooledOp[T])
-		return ok && len(n.Shape()) > 0 // a scalar is not a buffer
+		return pooledOpOf[T](n) != nil && len(n.Shape()) > 0 // a scalar is not a buffer
 	}
 	last := map[*G.Node]int{}
 	owned := map[*G.Node]bool{}
@@ -104,8 +105,9 @@ func leanSchedule[T Float](g *G.ExprGraph, outputs []*G.Node) []leanStep {
 	for i := range steps {
 		_, dropped := last[steps[i].node]
 		steps[i].pooled = dropped && owned[steps[i].node]
-		if steps[i].pooled {
-			steps[i].dirty = steps[i].node.Op().(pooledOp[T]).writesAll()
+		if op := pooledOpOf[T](steps[i].node); op != nil {
+			steps[i].op = op
+			steps[i].dirty = op.writesAll()
 		}
 	}
 	return steps
@@ -128,6 +130,47 @@ func (op *kernelOp[T]) writesAll() bool {
 
 // A gradient accumulates into its buffer.
 func (op *gradOp[T]) writesAll() bool { return false }
+
+// pooledOpOf returns n's op as a pooledOp, or nil when it is one of
+// Gorgonia's own. Gorgonia sums the gradients a value gets from several
+// readers (a residual block's input) with its own Add, which allocates its
+// result: gradientSum computes those sums into pooled buffers instead.
+func pooledOpOf[T Float](n *G.Node) pooledOp[T] {
+	switch op := n.Op().(type) {
+	case pooledOp[T]:
+		return op
+	case nil:
+		return nil
+	}
+	if n.Op().String() != "+ false" || len(n.Shape()) == 0 {
+		return nil
+	}
+	it := n.Graph().From(n.ID())
+	for it.Next() {
+		if !it.Node().(*G.Node).Shape().Eq(n.Shape()) {
+			return nil // a broadcast
+		}
+	}
+	return gradientSum[T]{}
+}
+
+// gradientSum adds two tensors of one shape: the gradient sums of
+// Gorgonia's differentiation (see pooledOpOf).
+type gradientSum[T Float] struct{}
+
+func (gradientSum[T]) doInto(out []T, vals []G.Value) (G.Value, error) {
+	in, err := dataOf[T](vals)
+	if err != nil {
+		return nil, err
+	}
+	a, b := in[0][:len(out)], in[1][:len(out)]
+	for i := range out {
+		out[i] = a[i] + b[i]
+	}
+	return wrap(out, vals[0].Shape()), nil
+}
+
+func (gradientSum[T]) writesAll() bool { return true }
 
 // leanMemory is what the schedule's op values take, for elements of elem
 // bytes, split in two parts by part (0 or 1 for each node: the forward
@@ -208,8 +251,7 @@ func leanRun[T Float](steps []leanStep, pool *leanPool[T], fed map[*G.Node]G.Val
 		var v G.Value
 		var err error
 		if s.pooled {
-			op := s.node.Op().(pooledOp[T])
-			v, err = op.doInto(pool.get(s.node.Shape().TotalSize(), s.dirty), args)
+			v, err = s.op.(pooledOp[T]).doInto(pool.get(s.node.Shape().TotalSize(), s.dirty), args)
 		} else {
 			v, err = s.node.Op().Do(args...)
 		}

@@ -64,6 +64,13 @@ func TestLeanRunEqualsTapeMachine(t *testing.T) {
 			if pooled+fresh > all || strings.HasPrefix(name, "resnet") && pooled+fresh >= all {
 				t.Errorf("%s: the lean run holds %d bytes, the tape machine %d", what, pooled+fresh, all)
 			}
+			// Every value but the scalars comes from an op of graft's:
+			// Gorgonia's sums of a residual input's two gradients too.
+			for _, st := range s.lean {
+				if st.op == nil && len(st.node.Shape()) > 0 && strings.HasPrefix(name, "resnet") {
+					t.Errorf("%s: %s is computed by Gorgonia's %s, into a buffer of its own", what, st.node.Name(), st.node.Op())
+				}
+			}
 			made := s.pool.made
 			if _, err := p.Step(req); err != nil {
 				t.Fatal(err)

@@ -426,6 +426,9 @@ type graphSession[T Float] struct {
 	// run by leanRun, with its pool of buffers.
 	lean []leanStep
 	pool *leanPool[T]
+	// owned marks the wanted nodes whose values a run computes into
+	// buffers of their own, never recycled.
+	owned map[*G.Node]bool
 }
 
 // buildSession builds the graph for plan and estimates the memory running
@@ -548,6 +551,12 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 		}
 	}
 	s.lean, s.pool = leanSchedule[T](b.g, s.wanted()), &leanPool[T]{}
+	s.owned = map[*G.Node]bool{}
+	for _, st := range s.lean {
+		if st.op != nil && !st.pooled {
+			s.owned[st.node] = true
+		}
+	}
 	return s, estimate(b, s, plan, forward), nil
 }
 
@@ -599,6 +608,17 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 		return nil, err
 	}
 	value := func(n *G.Node) G.Value { return vals[n] }
+	// A value the run computed into a buffer of its own (see leanStep.op)
+	// is handed over as it is; others (a graph input passed through, a
+	// view) are copied, as is a value wanted twice.
+	given := map[*G.Node]bool{}
+	result := func(n *G.Node) *tensor.Dense {
+		if d, ok := value(n).(*tensor.Dense); ok && s.owned[n] && !given[n] {
+			given[n] = true
+			return d
+		}
+		return copyDense[T](value(n))
+	}
 	res := &Result{}
 	for i, n := range s.outputs {
 		if c, ok := s.constOutputs[i]; ok {
@@ -609,7 +629,7 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 			res.Outputs = append(res.Outputs, floatToInts[T](value(n), dt))
 			continue
 		}
-		res.Outputs = append(res.Outputs, copyDense[T](value(n)))
+		res.Outputs = append(res.Outputs, result(n))
 	}
 	if s.loss != nil {
 		res.Loss = scalarOf(value(s.loss))
@@ -617,11 +637,11 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 	if len(s.paramGrads) > 0 {
 		res.ParamGrads = map[string]*tensor.Dense{}
 		for i, n := range s.paramGrads {
-			res.ParamGrads[s.paramNames[i]] = copyDense[T](value(n))
+			res.ParamGrads[s.paramNames[i]] = result(n)
 		}
 	}
 	for _, n := range s.inputGrads {
-		res.InputGrads = append(res.InputGrads, copyDense[T](value(n)))
+		res.InputGrads = append(res.InputGrads, result(n))
 	}
 	return res, nil
 }
