@@ -148,8 +148,11 @@ type builder[T Float] struct {
 	node  *onnx.Node // the node being built, for error messages
 	// kernels records every kernel added, in order, for tests.
 	kernels []kernel[T]
-	// inference marks a graph without gradients, whose kernels may fuse.
-	inference bool
+	// readers counts the nodes (and graph outputs) reading each value.
+	readers map[*onnx.Value]int
+	// convs records the convolutions of fixed weights, by their output
+	// node, for folding a BatchNormalization into them.
+	convs map[*G.Node]convBuild[T]
 }
 
 // A reluFuser is a kernel that can apply a Relu to its own output, while
@@ -346,21 +349,22 @@ func (b *builder[T]) build(g *onnx.Graph, inputs map[*onnx.Value]*val[T]) error 
 	for v, x := range inputs {
 		b.vals[v] = x
 	}
-	// In an inference graph, a Relu that is the only reader of a kernel's
-	// output (not itself a graph output) is folded into that kernel.
-	readers := map[*onnx.Value]int{}
+	b.readers = map[*onnx.Value]int{}
 	for _, n := range g.Nodes {
 		for _, v := range n.Inputs {
-			readers[v]++
+			b.readers[v]++
 		}
 	}
 	for _, v := range g.Outputs {
-		readers[v]++
+		b.readers[v]++
 	}
 	for _, n := range g.Nodes {
 		b.node = n
-		if b.inference && n.OpType == "Relu" && len(n.Inputs) == 1 && len(n.Outputs) == 1 && readers[n.Inputs[0]] == 1 {
-			if x := b.vals[n.Inputs[0]]; x != nil && x.node != nil {
+		// A Relu that is the only reader of a kernel's output (not itself
+		// a graph output) is folded into that kernel, where no gradient
+		// flows through it.
+		if n.OpType == "Relu" && len(n.Inputs) == 1 && len(n.Outputs) == 1 && b.readers[n.Inputs[0]] == 1 {
+			if x := b.vals[n.Inputs[0]]; x != nil && x.node != nil && !x.need {
 				if op, ok := x.node.Op().(*kernelOp[T]); ok {
 					if f, ok := op.k.(reluFuser); ok && f.fuseRelu() {
 						b.vals[n.Outputs[0]] = x

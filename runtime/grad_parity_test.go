@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
@@ -16,8 +17,17 @@ import (
 // same model and input: PyTorch's own float32 gradient is 3e-5 away from it
 // (a ReLU near-tie flips 99 signs), so float32 results of two libraries
 // agree only as far as their rounding does; graft's float32 is compared to
-// the exact value, and to PyTorch's float32 for information.
+// the exact value, and to PyTorch's float32 for information. Both ways
+// graft computes it are checked: as trained weights are (im2col), and as
+// an attack on fixed weights does (Options.FixedWeights: BatchNormalization
+// folded into the convolutions, Winograd).
 func TestResNet18InputGradientMatchesPyTorch(t *testing.T) {
+	for _, fixed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fixed=%v", fixed), func(t *testing.T) { testResNet18InputGradient(t, Options{FixedWeights: fixed}) })
+	}
+}
+
+func testResNet18InputGradient(t *testing.T, opts Options) {
 	const model = "resnet18_op13_bn"
 	ds := filepath.Join(model, "test_data_set_0")
 	testenv.Big.Files(t, filepath.Join(model, "model.onnx"), filepath.Join(ds, "labels.pb"), filepath.Join(ds, "input_0.pb"))
@@ -27,7 +37,7 @@ func TestResNet18InputGradientMatchesPyTorch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compile(m, Options{})
+	p, err := Compile(m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,6 +201,10 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 	}
 	shared := map[any]int64{} // the workspace's buffers: the most any kernel takes of each
 	backward := map[*G.Node]bool{}
+	scheduled := map[*G.Node]bool{} // nodes a run computes: not those a rewrite left unread
+	for _, st := range s.lean {
+		scheduled[st.node] = true
+	}
 	for i, n := range b.g.AllNodes() {
 		shape := []int(n.Shape())
 		nb := bytes(shape)
@@ -214,6 +218,7 @@ func estimate[T Float](b *builder[T], s *graphSession[T], plan Plan, forward int
 				continue // counted above
 			}
 			e.Constants = memlimit.Add(e.Constants, nb)
+		case !scheduled[n]:
 		case i < forward:
 			consider(describeOutput(op), shape, nb)
 			if k, ok := op.(*kernelOp[T]); ok {

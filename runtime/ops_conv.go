@@ -2,10 +2,12 @@ package runtime
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"unsafe"
 
 	"github.com/graft-dev/graft/onnx"
+	G "gorgonia.org/gorgonia"
 )
 
 func registerConv[T Float](r registry[T]) {
@@ -165,7 +167,9 @@ type conv[T Float] struct {
 	wt   scratch[T]
 	// wino, when set, computes the forward pass instead of im2col: a
 	// float32 3x3 convolution of fixed weights (Options.FixedWeights).
-	wino *winograd
+	// winoDX computes the input gradient of one, which is itself a 3x3
+	// convolution of the output gradient (see dxWindow).
+	wino, winoDX *winograd
 	// relu applies a Relu to the output (see reluFuser).
 	relu bool
 	// dx marks a convolution whose input gradient a session computes: it
@@ -336,6 +340,9 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 	k.plane = newPlane2d(win)
 	if k32, ok := any(k).(*conv[float32]); ok && b.p.opts.FixedWeights && in[1].consts != nil {
 		k32.wino = newWinograd(k.n, k.c, k.m, group, win, workspaceOf[float32](b.p))
+		if k.dx && k32.wino != nil {
+			k32.winoDX = newWinograd(k.n, k.m, k.c, group, dxWindow(win), workspaceOf[float32](b.p))
+		}
 	}
 	args := []*val[T]{in[0], in[1]}
 	if k.hasBias {
@@ -344,7 +351,106 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 		}
 		args = append(args, in[2])
 	}
-	return one(b.apply(k, args...))
+	y, err := b.apply(k, args...)
+	if err != nil {
+		return nil, err
+	}
+	if b.p.opts.FixedWeights && in[1].consts != nil && !in[1].need && (!k.hasBias || in[2].consts != nil && !in[2].need) {
+		if b.convs == nil {
+			b.convs = map[*G.Node]convBuild[T]{}
+		}
+		b.convs[y.node] = convBuild[T]{n: n, in: args}
+	}
+	return []*val[T]{y}, nil
+}
+
+// dxWindow is the window of a 3x3 stride-1 convolution's input gradient as
+// a convolution of the output gradient: dx[y] = Σ_i gout[y+p-i] w[i] =
+// Σ_i' gout[y-(2-p)+i'] w[2-i'], a correlation with the kernel turned 180
+// degrees (and its channels swapped) and padding 2-p before, from the
+// output's size back to the input's. Its padding is never negative: a
+// window padded by more than 2 gets a plan Winograd refuses.
+func dxWindow(win *window) *window {
+	t := &window{in: win.out, out: win.in, kernel: win.kernel, strides: win.strides, dilations: win.dilations}
+	for _, p := range win.padsBegin {
+		if p > 2 {
+			return &window{in: []int{}} // not 2-d: no plan
+		}
+		t.padsBegin = append(t.padsBegin, 2-p)
+	}
+	return t
+}
+
+// winogradDX computes the input gradient of a convolution with a winoDX
+// plan into gin, turning the weights on the first call (they are fixed).
+func (k *conv[T]) winogradDX(w, gout, gin []float32) {
+	p := k.winoDX
+	p.uOnce.Do(func() {
+		turned := make([]float32, len(w)) // [c][m][3][3]: w[m][c] turned 180 degrees
+		for m := range k.m {
+			for c := range k.c {
+				for i := range 9 {
+					turned[(c*k.m+m)*9+i] = w[(m*k.c+c)*9+8-i]
+				}
+			}
+		}
+		p.u = winogradFilter(turned, k.c, k.m)
+	})
+	p.forward(gout, nil, nil, gin, false)
+}
+
+// convBuild is how a convolution of fixed weights was built: its node and
+// inputs (input, weight and bias, if any).
+type convBuild[T Float] struct {
+	n  *onnx.Node
+	in []*val[T]
+}
+
+// foldBatchNorm folds an inference-form BatchNormalization (n, inputs in)
+// into the convolution of fixed weights before it, when that convolution's
+// output has no other reader and the statistics and affine parameters are
+// constants: it builds the convolution again with the weights and bias
+// scaled per output channel (in float64, rounded once), and returns it, or
+// nil when n cannot be folded. The convolution first built is then read by
+// nothing, and a run never computes it. BatchNormalization then costs no
+// pass over the activations, and a Relu after it fuses into the
+// convolution. The weights are rounded to float32 after scaling, as
+// PyTorch's own export folds them.
+func (b *builder[T]) foldBatchNorm(n *onnx.Node, in []*val[T]) (*val[T], error) {
+	cb, ok := b.convs[in[0].node]
+	if !ok || b.readers[n.Inputs[0]] != 1 {
+		return nil, nil
+	}
+	for _, v := range in[1:] {
+		if v.consts == nil || v.need {
+			return nil, nil
+		}
+	}
+	scale, shift, mean, variance := in[1].consts, in[2].consts, in[3].consts, in[4].consts
+	eps := float64(n.AttrFloat("epsilon", 1e-5))
+	w := cb.in[1]
+	m := w.shape[0]
+	per := size(w.shape[1:])
+	fw, fb := make([]T, len(w.consts)), make([]T, m)
+	for o := range m {
+		s := float64(scale[o]) / math.Sqrt(float64(variance[o])+eps)
+		for i := o * per; i < (o+1)*per; i++ {
+			fw[i] = T(float64(w.consts[i]) * s)
+		}
+		bias := 0.0
+		if len(cb.in) > 2 {
+			bias = float64(cb.in[2].consts[o])
+		}
+		fb[o] = T((bias-float64(mean[o]))*s + float64(shift[o]))
+	}
+	bn := b.node
+	defer func() { b.node = bn }()
+	b.node = cb.n
+	y, err := buildConv(b, cb.n, []*val[T]{cb.in[0], b.constant("folded:"+w.node.Name(), fw, w.shape), b.constant("folded bias", fb, []int{m})})
+	if err != nil {
+		return nil, err
+	}
+	return y[0], nil
 }
 
 func (k *conv[T]) buildGather() {
@@ -444,11 +550,14 @@ func (k *conv[T]) scratchBytes() int64 {
 	cg, mg, kN, oN, _ := k.sizes()
 	elem := int64(unsafe.Sizeof(T(0)))
 	var n int64
-	if k.dx {
+	if k.dx && k.winoDX == nil {
 		n += int64(k.group*mg*cg*kN) * elem
 	}
 	if k.wino != nil {
 		n += k.wino.scratchBytes()
+	}
+	if k.winoDX != nil {
+		n += k.winoDX.scratchBytes()
 	}
 	if !k.direct && k.plane == nil {
 		n += int64(cg*kN) * int64(oN) * 4
@@ -465,6 +574,9 @@ func (k *conv[T]) workspaceBytes(need func(buf any, bytes int64)) {
 	}
 	if k.wino != nil {
 		k.wino.workspaceBytes(need)
+	}
+	if k.winoDX != nil {
+		k.winoDX.workspaceBytes(need)
 	}
 }
 
@@ -604,6 +716,10 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 	cg, mg, kN, oN, iN := k.sizes()
 	switch which {
 	case 0: // dx: cols = w^T * gout, scattered back (col2im)
+		if k.winoDX != nil {
+			k.winogradDX(any(w).([]float32), any(gout).([]float32), any(gin).([]float32))
+			return nil
+		}
 		// w^T once per call, so the GEMMs read it in place instead of
 		// packing the transpose for every image.
 		wt := k.wt.take(len(w))

@@ -70,6 +70,11 @@ func buildBatchNorm[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[
 			return nil, fmt.Errorf("%s has shape %v, want [%d] (the channels of X %v)", name, s, c, x.shape)
 		}
 	}
+	if !train && outputs == 0 {
+		if y, err := b.foldBatchNorm(n, in); y != nil || err != nil {
+			return []*val[T]{y}, err
+		}
+	}
 	k := &batchNorm[T]{
 		shape:    x.shape,
 		n:        x.shape[0],

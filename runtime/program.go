@@ -441,8 +441,6 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 		opset: p.model.OpsetVersion(""),
 		mode:  buildMode{train: plan.Train},
 		vals:  map[*onnx.Value]*val[T]{},
-		// Kernels fuse only where no gradient is taken through them.
-		inference: plan.Loss == NoLoss,
 	}
 	if len(plan.Params) > 0 {
 		b.mode.trained = map[string]bool{}

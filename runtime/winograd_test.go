@@ -45,7 +45,7 @@ func naiveConv3x3(x, w, b []float32, n, c, k, h, wd, ph, pw, oh, ow int) []float
 	return out
 }
 
-// TestWinograd checks F(4x4, 3x3) against the definition on shapes whose
+// TestWinograd checks F(2x2, 3x3) against the definition on shapes whose
 // output is and is not a whole number of 4x4 tiles, with and without
 // padding (asymmetric too), bias and several passes of images, through the
 // assembly transforms (groups of 8 tiles, the rest in Go) and through the
@@ -114,6 +114,73 @@ func (tc winoCase) check(t *testing.T, r *rand.Rand) {
 	}
 }
 
+// With fixed weights, the input gradient of a 3x3 stride-1 convolution
+// is computed by Winograd's algorithm as a convolution of the output
+// gradient (dxWindow): it equals the im2col path's (trained weights) to
+// float32 rounding (Winograd's, a few times a direct sum's), for padding 0 to 2 (the gradient's 2 to 0),
+// asymmetric padding, odd sizes and several passes of images.
+func TestWinogradInputGradient(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	for _, tc := range []winoCase{
+		{2, 17, 19, 7, 13, 1, 1, 1, 1},
+		{1, 16, 33, 9, 9, 0, 0, 0, 0},
+		{3, 24, 16, 6, 5, 0, 1, 1, 0},
+		{1, 16, 16, 8, 8, 2, 2, 2, 2},
+		{7, 16, 16, 38, 37, 1, 1, 1, 1},
+	} {
+		t.Run(fmt.Sprint(tc), func(t *testing.T) {
+			oh, ow := tc.h+tc.pt+tc.pb-2, tc.w+tc.pl+tc.pr-2
+			g := &onnx.Graph{Name: "conv"}
+			x := g.AddInput("x", &onnx.Type{Elem: onnx.Float, Shape: onnx.Shape{onnx.Fixed(int64(tc.n)), onnx.Fixed(int64(tc.c)), onnx.Fixed(int64(tc.h)), onnx.Fixed(int64(tc.w))}})
+			w, err := onnx.FromFloat32("w", []int64{int64(tc.k), int64(tc.c), 3, 3}, randF32(r, tc.k*tc.c*9))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cv := g.AddNode("Conv", "conv", []*onnx.Value{x, g.AddInitializer(w)}, []string{"y"}, aInts("pads", int64(tc.pt), int64(tc.pl), int64(tc.pb), int64(tc.pr)))
+			flat := g.AddNode("Flatten", "flat", cv.Outputs, []string{"scores"})
+			g.Outputs = flat.Outputs
+			m := &onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 17}}, Graph: g}
+			in := tensor.New(tensor.WithShape(tc.n, tc.c, tc.h, tc.w), tensor.WithBacking(randF32(r, tc.n*tc.c*tc.h*tc.w)))
+			labels := make([]int, tc.n)
+			for i := range labels {
+				labels[i] = r.Intn(tc.k * oh * ow)
+			}
+			grads := map[bool][]float32{}
+			for _, fixed := range []bool{false, true} {
+				p, err := Compile(m, Options{FixedWeights: fixed})
+				if err != nil {
+					t.Fatal(err)
+				}
+				targets, err := p.OneHot(labels, tc.k*oh*ow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req := &Request{Inputs: []*tensor.Dense{in}, Targets: targets, Loss: CrossEntropy, InputGrads: true}
+				res, err := p.Step(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				grads[fixed] = res.InputGrads[0].Data().([]float32)
+				for _, st := range p.cache[planOf(req).key()].(*graphSession[float32]).lean {
+					if op, ok := st.node.Op().(*kernelOp[float32]); ok {
+						if k, ok := op.k.(*conv[float32]); ok && (k.winoDX != nil) != fixed {
+							t.Errorf("fixed weights %v: Winograd input gradient %v", fixed, k.winoDX != nil)
+						}
+					}
+				}
+			}
+			var worst, scale float64
+			for i, v := range grads[false] {
+				worst = math.Max(worst, math.Abs(float64(grads[true][i]-v)))
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			if !(worst <= 5e-6*scale) { // Winograd's rounding, measured 2.2e-6
+				t.Errorf("max |Winograd - im2col| = %.3g, %.3g of max |dx| %.3g", worst, worst/scale, scale)
+			}
+		})
+	}
+}
+
 // TestWinogradApplies: only 2-d 3x3 stride-1 undilated ungrouped windows
 // with enough channels take the Winograd path.
 func TestWinogradApplies(t *testing.T) {
@@ -144,7 +211,7 @@ func TestWinogradApplies(t *testing.T) {
 	}
 }
 
-// BenchmarkWinograd compares F(4x4, 3x3) with im2col + GEMM on ResNet-18's
+// BenchmarkWinograd compares F(2x2, 3x3) with im2col + GEMM on ResNet-18's
 // 3x3 layers at batch 1.
 func BenchmarkWinograd(b *testing.B) {
 	r := rand.New(rand.NewSource(1))
@@ -200,10 +267,19 @@ func TestWinogradResNet18(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// With fixed weights, every BatchNormalization is folded into the
+		// convolution before it, and every Relu into the kernel before it.
+		kinds := map[string]int{}
+		for _, st := range inferenceSession(p, in.Shape()).lean {
+			kinds[strings.SplitN(st.node.Op().String(), "(", 2)[0]]++
+		}
+		if folded := kinds["BatchNormalization"] == 0 && kinds["Relu"] == 0; folded != fixed {
+			t.Errorf("fixed weights %v: the run computes %d BatchNormalization and %d Relu nodes", fixed, kinds["BatchNormalization"], kinds["Relu"])
+		}
 		outs[fixed] = float64sOf(out[0])
 		errs[fixed] = maxAbsDiff(outs[fixed], want)
 	}
-	t.Logf("max |graft - PyTorch float64| / max|y| (%.3g): im2col %.2g, Winograd %.2g", scale, errs[false]/scale, errs[true]/scale)
+	t.Logf("max |graft - PyTorch float64| / max|y| (%.3g): im2col %.2g, fixed weights (BatchNormalization folded, Winograd) %.2g", scale, errs[false]/scale, errs[true]/scale)
 	if maxAbsDiff(outs[false], outs[true]) == 0 {
 		t.Error("fixed weights gave the im2col path's output bit for bit: Winograd did not run")
 	}

@@ -43,9 +43,9 @@ const (
 	// Train runs a full training step: forward in training mode (batch
 	// statistics), backward to every parameter, an SGD update with momentum.
 	Train Mode = "train"
-	// TrainHead runs a step that trains only the classifier head: the
-	// backbone stays in inference form, and only the head's gradient is
-	// computed.
+	// TrainHead runs a step that trains only the classifier head, as
+	// graft finetune does: the frozen backbone runs as inference on fixed
+	// weights, and the head is trained on its features.
 	TrainHead Mode = "train-head"
 )
 
@@ -167,6 +167,19 @@ func prepare(m *onnx.Model, opts Options) (func() error, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A head-only step runs as graft finetune runs it: the frozen
+		// backbone as inference on fixed weights, the head trained on its
+		// features (train.SplitAtHead); a model that cannot be split there
+		// takes whole-model steps with the backbone frozen.
+		var backbone *runtime.Program
+		if opts.Mode == TrainHead {
+			if extractor, head, err := train.SplitAtHead(m, params); err == nil {
+				if backbone, err = runtime.Compile(extractor, runtime.Options{FixedWeights: true}); err != nil {
+					return nil, err
+				}
+				m = head
+			}
+		}
 		p, err := runtime.Compile(m, runtime.Options{Seed: opts.Seed})
 		if err != nil {
 			return nil, err
@@ -186,6 +199,13 @@ func prepare(m *onnx.Model, opts Options) (func() error, error) {
 		loss, on := runtime.LossFor(c.Output)
 		req := &runtime.Request{Inputs: []*tensor.Dense{x}, Targets: targets, Loss: loss, LossOn: on, Train: true, Params: params}
 		return func() error {
+			if backbone != nil {
+				features, err := backbone.Run(x)
+				if err != nil {
+					return err
+				}
+				req.Inputs = features
+			}
 			res, err := p.Step(req)
 			if err != nil {
 				return err
