@@ -338,10 +338,11 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 		}
 	}
 	k.plane = newPlane2d(win)
-	if k32, ok := any(k).(*conv[float32]); ok && b.p.opts.FixedWeights && in[1].consts != nil {
-		k32.wino = newWinograd(k.n, k.c, k.m, group, win, workspaceOf[float32](b.p))
+	if k32, ok := any(k).(*conv[float32]); ok {
+		fixed := b.p.opts.FixedWeights && in[1].consts != nil
+		k32.wino = newWinograd(k.n, k.c, k.m, group, win, workspaceOf[float32](b.p), fixed, false)
 		if k.dx && k32.wino != nil {
-			k32.winoDX = newWinograd(k.n, k.m, k.c, group, dxWindow(win), workspaceOf[float32](b.p))
+			k32.winoDX = newWinograd(k.n, k.m, k.c, group, dxWindow(win), workspaceOf[float32](b.p), fixed, true)
 		}
 	}
 	args := []*val[T]{in[0], in[1]}
@@ -379,24 +380,6 @@ func dxWindow(win *window) *window {
 		t.padsBegin = append(t.padsBegin, 2-p)
 	}
 	return t
-}
-
-// winogradDX computes the input gradient of a convolution with a winoDX
-// plan into gin, turning the weights on the first call (they are fixed).
-func (k *conv[T]) winogradDX(w, gout, gin []float32) {
-	p := k.winoDX
-	p.uOnce.Do(func() {
-		turned := make([]float32, len(w)) // [c][m][3][3]: w[m][c] turned 180 degrees
-		for m := range k.m {
-			for c := range k.c {
-				for i := range 9 {
-					turned[(c*k.m+m)*9+i] = w[(m*k.c+c)*9+8-i]
-				}
-			}
-		}
-		p.u = winogradFilter(turned, k.c, k.m)
-	})
-	p.forward(gout, nil, nil, gin, false)
 }
 
 // convBuild is how a convolution of fixed weights was built: its node and
@@ -717,7 +700,7 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 	switch which {
 	case 0: // dx: cols = w^T * gout, scattered back (col2im)
 		if k.winoDX != nil {
-			k.winogradDX(any(w).([]float32), any(gout).([]float32), any(gin).([]float32))
+			k.winoDX.forward(any(gout).([]float32), any(w).([]float32), nil, any(gin).([]float32), false)
 			return nil
 		}
 		// w^T once per call, so the GEMMs read it in place instead of

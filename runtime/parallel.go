@@ -52,6 +52,9 @@ func parallelFor(n, work int, fn func(lo, hi int)) {
 // kernel.
 type workspace[T Float] struct {
 	cols, tiles, products scratch[T]
+	// filters holds Winograd's transformed weights of a convolution whose
+	// weights change (a training step's), computed on every call.
+	filters scratch[T]
 }
 
 // workspaceOf returns p's workspace for T, made on first use.

@@ -25,8 +25,10 @@ import (
 // needs 16, rounds 40 times worse than a direct sum (4.3e-6: its
 // transforms scale by up to 8 and cancel); it moved small GoogLeNet's
 // logits by 1.1e-4 of 13, past the families' run tolerance, and was
-// dropped. It is used only where the program's weights are fixed
-// (Options.FixedWeights): U is computed once, on the first run, and kept.
+// dropped. Where the program's weights are fixed (Options.FixedWeights), U
+// is computed once, on the first run, and kept; else on every call, into
+// the workspace, and only for convolutions of enough tiles to pay for it
+// (winoMinTilesPerCall).
 
 const (
 	winoM     = 2 // output block
@@ -36,6 +38,10 @@ const (
 	// winoMinTiles is the fewest tiles per pass worth it: below, the GEMMs
 	// are too narrow to pay for reading U, 16/9 times the weights.
 	winoMinTiles = 16
+	// winoMinTilesPerCall is the fewest tiles worth transforming the
+	// weights on every call for: a transform costs about what 40 tiles
+	// save.
+	winoMinTilesPerCall = 64
 )
 
 // winograd is the F(2x2, 3x3) plan of one convolution: n images of c
@@ -50,8 +56,15 @@ type winograd struct {
 	// starts in it.
 	hp, wp  int
 	offsets []int32
+	// fixed marks weights that never change: U is computed once, into u.
+	// Else each call computes it into filters (the workspace's).
+	fixed   bool
 	u       []float32
 	uOnce   sync.Once
+	filters *scratch[float32]
+	// turned marks the plan of an input gradient (see dxWindow): its
+	// kernel g[k][c] is the weight w[c][k] turned 180 degrees.
+	turned bool
 	// v and m hold a pass's transformed tiles and their products (the
 	// program's workspace's).
 	v, m *scratch[float32]
@@ -70,8 +83,9 @@ var (
 // newWinograd returns the plan for a convolution, or nil when Winograd's
 // algorithm does not apply (not a 2-d 3x3 stride-1 undilated ungrouped
 // window) or does not pay (few channels: the transforms dominate; few
-// tiles: see winoMinTiles).
-func newWinograd(n, c, k, group int, win *window, ws *workspace[float32]) *winograd {
+// tiles: see winoMinTiles and winoMinTilesPerCall). fixed says the weights
+// never change; turned that the plan computes an input gradient.
+func newWinograd(n, c, k, group int, win *window, ws *workspace[float32], fixed, turned bool) *winograd {
 	if len(win.in) != 2 || group != 1 || c < 16 || k < 16 {
 		return nil
 	}
@@ -80,17 +94,19 @@ func newWinograd(n, c, k, group int, win *window, ws *workspace[float32]) *winog
 			return nil
 		}
 	}
-	if p := planWinograd(n, c, k, win); p.chunk*p.th*p.tw >= winoMinTiles {
-		p.v, p.m = &ws.tiles, &ws.products
-		return p
+	p := planWinograd(n, c, k, win)
+	if p.chunk*p.th*p.tw < winoMinTiles || !fixed && n*p.th*p.tw < winoMinTilesPerCall {
+		return nil
 	}
-	return nil
+	p.v, p.m, p.filters = &ws.tiles, &ws.products, &ws.filters
+	p.fixed, p.turned = fixed, turned
+	return p
 }
 
 // planWinograd lays out the plan of a 2-d 3x3 stride-1 convolution.
 func planWinograd(n, c, k int, win *window) *winograd {
 	p := &winograd{n: n, c: c, k: k, h: win.in[0], w: win.in[1], oh: win.out[0], ow: win.out[1], ph: win.padsBegin[0], pw: win.padsBegin[1],
-		v: new(scratch[float32]), m: new(scratch[float32])}
+		v: new(scratch[float32]), m: new(scratch[float32]), filters: new(scratch[float32])}
 	p.th, p.tw = (p.oh+winoM-1)/winoM, (p.ow+winoM-1)/winoM
 	p.chunk = min(n, max(1, (winoTiles+p.th*p.tw-1)/(p.th*p.tw)))
 	p.hp, p.wp = winoM*p.th+2, winoM*p.tw+2
@@ -104,13 +120,21 @@ func planWinograd(n, c, k int, win *window) *winograd {
 	return p
 }
 
-// scratchBytes counts what the plan keeps: U.
-func (p *winograd) scratchBytes() int64 { return 4 * winoA2 * int64(p.k*p.c) }
+// scratchBytes counts what the plan keeps: U, for fixed weights.
+func (p *winograd) scratchBytes() int64 {
+	if !p.fixed {
+		return 0
+	}
+	return 4 * winoA2 * int64(p.k*p.c)
+}
 
-// workspaceBytes counts what it uses while it runs: one pass's
-// transformed inputs and products, and per core a padded channel and a
-// stage (allocated by each run: they are small).
+// workspaceBytes counts what it uses while it runs: U for weights that
+// change, one pass's transformed inputs and products, and per core a
+// padded channel and a stage (allocated by each run: they are small).
 func (p *winograd) workspaceBytes(need func(buf any, bytes int64)) {
+	if !p.fixed {
+		need(p.filters, 4*winoA2*int64(p.k*p.c))
+	}
 	t := int64(p.chunk * p.th * p.tw)
 	need(p.v, 4*winoA2*int64(p.c)*t)
 	need(p.m, 4*winoA2*int64(p.k)*t)
@@ -120,15 +144,24 @@ func (p *winograd) workspaceBytes(need func(buf any, bytes int64)) {
 // winoPerCore names the per-core buffers in a workspace estimate.
 var winoPerCore byte
 
-// winogradFilter returns U = G g Gᵀ for every (k, c), laid out
-// [16][k][c], computed in float64 and rounded once.
-func winogradFilter(w []float32, k, c int) []float32 {
-	u := make([]float32, winoA2*k*c)
+// winogradFilter writes U = G g Gᵀ for every (k, c) into u, laid out
+// [16][k][c], computed in float64 and rounded once, from the kernels
+// g[k][c] = w[k][c], or when turned w[c][k] turned 180 degrees (w is then
+// [c][k][3][3]).
+func winogradFilter(u, w []float32, k, c int, turned bool) {
 	parallelFor(k, k*c*winoA2, func(lo, hi int) {
 		var gg [winoA][3]float64
+		var g [9]float32
 		for kk := lo; kk < hi; kk++ {
 			for cc := 0; cc < c; cc++ {
-				g := w[(kk*c+cc)*9 : (kk*c+cc)*9+9]
+				if turned {
+					src := w[(cc*k+kk)*9 : (cc*k+kk)*9+9]
+					for i := range g {
+						g[i] = src[8-i]
+					}
+				} else {
+					copy(g[:], w[(kk*c+cc)*9:(kk*c+cc)*9+9])
+				}
 				for j := 0; j < 3; j++ { // G g, column j; G's rows [1 0 0] [½ ½ ½] [½ -½ ½] [0 0 1]
 					g0, g1, g2 := float64(g[j]), float64(g[3+j]), float64(g[6+j])
 					gg[0][j] = g0
@@ -146,14 +179,24 @@ func winogradFilter(w []float32, k, c int) []float32 {
 			}
 		}
 	})
-	return u
 }
 
 // forward computes out [n, k, oh, ow] from x [n, c, h, w], the weight w
-// [k, c, 3, 3] (transformed on the first call only: the weights are fixed)
-// and the optional bias, followed by a Relu when relu is set.
+// ([k, c, 3, 3], or [c, k, 3, 3] for a turned plan) and the optional bias,
+// followed by a Relu when relu is set.
 func (p *winograd) forward(x, w, bias, out []float32, relu bool) {
-	p.uOnce.Do(func() { p.u = winogradFilter(w, p.k, p.c) })
+	var u []float32
+	if p.fixed {
+		p.uOnce.Do(func() {
+			p.u = make([]float32, winoA2*p.k*p.c)
+			winogradFilter(p.u, w, p.k, p.c, p.turned)
+		})
+		u = p.u
+	} else {
+		u = p.filters.take(winoA2 * p.k * p.c)
+		defer p.filters.give(u)
+		winogradFilter(u, w, p.k, p.c, p.turned)
+	}
 	tiles := p.th * p.tw
 	for i0 := 0; i0 < p.n; i0 += p.chunk {
 		i1 := min(i0+p.chunk, p.n)
@@ -166,7 +209,7 @@ func (p *winograd) forward(x, w, bias, out []float32, relu bool) {
 			wk := sgemmPool.Get().(*sgemmWork)
 			for xi := lo; xi < hi; xi++ {
 				sgemmBlock(sgemmKern, wk, false, false, 0, p.k, 0, t, p.c, 1,
-					p.u[xi*p.k*p.c:], p.c, v[xi*p.c*t:], t, 0, m[xi*p.k*t:], t)
+					u[xi*p.k*p.c:], p.c, v[xi*p.c*t:], t, 0, m[xi*p.k*t:], t)
 			}
 			sgemmPool.Put(wk)
 		})

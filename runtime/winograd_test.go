@@ -64,12 +64,13 @@ func TestWinograd(t *testing.T) {
 		{1, 64, 64, 56, 56, 1, 1, 1, 1},
 	} {
 		t.Run(fmt.Sprint(tc), func(t *testing.T) {
-			tc.check(t, r)
+			tc.check(t, r, true)
+			tc.check(t, r, false)
 			if winoInputGroups != nil {
 				in, out := winoInputGroups, winoOutputGroups
 				winoInputGroups, winoOutputGroups = nil, nil
 				defer func() { winoInputGroups, winoOutputGroups = in, out }()
-				tc.check(t, r)
+				tc.check(t, r, true)
 			}
 		})
 	}
@@ -77,12 +78,15 @@ func TestWinograd(t *testing.T) {
 
 type winoCase struct{ n, c, k, h, w, pt, pl, pb, pr int }
 
-func (tc winoCase) check(t *testing.T, r *rand.Rand) {
+// check runs the plan twice: for fixed weights, transformed on the first
+// call only, else on each.
+func (tc winoCase) check(t *testing.T, r *rand.Rand, fixed bool) {
 	t.Helper()
 	win := &window{in: []int{tc.h, tc.w}, kernel: []int{3, 3}, strides: []int{1, 1}, dilations: []int{1, 1},
 		padsBegin: []int{tc.pt, tc.pl}, padsEnd: []int{tc.pb, tc.pr},
 		out: []int{tc.h + tc.pt + tc.pb - 2, tc.w + tc.pl + tc.pr - 2}}
 	p := planWinograd(tc.n, tc.c, tc.k, win)
+	p.fixed = fixed
 	if tc.n == 7 && p.chunk >= tc.n {
 		t.Fatalf("chunk %d: want several passes", p.chunk)
 	}
@@ -105,7 +109,8 @@ func (tc winoCase) check(t *testing.T, r *rand.Rand) {
 	if worst > 2e-6*scale {
 		t.Errorf("assembly %v: max |winograd - definition| = %.3g, %.3g of max |y| %.3g", winoInputGroups != nil, worst, worst/scale, scale)
 	}
-	// A second call reuses the transformed weights; no bias, a Relu.
+	// A second call (fixed: reusing the transformed weights); no bias, a
+	// Relu.
 	p.forward(x, w, nil, got, true)
 	for i, v := range want {
 		if d := math.Abs(float64(got[i]) - math.Max(v-float64(b[i/(oh*ow)%tc.k]), 0)); d > 2e-6*scale {
@@ -114,11 +119,13 @@ func (tc winoCase) check(t *testing.T, r *rand.Rand) {
 	}
 }
 
-// With fixed weights, the input gradient of a 3x3 stride-1 convolution
-// is computed by Winograd's algorithm as a convolution of the output
-// gradient (dxWindow): it equals the im2col path's (trained weights) to
-// float32 rounding (Winograd's, a few times a direct sum's), for padding 0 to 2 (the gradient's 2 to 0),
-// asymmetric padding, odd sizes and several passes of images.
+// The input gradient of a 3x3 stride-1 convolution is computed by
+// Winograd's algorithm as a convolution of the output gradient
+// (dxWindow), for fixed weights and for weights a step trains (with
+// enough tiles): it equals the float64 program's (im2col) to float32
+// rounding (Winograd's, a few times a direct sum's), for padding 0 to 2
+// (the gradient's 2 to 0), asymmetric padding, odd sizes and several
+// passes of images.
 func TestWinogradInputGradient(t *testing.T) {
 	r := rand.New(rand.NewSource(2))
 	for _, tc := range []winoCase{
@@ -140,14 +147,13 @@ func TestWinogradInputGradient(t *testing.T) {
 			flat := g.AddNode("Flatten", "flat", cv.Outputs, []string{"scores"})
 			g.Outputs = flat.Outputs
 			m := &onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 17}}, Graph: g}
-			in := tensor.New(tensor.WithShape(tc.n, tc.c, tc.h, tc.w), tensor.WithBacking(randF32(r, tc.n*tc.c*tc.h*tc.w)))
+			in := randF32(r, tc.n*tc.c*tc.h*tc.w)
 			labels := make([]int, tc.n)
 			for i := range labels {
 				labels[i] = r.Intn(tc.k * oh * ow)
 			}
-			grads := map[bool][]float32{}
-			for _, fixed := range []bool{false, true} {
-				p, err := Compile(m, Options{FixedWeights: fixed})
+			grad := func(opts Options) ([]float64, *conv[float32]) {
+				p, err := Compile(m, opts)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -155,27 +161,43 @@ func TestWinogradInputGradient(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				req := &Request{Inputs: []*tensor.Dense{in}, Targets: targets, Loss: CrossEntropy, InputGrads: true}
+				x := tensor.New(tensor.WithShape(tc.n, tc.c, tc.h, tc.w), tensor.WithBacking(in))
+				if opts.Float64 {
+					x = tensor.New(tensor.WithShape(tc.n, tc.c, tc.h, tc.w), tensor.WithBacking(float64sOf(x)))
+				}
+				req := &Request{Inputs: []*tensor.Dense{x}, Targets: targets, Loss: CrossEntropy, InputGrads: true}
 				res, err := p.Step(req)
 				if err != nil {
 					t.Fatal(err)
 				}
-				grads[fixed] = res.InputGrads[0].Data().([]float32)
+				if opts.Float64 {
+					return res.InputGrads[0].Data().([]float64), nil
+				}
 				for _, st := range p.cache[planOf(req).key()].(*graphSession[float32]).lean {
 					if op, ok := st.node.Op().(*kernelOp[float32]); ok {
-						if k, ok := op.k.(*conv[float32]); ok && (k.winoDX != nil) != fixed {
-							t.Errorf("fixed weights %v: Winograd input gradient %v", fixed, k.winoDX != nil)
+						if k, ok := op.k.(*conv[float32]); ok {
+							return float64sOf(res.InputGrads[0]), k
 						}
 					}
 				}
+				t.Fatal("no convolution")
+				return nil, nil
 			}
-			var worst, scale float64
-			for i, v := range grads[false] {
-				worst = math.Max(worst, math.Abs(float64(grads[true][i]-v)))
-				scale = math.Max(scale, math.Abs(float64(v)))
-			}
-			if !(worst <= 5e-6*scale) { // Winograd's rounding, measured 2.2e-6
-				t.Errorf("max |Winograd - im2col| = %.3g, %.3g of max |dx| %.3g", worst, worst/scale, scale)
+			want, _ := grad(Options{Float64: true})
+			for _, fixed := range []bool{true, false} {
+				got, k := grad(Options{FixedWeights: fixed})
+				tiles := tc.n * ((tc.h + 1) / 2) * ((tc.w + 1) / 2)
+				if wino := k.winoDX != nil; wino != (fixed || tiles >= winoMinTilesPerCall) {
+					t.Errorf("fixed weights %v, %d tiles: Winograd input gradient %v", fixed, tiles, wino)
+				}
+				var worst, scale float64
+				for i, v := range want {
+					worst = math.Max(worst, math.Abs(got[i]-v))
+					scale = math.Max(scale, math.Abs(v))
+				}
+				if !(worst <= 5e-6*scale) { // Winograd's rounding, measured 2.2e-6
+					t.Errorf("fixed weights %v: max |graft - float64| = %.3g, %.3g of max |dx| %.3g", fixed, worst, worst/scale, scale)
+				}
 			}
 		})
 	}
@@ -205,8 +227,20 @@ func TestWinogradApplies(t *testing.T) {
 		{1, 512, 512, 1, small, false}, // 9 tiles
 		{2, 512, 512, 1, small, true},  // 18 tiles
 	} {
-		if got := newWinograd(tc.n, tc.c, tc.k, tc.group, tc.win, &workspace[float32]{}) != nil; got != tc.want {
+		if got := newWinograd(tc.n, tc.c, tc.k, tc.group, tc.win, &workspace[float32]{}, true, false) != nil; got != tc.want {
 			t.Errorf("n %d c %d k %d group %d window %v: applies %v, want %v", tc.n, tc.c, tc.k, tc.group, tc.win, got, tc.want)
+		}
+	}
+	// Weights that change are transformed on every call: only for enough
+	// tiles in all (64; 16 per image of 8x8 here).
+	eight := &window{in: []int{8, 8}, kernel: []int{3, 3}, strides: []int{1, 1}, dilations: []int{1, 1},
+		padsBegin: []int{1, 1}, padsEnd: []int{1, 1}, out: []int{8, 8}}
+	for _, tc := range []struct {
+		n    int
+		want bool
+	}{{3, false}, {4, true}} {
+		if got := newWinograd(tc.n, 16, 16, 1, eight, &workspace[float32]{}, false, false) != nil; got != tc.want {
+			t.Errorf("weights that change, %d images of 16 tiles: applies %v, want %v", tc.n, got, tc.want)
 		}
 	}
 }
