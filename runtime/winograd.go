@@ -125,7 +125,7 @@ func (p *winograd) scratchBytes() int64 {
 	if !p.fixed {
 		return 0
 	}
-	return 4 * winoA2 * int64(p.k*p.c)
+	return 4 * winoA2 * int64(filterStride(p.k, p.c))
 }
 
 // workspaceBytes counts what it uses while it runs: U for weights that
@@ -133,7 +133,7 @@ func (p *winograd) scratchBytes() int64 {
 // padded channel and a stage (allocated by each run: they are small).
 func (p *winograd) workspaceBytes(need func(buf any, bytes int64)) {
 	if !p.fixed {
-		need(p.filters, 4*winoA2*int64(p.k*p.c))
+		need(p.filters, 4*winoA2*int64(filterStride(p.k, p.c)))
 	}
 	t := int64(p.chunk * p.th * p.tw)
 	need(p.v, 4*winoA2*int64(p.c)*t)
@@ -144,37 +144,47 @@ func (p *winograd) workspaceBytes(need func(buf any, bytes int64)) {
 // winoPerCore names the per-core buffers in a workspace estimate.
 var winoPerCore byte
 
+// filterStride is the distance between U's 16 matrices of k x c: a cache
+// line more than their size, so that the 16 rows winogradFilter writes at
+// once do not all fall in one cache set when k*c is a large power of two
+// (they did: 4 times slower).
+func filterStride(k, c int) int { return k*c + 16 }
+
 // winogradFilter writes U = G g Gᵀ for every (k, c) into u, laid out
-// [16][k][c], computed in float64 and rounded once, from the kernels
+// [16][k][c] (the matrices filterStride apart), computed in float64 and rounded once, from the kernels
 // g[k][c] = w[k][c], or when turned w[c][k] turned 180 degrees (w is then
 // [c][k][3][3]).
 func winogradFilter(u, w []float32, k, c int, turned bool) {
+	kc := filterStride(k, c)
 	parallelFor(k, k*c*winoA2, func(lo, hi int) {
-		var gg [winoA][3]float64
-		var g [9]float32
+		var rows [winoA2][]float32 // rows[ξ][cc]: U[ξ][kk][cc]
+		var t [9]float32
 		for kk := lo; kk < hi; kk++ {
+			for xi := range rows {
+				rows[xi] = u[xi*kc+kk*c : xi*kc+kk*c+c]
+			}
 			for cc := 0; cc < c; cc++ {
+				g := (*[9]float32)(w[(kk*c+cc)*9:])
 				if turned {
-					src := w[(cc*k+kk)*9 : (cc*k+kk)*9+9]
-					for i := range g {
-						g[i] = src[8-i]
+					src := (*[9]float32)(w[(cc*k+kk)*9:])
+					for i := range t {
+						t[i] = src[8-i]
 					}
-				} else {
-					copy(g[:], w[(kk*c+cc)*9:(kk*c+cc)*9+9])
+					g = &t
 				}
-				for j := 0; j < 3; j++ { // G g, column j; G's rows [1 0 0] [½ ½ ½] [½ -½ ½] [0 0 1]
+				// G g, column j (G's rows [1 0 0] [½ ½ ½] [½ -½ ½] [0 0 1]),
+				// then (G g) Gᵀ, row i: straight-line code, in float64.
+				var a [winoA][3]float64
+				for j := 0; j < 3; j++ {
 					g0, g1, g2 := float64(g[j]), float64(g[3+j]), float64(g[6+j])
-					gg[0][j] = g0
-					gg[1][j] = (g0 + g1 + g2) / 2
-					gg[2][j] = (g0 - g1 + g2) / 2
-					gg[3][j] = g2
+					a[0][j], a[1][j], a[2][j], a[3][j] = g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2
 				}
-				for i := 0; i < winoA; i++ { // (G g) Gᵀ, row i
-					g0, g1, g2 := gg[i][0], gg[i][1], gg[i][2]
-					row := [winoA]float64{g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2}
-					for j, v := range row {
-						u[((i*winoA+j)*k+kk)*c+cc] = float32(v)
-					}
+				for i := 0; i < winoA; i++ {
+					a0, a1, a2 := a[i][0], a[i][1], a[i][2]
+					rows[i*winoA][cc] = float32(a0)
+					rows[i*winoA+1][cc] = float32((a0 + a1 + a2) / 2)
+					rows[i*winoA+2][cc] = float32((a0 - a1 + a2) / 2)
+					rows[i*winoA+3][cc] = float32(a2)
 				}
 			}
 		}
@@ -188,12 +198,12 @@ func (p *winograd) forward(x, w, bias, out []float32, relu bool) {
 	var u []float32
 	if p.fixed {
 		p.uOnce.Do(func() {
-			p.u = make([]float32, winoA2*p.k*p.c)
+			p.u = make([]float32, winoA2*filterStride(p.k, p.c))
 			winogradFilter(p.u, w, p.k, p.c, p.turned)
 		})
 		u = p.u
 	} else {
-		u = p.filters.take(winoA2 * p.k * p.c)
+		u = p.filters.take(winoA2 * filterStride(p.k, p.c))
 		defer p.filters.give(u)
 		winogradFilter(u, w, p.k, p.c, p.turned)
 	}
@@ -209,7 +219,7 @@ func (p *winograd) forward(x, w, bias, out []float32, relu bool) {
 			wk := sgemmPool.Get().(*sgemmWork)
 			for xi := lo; xi < hi; xi++ {
 				sgemmBlock(sgemmKern, wk, false, false, 0, p.k, 0, t, p.c, 1,
-					u[xi*p.k*p.c:], p.c, v[xi*p.c*t:], t, 0, m[xi*p.k*t:], t)
+					u[xi*filterStride(p.k, p.c):], p.c, v[xi*p.c*t:], t, 0, m[xi*p.k*t:], t)
 			}
 			sgemmPool.Put(wk)
 		})
