@@ -727,6 +727,10 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 		}
 		k.giveCols(cols)
 	case 1: // dw += gout * cols^T
+		if k.wino != nil && !k.wino.fixed {
+			k.wino.weightGrad(any(x).([]float32), any(gout).([]float32), any(gin).([]float32))
+			return nil
+		}
 		buf := k.takeCols()
 		for img := 0; img < k.n; img++ {
 			for g := 0; g < k.group; g++ {

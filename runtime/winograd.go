@@ -137,7 +137,7 @@ func (p *winograd) workspaceBytes(need func(buf any, bytes int64)) {
 	}
 	t := int64(p.chunk * p.th * p.tw)
 	need(p.v, 4*winoA2*int64(p.c)*t)
-	need(p.m, 4*winoA2*int64(p.k)*t)
+	need(p.m, 4*winoA2*int64(winoGradStride(p.k, int(t)))) // weightGrad's tiles; the products take less
 	need(&winoPerCore, 4*(int64(p.chunk*p.hp*p.wp)+winoM*winoM*t)*int64(goruntime.GOMAXPROCS(0)))
 }
 
@@ -158,34 +158,40 @@ func winogradFilter(u, w []float32, k, c int, turned bool) {
 	kc := filterStride(k, c)
 	parallelFor(k, k*c*winoA2, func(lo, hi int) {
 		var rows [winoA2][]float32 // rows[ξ][cc]: U[ξ][kk][cc]
-		var t [9]float32
 		for kk := lo; kk < hi; kk++ {
 			for xi := range rows {
 				rows[xi] = u[xi*kc+kk*c : xi*kc+kk*c+c]
 			}
 			for cc := 0; cc < c; cc++ {
-				g := (*[9]float32)(w[(kk*c+cc)*9:])
+				// g[r][s] is grs; straight-line code, in float64 (arrays
+				// and loops here took 4 times as long).
+				var g00, g01, g02, g10, g11, g12, g20, g21, g22 float64
 				if turned {
-					src := (*[9]float32)(w[(cc*k+kk)*9:])
-					for i := range t {
-						t[i] = src[8-i]
-					}
-					g = &t
+					t := (*[9]float32)(w[(cc*k+kk)*9:])
+					g00, g01, g02 = float64(t[8]), float64(t[7]), float64(t[6])
+					g10, g11, g12 = float64(t[5]), float64(t[4]), float64(t[3])
+					g20, g21, g22 = float64(t[2]), float64(t[1]), float64(t[0])
+				} else {
+					t := (*[9]float32)(w[(kk*c+cc)*9:])
+					g00, g01, g02 = float64(t[0]), float64(t[1]), float64(t[2])
+					g10, g11, g12 = float64(t[3]), float64(t[4]), float64(t[5])
+					g20, g21, g22 = float64(t[6]), float64(t[7]), float64(t[8])
 				}
-				// G g, column j (G's rows [1 0 0] [½ ½ ½] [½ -½ ½] [0 0 1]),
-				// then (G g) Gᵀ, row i: straight-line code, in float64.
-				var a [winoA][3]float64
-				for j := 0; j < 3; j++ {
-					g0, g1, g2 := float64(g[j]), float64(g[3+j]), float64(g[6+j])
-					a[0][j], a[1][j], a[2][j], a[3][j] = g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2
-				}
-				for i := 0; i < winoA; i++ {
-					a0, a1, a2 := a[i][0], a[i][1], a[i][2]
+				// G g (G's rows [1 0 0] [½ ½ ½] [½ -½ ½] [0 0 1]): row i
+				// is ai0, ai1, ai2; row 0 is g's row 0, row 3 its row 2.
+				a10, a11, a12 := (g00+g10+g20)*0.5, (g01+g11+g21)*0.5, (g02+g12+g22)*0.5
+				a20, a21, a22 := (g00-g10+g20)*0.5, (g01-g11+g21)*0.5, (g02-g12+g22)*0.5
+				// (G g) Gᵀ, row by row.
+				put := func(i int, a0, a1, a2 float64) {
 					rows[i*winoA][cc] = float32(a0)
-					rows[i*winoA+1][cc] = float32((a0 + a1 + a2) / 2)
-					rows[i*winoA+2][cc] = float32((a0 - a1 + a2) / 2)
+					rows[i*winoA+1][cc] = float32((a0 + a1 + a2) * 0.5)
+					rows[i*winoA+2][cc] = float32((a0 - a1 + a2) * 0.5)
 					rows[i*winoA+3][cc] = float32(a2)
 				}
+				put(0, g00, g01, g02)
+				put(1, a10, a11, a12)
+				put(2, a20, a21, a22)
+				put(3, g20, g21, g22)
 			}
 		}
 	})
@@ -349,5 +355,142 @@ func winoOutputTransform(m *[winoA2]float32, y *[winoM * winoM]float32) {
 	for i := 0; i < winoM; i++ { // (Aᵀ m) A, row i
 		r := t[i*winoA : (i+1)*winoA]
 		y[i*winoM], y[i*winoM+1] = r[0]+r[1]+r[2], r[1]-r[2]-r[3]
+	}
+}
+
+// The weight gradient of a 3x3 stride-1 convolution, dw[k][c] = Σ over
+// images and output positions of gout[k][y][x] · x[c][y+i-p][x+j-p], is
+// Winograd's F(3x3, 2x2) on the same 4x4 input tiles as the forward pass,
+// with each 2x2 block of the output gradient as the "kernel". Transposing
+// the forward algorithm's trilinear form Σ_ξ (G g)_ξ (Bᵀ d)_ξ (A y)_ξ
+// gives it:
+//
+//	dw(tile) = Gᵀ [(Bᵀ d B) ⊙ (A gout Aᵀ)] G
+//
+// summed over tiles, which is 16 GEMMs, K x tiles by tiles x C, of the
+// transformed output gradients by the transformed inputs, and one 4x4 to
+// 3x3 transform per (k, c) at the end: 4 multiplications per weight and
+// output position instead of 9.
+
+// winoGradStride is the distance between the 16 matrices of transformed
+// output gradients, k x t: a cache line more than their size (see
+// filterStride).
+func winoGradStride(k, t int) int { return k*t + 16 }
+
+// weightGrad adds the weight gradient [k, c, 3, 3] of the convolution of
+// x [n, c, h, w] whose output gradient is gout [n, k, oh, ow] into dw.
+func (p *winograd) weightGrad(x, gout, dw []float32) {
+	tiles := p.th * p.tw
+	stride := filterStride(p.k, p.c)
+	acc := p.filters.take(winoA2 * stride) // Σ over tiles, [16][k][c]
+	defer p.filters.give(acc)
+	for i0 := 0; i0 < p.n; i0 += p.chunk {
+		i1 := min(i0+p.chunk, p.n)
+		t := (i1 - i0) * tiles
+		gs := winoGradStride(p.k, t)
+		v := p.v.take(winoA2 * p.c * t)
+		g := p.m.take(winoA2 * gs)
+		parallelFor(p.c, p.c*t*winoA2, func(lo, hi int) { p.inputs(x, v, i0, i1, lo, hi) })
+		parallelFor(p.k, p.k*t*winoA2, func(lo, hi int) { p.gradTiles(gout, g, gs, i0, i1, lo, hi) })
+		beta := float32(1)
+		if i0 == 0 {
+			beta = 0
+		}
+		parallelFor(winoA2, winoA2*p.k*p.c*t, func(lo, hi int) {
+			wk := sgemmPool.Get().(*sgemmWork)
+			for xi := lo; xi < hi; xi++ {
+				sgemmBlock(sgemmKern, wk, false, true, 0, p.k, 0, p.c, t, 1,
+					g[xi*gs:], t, v[xi*p.c*t:], t, beta, acc[xi*stride:], p.c)
+			}
+			sgemmPool.Put(wk)
+		})
+		p.v.give(v)
+		p.m.give(g)
+	}
+	p.gradOutputs(acc, dw)
+}
+
+// gradOutputs adds Gᵀ m G (3x3) for each (k, c) into dw, from the sums m
+// in acc, laid out [16][k][c] with the 16 matrices filterStride apart.
+func (p *winograd) gradOutputs(acc, dw []float32) {
+	c, stride := p.c, filterStride(p.k, p.c)
+	parallelFor(p.k, p.k*c*winoA2, func(lo, hi int) {
+		var rows [winoA2][]float32 // rows[ξ][cc]: the sum for (kk, cc)
+		for kk := lo; kk < hi; kk++ {
+			for xi := range rows {
+				rows[xi] = acc[xi*stride+kk*c : xi*stride+kk*c+c]
+			}
+			d := dw[kk*c*9 : (kk+1)*c*9]
+			r0, r1, r2, r3 := rows[0][:c], rows[1][:c], rows[2][:c], rows[3][:c]
+			r4, r5, r6, r7 := rows[4][:c], rows[5][:c], rows[6][:c], rows[7][:c]
+			r8, r9, r10, r11 := rows[8][:c], rows[9][:c], rows[10][:c], rows[11][:c]
+			r12, r13, r14, r15 := rows[12][:c], rows[13][:c], rows[14][:c], rows[15][:c]
+			for cc := range r0 {
+				// Gᵀ m G, straight-line: Gᵀ's rows are [1 ½ ½ 0]
+				// [0 ½ -½ 0] [0 ½ ½ 1]; Gᵀ m's row i, column j is tij.
+				s0, h0 := (r4[cc]+r8[cc])*0.5, (r4[cc]-r8[cc])*0.5
+				s1, h1 := (r5[cc]+r9[cc])*0.5, (r5[cc]-r9[cc])*0.5
+				s2, h2 := (r6[cc]+r10[cc])*0.5, (r6[cc]-r10[cc])*0.5
+				s3, h3 := (r7[cc]+r11[cc])*0.5, (r7[cc]-r11[cc])*0.5
+				t00, t01, t02, t03 := r0[cc]+s0, r1[cc]+s1, r2[cc]+s2, r3[cc]+s3
+				t10, t11, t12, t13 := h0, h1, h2, h3
+				t20, t21, t22, t23 := s0+r12[cc], s1+r13[cc], s2+r14[cc], s3+r15[cc]
+				o := (*[9]float32)(d[cc*9:])
+				s, h := (t01+t02)*0.5, (t01-t02)*0.5
+				o[0] += t00 + s
+				o[1] += h
+				o[2] += s + t03
+				s, h = (t11+t12)*0.5, (t11-t12)*0.5
+				o[3] += t10 + s
+				o[4] += h
+				o[5] += s + t13
+				s, h = (t21+t22)*0.5, (t21-t22)*0.5
+				o[6] += t20 + s
+				o[7] += h
+				o[8] += s + t23
+			}
+		}
+	})
+}
+
+// gradTiles writes A g Aᵀ of the 2x2 blocks g of the output gradient of
+// channels [k0, k1) of images [i0, i1) into dst, laid out [16][k][tile]
+// with the 16 matrices stride apart; A's rows are [1 0] [1 1] [1 -1]
+// [0 -1]. Blocks past the output's edge are zero there.
+func (p *winograd) gradTiles(gout, dst []float32, stride, i0, i1, k0, k1 int) {
+	t := (i1 - i0) * p.th * p.tw
+	for k := k0; k < k1; k++ {
+		tile := 0
+		for img := i0; img < i1; img++ {
+			plane := gout[(img*p.k+k)*p.oh*p.ow : (img*p.k+k+1)*p.oh*p.ow]
+			for ty := 0; ty < p.th; ty++ {
+				y := ty * winoM
+				for tx := 0; tx < p.tw; tx, tile = tx+1, tile+1 {
+					x := tx * winoM
+					var g00, g01, g10, g11 float32
+					g00 = plane[y*p.ow+x]
+					if x+1 < p.ow {
+						g01 = plane[y*p.ow+x+1]
+					}
+					if y+1 < p.oh {
+						g10 = plane[(y+1)*p.ow+x]
+						if x+1 < p.ow {
+							g11 = plane[(y+1)*p.ow+x+1]
+						}
+					}
+					// A g: rows g0, g0+g1, g0-g1, -g1; then each row
+					// [a, b] times Aᵀ: a, a+b, a-b, -b.
+					rows := [winoA][2]float32{{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}}
+					o := k*t + tile
+					for i, r := range rows {
+						a, b := r[0], r[1]
+						dst[(i*winoA)*stride+o] = a
+						dst[(i*winoA+1)*stride+o] = a + b
+						dst[(i*winoA+2)*stride+o] = a - b
+						dst[(i*winoA+3)*stride+o] = -b
+					}
+				}
+			}
+		}
 	}
 }

@@ -119,21 +119,27 @@ func (tc winoCase) check(t *testing.T, r *rand.Rand, fixed bool) {
 	}
 }
 
-// The input gradient of a 3x3 stride-1 convolution is computed by
-// Winograd's algorithm as a convolution of the output gradient
+// The gradients of a 3x3 stride-1 convolution are computed by Winograd's
+// algorithm: the input gradient as a convolution of the output gradient
 // (dxWindow), for fixed weights and for weights a step trains (with
-// enough tiles): it equals the float64 program's (im2col) to float32
-// rounding (Winograd's, a few times a direct sum's), for padding 0 to 2
-// (the gradient's 2 to 0), asymmetric padding, odd sizes and several
-// passes of images.
-func TestWinogradInputGradient(t *testing.T) {
+// enough tiles), and the weight gradient by F(3x3, 2x2) (weightGrad). Both
+// equal the float64 program's (im2col) to float32 rounding (Winograd's, a
+// few times a direct sum's), for padding 0 to 2 (the input gradient's 2
+// to 0), asymmetric padding, odd sizes and several passes of images.
+func TestWinogradGradients(t *testing.T) {
 	r := rand.New(rand.NewSource(2))
 	for _, tc := range []winoCase{
 		{2, 17, 19, 7, 13, 1, 1, 1, 1},
 		{1, 16, 33, 9, 9, 0, 0, 0, 0},
 		{3, 24, 16, 6, 5, 0, 1, 1, 0},
 		{1, 16, 16, 8, 8, 2, 2, 2, 2},
+		{5, 16, 17, 9, 7, 1, 0, 0, 1},
 		{7, 16, 16, 38, 37, 1, 1, 1, 1},
+		// Enough tiles for weights a step trains.
+		{4, 16, 24, 13, 11, 1, 1, 1, 1},
+		{2, 20, 16, 15, 17, 0, 0, 0, 0},
+		{3, 16, 18, 12, 10, 2, 2, 2, 2},
+		{2, 16, 16, 17, 16, 0, 1, 1, 0},
 	} {
 		t.Run(fmt.Sprint(tc), func(t *testing.T) {
 			oh, ow := tc.h+tc.pt+tc.pb-2, tc.w+tc.pl+tc.pr-2
@@ -152,7 +158,9 @@ func TestWinogradInputGradient(t *testing.T) {
 			for i := range labels {
 				labels[i] = r.Intn(tc.k * oh * ow)
 			}
-			grad := func(opts Options) ([]float64, *conv[float32]) {
+			// grads returns the input gradient and, unless the weights are
+			// fixed, the weight's.
+			grads := func(opts Options) (dx, dw []float64, k *conv[float32]) {
 				p, err := Compile(m, opts)
 				if err != nil {
 					t.Fatal(err)
@@ -166,37 +174,54 @@ func TestWinogradInputGradient(t *testing.T) {
 					x = tensor.New(tensor.WithShape(tc.n, tc.c, tc.h, tc.w), tensor.WithBacking(float64sOf(x)))
 				}
 				req := &Request{Inputs: []*tensor.Dense{x}, Targets: targets, Loss: CrossEntropy, InputGrads: true}
+				if !opts.FixedWeights {
+					req.Params = []string{"w"}
+				}
 				res, err := p.Step(req)
 				if err != nil {
 					t.Fatal(err)
 				}
+				dx = float64sOf(res.InputGrads[0])
+				if !opts.FixedWeights {
+					dw = float64sOf(res.ParamGrads["w"])
+				}
 				if opts.Float64 {
-					return res.InputGrads[0].Data().([]float64), nil
+					return dx, dw, nil
 				}
 				for _, st := range p.cache[planOf(req).key()].(*graphSession[float32]).lean {
 					if op, ok := st.node.Op().(*kernelOp[float32]); ok {
 						if k, ok := op.k.(*conv[float32]); ok {
-							return float64sOf(res.InputGrads[0]), k
+							return dx, dw, k
 						}
 					}
 				}
 				t.Fatal("no convolution")
-				return nil, nil
+				return nil, nil, nil
 			}
-			want, _ := grad(Options{Float64: true})
-			for _, fixed := range []bool{true, false} {
-				got, k := grad(Options{FixedWeights: fixed})
-				tiles := tc.n * ((tc.h + 1) / 2) * ((tc.w + 1) / 2)
-				if wino := k.winoDX != nil; wino != (fixed || tiles >= winoMinTilesPerCall) {
-					t.Errorf("fixed weights %v, %d tiles: Winograd input gradient %v", fixed, tiles, wino)
-				}
+			close := func(what string, got, want []float64) {
 				var worst, scale float64
 				for i, v := range want {
 					worst = math.Max(worst, math.Abs(got[i]-v))
 					scale = math.Max(scale, math.Abs(v))
 				}
 				if !(worst <= 5e-6*scale) { // Winograd's rounding, measured 2.2e-6
-					t.Errorf("fixed weights %v: max |graft - float64| = %.3g, %.3g of max |dx| %.3g", fixed, worst, worst/scale, scale)
+					t.Errorf("%s: max |graft - float64| = %.3g, %.3g of max %.3g", what, worst, worst/scale, scale)
+				}
+			}
+			dx64, dw64, _ := grads(Options{Float64: true})
+			for _, fixed := range []bool{true, false} {
+				dx, dw, k := grads(Options{FixedWeights: fixed})
+				tiles := tc.n * ((oh + 1) / 2) * ((ow + 1) / 2)
+				dxTiles := tc.n * ((tc.h + 1) / 2) * ((tc.w + 1) / 2)
+				if wino := k.winoDX != nil; wino != (fixed || dxTiles >= winoMinTilesPerCall && tiles >= winoMinTilesPerCall) {
+					t.Errorf("fixed weights %v, %d tiles: Winograd input gradient %v", fixed, dxTiles, wino)
+				}
+				close(fmt.Sprintf("fixed weights %v, input gradient", fixed), dx, dx64)
+				if !fixed {
+					if wino := k.wino != nil; wino != (tiles >= winoMinTilesPerCall) {
+						t.Errorf("%d tiles: Winograd weight gradient %v", tiles, wino)
+					}
+					close("weight gradient", dw, dw64)
 				}
 			}
 		})
