@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/graft-dev/graft/onnx"
 )
@@ -141,6 +142,19 @@ type batchNorm[T Float] struct {
 	// statistics outputs: new running mean and variance (ONNX's
 	// definition), batch mean and biased batch variance.
 	stats [4][]T
+	// runs counts forward passes; sums holds the per-channel sums the
+	// three gradients share, for the run and the data they came from.
+	runs uint64
+	sums bnSums
+}
+
+// bnSums are a batch normalization's per-channel sums for its backward
+// pass: the mean it normalised with, Σ dy, Σ dy·(x - mean) and
+// Σ (x - mean)², in float64.
+type bnSums struct {
+	run            uint64
+	x, g           unsafe.Pointer // the data they were computed from
+	mu, sg, sgd, q []float64
 }
 
 func (k *batchNorm[T]) describe() string {
@@ -194,6 +208,7 @@ func (k *batchNorm[T]) norm(in [][]T) (mean, variance, istd []float64) {
 }
 
 func (k *batchNorm[T]) forward(in [][]T, out []T) error {
+	k.runs++
 	x, scale, bias := in[0], in[1], in[2]
 	mean, variance, istd := k.norm(in)
 	parallelFor(k.c, len(out), func(c0, c1 int) {
@@ -235,81 +250,102 @@ func (k *batchNorm[T]) forward(in [][]T, out []T) error {
 	return nil
 }
 
-// backward recomputes the statistics it needs from the inputs rather than
+// backward computes the statistics it needs from the inputs rather than
 // keeping them from the forward pass (a kernel's inputs are all it can
-// trust), folding them into the passes the gradient makes anyway.
+// trust), folding them into one pass over x and dy that the three
+// gradients share: the first computes it, the others of the same run and
+// data reuse it.
 func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 	x := in[0]
-	m := float64(k.n * k.hw)
 	if which < 0 || which > 2 {
 		return fmt.Errorf("input %d has no gradient", which)
 	}
+	if !k.train && which == 0 {
+		// dx = dy * scale / sqrt(running_var + eps): the running variance,
+		// not the batch's.
+		parallelFor(k.c, len(x), func(c0, c1 int) {
+			for ch := c0; ch < c1; ch++ {
+				a := T(float64(in[1][ch]) / math.Sqrt(float64(in[4][ch])+k.eps))
+				for i := 0; i < k.n; i++ {
+					g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
+					for j := range dx {
+						dx[j] = g[j] * a
+					}
+				}
+			}
+		})
+		return nil
+	}
+	sums := k.backwardSums(in, gout)
+	m := float64(k.n * k.hw)
 	// Channels are independent: each writes only its own part of gin.
-	parallelFor(k.c, len(x), func(c0, c1 int) { k.backwardChannels(which, in, gout, gin, m, c0, c1) })
+	parallelFor(k.c, len(x), func(c0, c1 int) {
+		for ch := c0; ch < c1; ch++ {
+			variance := float64(in[4][ch])
+			if k.train {
+				variance = sums.q[ch] / m
+			}
+			is := 1 / math.Sqrt(variance+k.eps)
+			sgx := sums.sgd[ch] * is // sum dy * xhat
+			switch which {
+			case 2: // dB = sum dy
+				gin[ch] = T(sums.sg[ch])
+				continue
+			case 1: // dscale = sum dy * xhat
+				gin[ch] = T(sgx)
+				continue
+			}
+			// Training: dx = scale*istd * (dy - mean(dy) - xhat * mean(dy*xhat)).
+			// Expanded: dx = a*dy + c1*x + c0.
+			a := float64(in[1][ch]) * is
+			mg, mgx := sums.sg[ch]/m, sgx/m
+			c1 := -a * is * mgx
+			c0 := -a*mg - c1*sums.mu[ch]
+			for i := 0; i < k.n; i++ {
+				g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
+				for j, v := range k.block(x, i, ch) {
+					dx[j] = T(a*float64(g[j]) + c1*float64(v) + c0)
+				}
+			}
+		}
+	})
 	return nil
 }
 
-func (k *batchNorm[T]) backwardChannels(which int, in [][]T, gout, gin []T, m float64, ch0, ch1 int) {
-	x, scale := in[0], in[1]
-	for ch := ch0; ch < ch1; ch++ {
-		switch which {
-		case 2: // dB = sum dy
-			var s float64
-			for i := 0; i < k.n; i++ {
-				s += sumOf(k.block(gout, i, ch))
-			}
-			gin[ch] = T(s)
-			continue
-		}
-		if !k.train && which == 0 {
-			// dx = dy * scale / sqrt(running_var + eps): the running
-			// variance, not the batch's.
-			a := T(float64(scale[ch]) / math.Sqrt(float64(in[4][ch])+k.eps))
-			for i := 0; i < k.n; i++ {
-				g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
-				for j := range dx {
-					dx[j] = g[j] * a
-				}
-			}
-			continue
-		}
-		// sum dy, sum dy*(x - mean) and, in training, sum (x - mean)^2.
-		mu := float64(in[3][ch])
-		if k.train {
-			var s float64
-			for i := 0; i < k.n; i++ {
-				s += sumOf(k.block(x, i, ch))
-			}
-			mu = s / m
-		}
-		var sg, sgd, q float64
-		for i := 0; i < k.n; i++ {
-			a, b, c := gradSums(k.block(gout, i, ch), k.block(x, i, ch), mu)
-			sg, sgd, q = sg+a, sgd+b, q+c
-		}
-		variance := float64(in[4][ch])
-		if k.train {
-			variance = q / m
-		}
-		is := 1 / math.Sqrt(variance+k.eps)
-		sgx := sgd * is // sum dy * xhat
-		if which == 1 { // dscale = sum dy * xhat
-			gin[ch] = T(sgx)
-			continue
-		}
-		// Training: dx = scale*istd * (dy - mean(dy) - xhat * mean(dy*xhat)).
-		// Expanded: dx = a*dy + c1*x + c0.
-		a := float64(scale[ch]) * is
-		mg, mgx := sg/m, sgx/m
-		c1 := -a * is * mgx
-		c0 := -a*mg - c1*mu
-		for i := 0; i < k.n; i++ {
-			g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
-			for j, v := range k.block(x, i, ch) {
-				dx[j] = T(a*float64(g[j]) + c1*float64(v) + c0)
-			}
-		}
+// backwardSums returns the sums of x and dy for this run's backward pass,
+// computing them unless the last call of the run already did for the same
+// data.
+func (k *batchNorm[T]) backwardSums(in [][]T, gout []T) *bnSums {
+	x := in[0]
+	s := &k.sums
+	xp, gp := unsafe.Pointer(unsafe.SliceData(x)), unsafe.Pointer(unsafe.SliceData(gout))
+	if s.mu != nil && s.run == k.runs && s.x == xp && s.g == gp {
+		return s
 	}
+	if s.mu == nil {
+		s.mu, s.sg, s.sgd, s.q = make([]float64, k.c), make([]float64, k.c), make([]float64, k.c), make([]float64, k.c)
+	}
+	m := float64(k.n * k.hw)
+	parallelFor(k.c, 2*len(x), func(c0, c1 int) {
+		for ch := c0; ch < c1; ch++ {
+			mu := float64(in[3][ch])
+			if k.train {
+				var sx float64
+				for i := 0; i < k.n; i++ {
+					sx += sumOf(k.block(x, i, ch))
+				}
+				mu = sx / m
+			}
+			var sg, sgd, q float64
+			for i := 0; i < k.n; i++ {
+				a, b, c := gradSums(k.block(gout, i, ch), k.block(x, i, ch), mu)
+				sg, sgd, q = sg+a, sgd+b, q+c
+			}
+			s.mu[ch], s.sg[ch], s.sgd[ch], s.q[ch] = mu, sg, sgd, q
+		}
+	})
+	s.run, s.x, s.g = k.runs, xp, gp
+	return s
 }
 
 // bnStat outputs one of the statistics a training batchNorm computed in its

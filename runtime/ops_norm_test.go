@@ -3,6 +3,8 @@ package runtime
 import (
 	"fmt"
 	"math"
+	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 
@@ -383,4 +385,53 @@ func BenchmarkBatchNormResNet(b *testing.B) {
 			}
 		})
 	}
+}
+
+// The three gradients of a training BatchNormalization share one pass of
+// sums over x and dY per run: a later call with another dY, or after a
+// new forward pass on changed x, computes them anew.
+func TestBatchNormSharedSums(t *testing.T) {
+	shape := []int{4, 3, 5}
+	in := bnInputs(43, shape)
+	k := &batchNorm[float64]{shape: shape, n: 4, c: 3, hw: 5, eps: 1e-5, momentum: 0.9, train: true}
+	out := make([]float64, size(shape))
+	rng := rand.New(rand.NewSource(3))
+	gout := func() []float64 {
+		g := make([]float64, size(shape))
+		for i := range g {
+			g[i] = rng.Float64()*2 - 1
+		}
+		return g
+	}
+	fresh := func(which int, g []float64) []float64 {
+		k2 := *k
+		k2.sums = bnSums{}
+		gin := make([]float64, len(in[which]))
+		if err := k2.backward(which, in, out, g, gin); err != nil {
+			t.Fatal(err)
+		}
+		return gin
+	}
+	check := func(what string, which int, g []float64) {
+		gin := make([]float64, len(in[which]))
+		if err := k.backward(which, in, out, g, gin); err != nil {
+			t.Fatal(err)
+		}
+		if want := fresh(which, g); !slices.Equal(gin, want) {
+			t.Errorf("%s: gradient %d %v, computed afresh %v", what, which, gin, want)
+		}
+	}
+	if err := k.forward(in, out); err != nil {
+		t.Fatal(err)
+	}
+	g1 := gout()
+	check("another dY", 1, gout())
+	for which := range 3 {
+		check("same run and data", which, g1)
+	}
+	in[0][7] += 1
+	if err := k.forward(in, out); err != nil {
+		t.Fatal(err)
+	}
+	check("changed x, same dY", 1, g1)
 }
