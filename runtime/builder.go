@@ -157,8 +157,10 @@ type builder[T Float] struct {
 
 // A reluFuser is a kernel that can apply a Relu to its own output, while
 // it is still in cache, instead of a Relu node reading it back: fuseRelu
-// reports whether it will.
-type reluFuser interface{ fuseRelu() bool }
+// reports whether it will. grad says a gradient flows back through the
+// Relu: the kernel's backward pass then passes it only where its output is
+// positive.
+type reluFuser interface{ fuseRelu(grad bool) bool }
 
 // An opBuilder builds one ONNX op from its inputs (nil for omitted optional
 // inputs) and returns its outputs.
@@ -361,12 +363,11 @@ func (b *builder[T]) build(g *onnx.Graph, inputs map[*onnx.Value]*val[T]) error 
 	for _, n := range g.Nodes {
 		b.node = n
 		// A Relu that is the only reader of a kernel's output (not itself
-		// a graph output) is folded into that kernel, where no gradient
-		// flows through it.
+		// a graph output) is folded into that kernel.
 		if n.OpType == "Relu" && len(n.Inputs) == 1 && len(n.Outputs) == 1 && b.readers[n.Inputs[0]] == 1 {
-			if x := b.vals[n.Inputs[0]]; x != nil && x.node != nil && !x.need {
+			if x := b.vals[n.Inputs[0]]; x != nil && x.node != nil {
 				if op, ok := x.node.Op().(*kernelOp[T]); ok {
-					if f, ok := op.k.(reluFuser); ok && f.fuseRelu() {
+					if f, ok := op.k.(reluFuser); ok && f.fuseRelu(x.need) {
 						b.vals[n.Outputs[0]] = x
 						continue
 					}

@@ -177,9 +177,11 @@ type conv[T Float] struct {
 	dx bool
 }
 
-func (k *conv[T]) fuseRelu() bool {
-	k.relu = true
-	return true
+// fuseRelu: a convolution applies a Relu only where no gradient flows
+// back through it.
+func (k *conv[T]) fuseRelu(grad bool) bool {
+	k.relu = !grad
+	return k.relu
 }
 
 // plane2d is a 2-d window (a 1-d one has height 1). For kernel column kw,

@@ -75,6 +75,35 @@ func one[T Float](v *val[T], err error) ([]*val[T], error) {
 }
 
 // step is the derivative of Relu: 1 for x > 0, else 0 (PyTorch's choice at 0).
+// passPositive writes (or, with add, adds) g where y, the output of a
+// Relu, is positive into dst, and 0 elsewhere: the gradient through the
+// Relu. For float32, without a branch to mispredict: y >= 0, so y > 0
+// exactly when its bits, as an integer, are positive.
+func passPositive[T Float](dst, g, y []T, add bool) {
+	g, y = g[:len(dst)], y[:len(dst)]
+	if d32, ok := any(dst).([]float32); ok {
+		g32, y32 := any(g).([]float32), any(y).([]float32)
+		for i, v := range y32 {
+			keep := uint32(-int32(math.Float32bits(v)) >> 31) // all ones when positive
+			m := math.Float32frombits(math.Float32bits(g32[i]) & keep)
+			if add {
+				d32[i] += m
+			} else {
+				d32[i] = m
+			}
+		}
+		return
+	}
+	for i, v := range y {
+		m := g[i] * step(v)
+		if add {
+			dst[i] += m
+		} else {
+			dst[i] = m
+		}
+	}
+}
+
 func step[T Float](x T) T {
 	if x > 0 {
 		return 1
@@ -509,8 +538,9 @@ func (k *binaryOp[T]) forward(in [][]T, out []T) error {
 	return nil
 }
 
-// fuseRelu: an Add (a residual connection) applies the Relu after it.
-func (k *binaryOp[T]) fuseRelu() bool {
+// fuseRelu: an Add (a residual connection) applies the Relu after it, and
+// masks the gradient with it (see passPositive).
+func (k *binaryOp[T]) fuseRelu(bool) bool {
 	if k.name != "Add" || k.ia != nil || k.ib != nil || k.amod != 0 || k.bmod != 0 {
 		return false
 	}
@@ -531,6 +561,10 @@ func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 		if ia == nil && ib == nil && k.amod == 0 && k.bmod == 0 {
 			a, b, out, gout, gin := a[lo:hi], b[lo:hi], out[lo:hi], gout[lo:hi], gin[lo:hi]
 			if k.name == "Add" {
+				if k.relu {
+					passPositive(gin, gout, out, true)
+					return
+				}
 				addInto(gin, gout) // d = 1
 				return
 			}

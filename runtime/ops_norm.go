@@ -146,6 +146,13 @@ type batchNorm[T Float] struct {
 	// three gradients share, for the run and the data they came from.
 	runs uint64
 	sums bnSums
+	// relu applies a Relu to the output, and its gradient (see reluFuser).
+	relu bool
+}
+
+func (k *batchNorm[T]) fuseRelu(bool) bool {
+	k.relu = true
+	return true
 }
 
 // bnSums are a batch normalization's per-channel sums for its backward
@@ -220,6 +227,11 @@ func (k *batchNorm[T]) forward(in [][]T, out []T) error {
 				for j, v := range k.block(x, i, ch) {
 					y[j] = v*a + c
 				}
+				if k.relu {
+					for j, v := range y {
+						y[j] = max(v, 0)
+					}
+				}
 			}
 		}
 	})
@@ -255,7 +267,7 @@ func (k *batchNorm[T]) forward(in [][]T, out []T) error {
 // trust), folding them into one pass over x and dy that the three
 // gradients share: the first computes it, the others of the same run and
 // data reuse it.
-func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
+func (k *batchNorm[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 	x := in[0]
 	if which < 0 || which > 2 {
 		return fmt.Errorf("input %d has no gradient", which)
@@ -268,6 +280,10 @@ func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 				a := T(float64(in[1][ch]) / math.Sqrt(float64(in[4][ch])+k.eps))
 				for i := 0; i < k.n; i++ {
 					g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
+					if k.relu {
+						passPositive(dx, g, k.block(out, i, ch), false)
+						g = dx
+					}
 					for j := range dx {
 						dx[j] = g[j] * a
 					}
@@ -276,7 +292,7 @@ func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 		})
 		return nil
 	}
-	sums := k.backwardSums(in, gout)
+	sums := k.backwardSums(in, out, gout)
 	m := float64(k.n * k.hw)
 	// Channels are independent: each writes only its own part of gin.
 	parallelFor(k.c, len(x), func(c0, c1 int) {
@@ -303,6 +319,10 @@ func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 			c0 := -a*mg - c1*sums.mu[ch]
 			for i := 0; i < k.n; i++ {
 				g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
+				if k.relu {
+					passPositive(dx, g, k.block(out, i, ch), false)
+					g = dx
+				}
 				for j, v := range k.block(x, i, ch) {
 					dx[j] = T(a*float64(g[j]) + c1*float64(v) + c0)
 				}
@@ -315,7 +335,7 @@ func (k *batchNorm[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 // backwardSums returns the sums of x and dy for this run's backward pass,
 // computing them unless the last call of the run already did for the same
 // data.
-func (k *batchNorm[T]) backwardSums(in [][]T, gout []T) *bnSums {
+func (k *batchNorm[T]) backwardSums(in [][]T, out, gout []T) *bnSums {
 	x := in[0]
 	s := &k.sums
 	xp, gp := unsafe.Pointer(unsafe.SliceData(x)), unsafe.Pointer(unsafe.SliceData(gout))
@@ -338,7 +358,12 @@ func (k *batchNorm[T]) backwardSums(in [][]T, gout []T) *bnSums {
 			}
 			var sg, sgd, q float64
 			for i := 0; i < k.n; i++ {
-				a, b, c := gradSums(k.block(gout, i, ch), k.block(x, i, ch), mu)
+				var a, b, c float64
+				if k.relu {
+					a, b, c = maskedGradSums(k.block(gout, i, ch), k.block(out, i, ch), k.block(x, i, ch), mu)
+				} else {
+					a, b, c = gradSums(k.block(gout, i, ch), k.block(x, i, ch), mu)
+				}
 				sg, sgd, q = sg+a, sgd+b, q+c
 			}
 			s.mu[ch], s.sg[ch], s.sgd[ch], s.q[ch] = mu, sg, sgd, q
@@ -407,6 +432,32 @@ func sqDevOf[T Float](x []T, mu float64) float64 {
 		s0 += d * d
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// maskedGradSums is gradSums of g where y, a Relu's output, is positive
+// and 0 elsewhere: the gradient through a fused Relu (see passPositive).
+func maskedGradSums[T Float](g, y, x []T, mu float64) (sg, sgd, q float64) {
+	g, y = g[:len(x)], y[:len(x)]
+	if g32, ok := any(g).([]float32); ok {
+		y32, x32 := any(y).([]float32), any(x).([]float32)
+		for i, v := range x32 {
+			keep := uint32(-int32(math.Float32bits(y32[i])) >> 31)
+			gi := float64(math.Float32frombits(math.Float32bits(g32[i]) & keep))
+			d := float64(v) - mu
+			sg += gi
+			sgd += gi * d
+			q += d * d
+		}
+		return sg, sgd, q
+	}
+	for i, v := range x {
+		gi := float64(g[i] * step(y[i]))
+		d := float64(v) - mu
+		sg += gi
+		sgd += gi * d
+		q += d * d
+	}
+	return sg, sgd, q
 }
 
 // gradSums returns sum g, sum g*(x - mu) and sum (x - mu)^2.

@@ -435,3 +435,111 @@ func TestBatchNormSharedSums(t *testing.T) {
 	}
 	check("changed x, same dY", 1, g1)
 }
+
+// A Relu fused into a BatchNormalization (or an Add) gives the output and
+// the gradients of the two in sequence: the gradient passes where the
+// output is positive. Checked in float32 (the branchless masks) and
+// float64, in training and inference form.
+func TestFusedReluGradients(t *testing.T) {
+	testFusedRelu[float32](t)
+	testFusedRelu[float64](t)
+}
+
+func testFusedRelu[T Float](t *testing.T) {
+	shape := []int{3, 4, 10}
+	conv := func(v []float64) []T {
+		out := make([]T, len(v))
+		for i, x := range v {
+			out[i] = T(x)
+		}
+		return out
+	}
+	var in [][]T
+	for _, v := range bnInputs(47, shape) {
+		in = append(in, conv(v))
+	}
+	rng := rand.New(rand.NewSource(5))
+	gout := make([]T, size(shape))
+	for i := range gout {
+		gout[i] = T(rng.Float64()*2 - 1)
+	}
+	close := func(what string, got, want []T) {
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-5*math.Max(1, math.Abs(float64(want[i]))) {
+				t.Fatalf("%T %s [%d]: fused %v, in sequence %v", got[0], what, i, got[i], want[i])
+			}
+		}
+	}
+	relu := &unary[T]{name: "Relu", shape: shape}
+	for _, train := range []bool{true, false} {
+		plain := &batchNorm[T]{shape: shape, n: 3, c: 4, hw: 10, eps: 1e-5, momentum: 0.9, train: train}
+		fused := *plain
+		fused.relu = true
+		y, z, out := make([]T, size(shape)), make([]T, size(shape)), make([]T, size(shape))
+		if err := plain.forward(in, y); err != nil {
+			t.Fatal(err)
+		}
+		if err := relu.forward([][]T{y}, z); err != nil {
+			t.Fatal(err)
+		}
+		if err := fused.forward(in, out); err != nil {
+			t.Fatal(err)
+		}
+		close("output", out, z)
+		positive := 0
+		for _, v := range z {
+			if v > 0 {
+				positive++
+			}
+		}
+		if positive == 0 || positive == len(z) {
+			t.Fatalf("%d of %d outputs positive: the mask is not exercised", positive, len(z))
+		}
+		gy := make([]T, len(y)) // the gradient reaching the BatchNormalization
+		if err := relu.backward(0, [][]T{y}, z, gout, gy); err != nil {
+			t.Fatal(err)
+		}
+		for which := range 3 {
+			if !train && which > 0 {
+				continue
+			}
+			want, got := make([]T, len(in[which])), make([]T, len(in[which]))
+			if err := plain.backward(which, in, y, gy, want); err != nil {
+				t.Fatal(err)
+			}
+			if err := fused.backward(which, in, out, gout, got); err != nil {
+				t.Fatal(err)
+			}
+			close(fmt.Sprintf("train %v, gradient %d", train, which), got, want)
+		}
+	}
+	// An Add with a Relu: each input's gradient is the output's where the
+	// sum is positive.
+	b := make([]T, size(shape))
+	for i := range b {
+		b[i] = T(rng.Float64()*2 - 1)
+	}
+	one := func(a, b, y T) T { return 1 }
+	add, err := newBinary("Add", shape, shape, func(a, b T) T { return a + b }, one, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !add.fuseRelu(true) {
+		t.Fatal("an Add does not fuse a Relu")
+	}
+	out := make([]T, size(shape))
+	if err := add.forward([][]T{in[0], b}, out); err != nil {
+		t.Fatal(err)
+	}
+	for which := range 2 {
+		got := make([]T, len(out))
+		if err := add.backward(which, [][]T{in[0], b}, out, gout, got); err != nil {
+			t.Fatal(err)
+		}
+		for i, g := range got {
+			if want := gout[i] * step(in[0][i]+b[i]); g != want || out[i] != max(in[0][i]+b[i], 0) {
+				t.Fatalf("%T Add+Relu, input %d [%d]: output %v, gradient %v, want %v", g, which, i, out[i], g, want)
+			}
+		}
+	}
+}
