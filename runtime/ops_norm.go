@@ -181,18 +181,20 @@ func (k *batchNorm[T]) block(x []T, i, ch int) []T {
 func (k *batchNorm[T]) batchStats(x []T) (mean, variance []float64) {
 	mean, variance = make([]float64, k.c), make([]float64, k.c)
 	m := float64(k.n * k.hw)
-	for ch := 0; ch < k.c; ch++ {
-		var s float64
-		for i := 0; i < k.n; i++ {
-			s += sumOf(k.block(x, i, ch))
+	parallelFor(k.c, 2*len(x), func(c0, c1 int) {
+		for ch := c0; ch < c1; ch++ {
+			var s float64
+			for i := 0; i < k.n; i++ {
+				s += sumOf(k.block(x, i, ch))
+			}
+			mu := s / m
+			var q float64
+			for i := 0; i < k.n; i++ {
+				q += sqDevOf(k.block(x, i, ch), mu)
+			}
+			mean[ch], variance[ch] = mu, q/m
 		}
-		mu := s / m
-		var q float64
-		for i := 0; i < k.n; i++ {
-			q += sqDevOf(k.block(x, i, ch), mu)
-		}
-		mean[ch], variance[ch] = mu, q/m
-	}
+	})
 	return mean, variance
 }
 
@@ -348,25 +350,30 @@ func (k *batchNorm[T]) backwardSums(in [][]T, out, gout []T) *bnSums {
 	m := float64(k.n * k.hw)
 	parallelFor(k.c, 2*len(x), func(c0, c1 int) {
 		for ch := c0; ch < c1; ch++ {
-			mu := float64(in[3][ch])
+			// One pass of sums of d = x - shift: the running mean, or in
+			// training a value of the channel (near its mean, so the sums
+			// do not cancel).
+			shift := float64(in[3][ch])
 			if k.train {
-				var sx float64
-				for i := 0; i < k.n; i++ {
-					sx += sumOf(k.block(x, i, ch))
-				}
-				mu = sx / m
+				shift = float64(k.block(x, 0, ch)[0])
 			}
-			var sg, sgd, q float64
+			var sd, sg, sgd, q float64
 			for i := 0; i < k.n; i++ {
-				var a, b, c float64
+				var a, b, c, d float64
 				if k.relu {
-					a, b, c = maskedGradSums(k.block(gout, i, ch), k.block(out, i, ch), k.block(x, i, ch), mu)
+					a, b, c, d = maskedGradSums(k.block(gout, i, ch), k.block(out, i, ch), k.block(x, i, ch), shift)
 				} else {
-					a, b, c = gradSums(k.block(gout, i, ch), k.block(x, i, ch), mu)
+					a, b, c, d = gradSums(k.block(gout, i, ch), k.block(x, i, ch), shift)
 				}
-				sg, sgd, q = sg+a, sgd+b, q+c
+				sg, sgd, q, sd = sg+a, sgd+b, q+c, sd+d
 			}
-			s.mu[ch], s.sg[ch], s.sgd[ch], s.q[ch] = mu, sg, sgd, q
+			mu := shift
+			if k.train {
+				mu = shift + sd/m
+				q -= sd * sd / m
+			}
+			// Σ dy·(x - mu) = Σ dy·d - (mu - shift)·Σ dy; Σ (x - mu)² likewise.
+			s.mu[ch], s.sg[ch], s.sgd[ch], s.q[ch] = mu, sg, sgd-(mu-shift)*sg, q
 		}
 	})
 	s.run, s.x, s.g = k.runs, xp, gp
@@ -436,50 +443,42 @@ func sqDevOf[T Float](x []T, mu float64) float64 {
 
 // maskedGradSums is gradSums of g where y, a Relu's output, is positive
 // and 0 elsewhere: the gradient through a fused Relu (see passPositive).
-func maskedGradSums[T Float](g, y, x []T, mu float64) (sg, sgd, q float64) {
+func maskedGradSums[T Float](g, y, x []T, shift float64) (sg, sgd, q, sd float64) {
 	g, y = g[:len(x)], y[:len(x)]
 	if g32, ok := any(g).([]float32); ok {
 		y32, x32 := any(y).([]float32), any(x).([]float32)
 		for i, v := range x32 {
 			keep := uint32(-int32(math.Float32bits(y32[i])) >> 31)
 			gi := float64(math.Float32frombits(math.Float32bits(g32[i]) & keep))
-			d := float64(v) - mu
+			d := float64(v) - shift
 			sg += gi
 			sgd += gi * d
 			q += d * d
+			sd += d
 		}
-		return sg, sgd, q
+		return sg, sgd, q, sd
 	}
 	for i, v := range x {
 		gi := float64(g[i] * step(y[i]))
-		d := float64(v) - mu
+		d := float64(v) - shift
 		sg += gi
 		sgd += gi * d
 		q += d * d
+		sd += d
 	}
-	return sg, sgd, q
+	return sg, sgd, q, sd
 }
 
-// gradSums returns sum g, sum g*(x - mu) and sum (x - mu)^2.
-func gradSums[T Float](g, x []T, mu float64) (sg, sgd, q float64) {
-	var sg1, sgd1, q1 float64
-	i := 0
+// gradSums returns, for d = x - shift, sum g, sum g*d, sum d^2 and sum d.
+func gradSums[T Float](g, x []T, shift float64) (sg, sgd, q, sd float64) {
 	g = g[:len(x)]
-	for ; i+2 <= len(x); i += 2 {
-		d0, d1 := float64(x[i])-mu, float64(x[i+1])-mu
-		g0, g1 := float64(g[i]), float64(g[i+1])
-		sg += g0
-		sg1 += g1
-		sgd += g0 * d0
-		sgd1 += g1 * d1
-		q += d0 * d0
-		q1 += d1 * d1
-	}
-	if i < len(x) {
-		d := float64(x[i]) - mu
-		sg += float64(g[i])
-		sgd += float64(g[i]) * d
+	for i, v := range x {
+		gi := float64(g[i])
+		d := float64(v) - shift
+		sg += gi
+		sgd += gi * d
 		q += d * d
+		sd += d
 	}
-	return sg + sg1, sgd + sgd1, q + q1
+	return sg, sgd, q, sd
 }
