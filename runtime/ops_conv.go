@@ -249,11 +249,26 @@ func planeIm2col[T Float](p *plane2d, x, cols []T, r0, r1 int) {
 				continue
 			}
 			s := x[src : src+p.w]
+			if p.sw == 2 { // the stride of stems and downsampling: as pairs, without bounds checks
+				last := hi - 1
+				d, pairs := dst[lo:last], asPairs(s[lo*2+off:], last-lo)
+				for o := range d {
+					d[o] = pairs[o][0]
+				}
+				dst[last] = s[last*2+off]
+				continue
+			}
 			for o := lo; o < hi; o++ {
 				dst[o] = s[o*p.sw+off]
 			}
 		}
 	}
+}
+
+// asPairs views the first 2n elements of s as n pairs.
+func asPairs[T Float](s []T, n int) [][2]T {
+	s = s[:2*n]
+	return unsafe.Slice((*[2]T)(unsafe.Pointer(unsafe.SliceData(s))), n)
 }
 
 // col2im adds rows [r0, r1) of cols back into the input rows [h0, h1) of
@@ -279,6 +294,15 @@ func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1, h0, h1 int) {
 				continue
 			}
 			d := dx[src : src+p.w]
+			if p.sw == 2 {
+				last := len(col) - 1
+				pairs := asPairs(d[lo*2+off:], last)
+				for i, v := range col[:last] {
+					pairs[i][0] += v
+				}
+				d[(lo+last)*2+off] += col[last]
+				continue
+			}
 			for i, v := range col {
 				d[(lo+i)*p.sw+off] += v
 			}
