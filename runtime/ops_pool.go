@@ -284,16 +284,35 @@ func maxPool2d[T Float](w *window, x, out, rowMax []T) {
 			}
 		}
 		o := out[r*ow : (r+1)*ow]
-		for c := range o {
-			c0 := c*w.strides[1] - w.padsBegin[1]
-			c1 := min(c0+w.kernel[1], wd)
-			m := negInf
-			for _, v := range rowMax[max(c0, 0):max(c1, 0)] {
-				m = max(m, v)
+		c := 0
+		if w.kernel[1] == 3 && w.strides[1] == 2 {
+			// The stem's pool: whole windows of three columns, two apart.
+			for ; c < ow; c++ {
+				c0 := 2*c - w.padsBegin[1]
+				if c0 >= 0 {
+					break
+				}
+				o[c] = poolWindow(rowMax, c0, wd, 3, negInf)
 			}
-			o[c] = m
+			for ; c < ow && 2*c-w.padsBegin[1]+3 <= wd; c++ {
+				win := (*[3]T)(rowMax[2*c-w.padsBegin[1]:])
+				o[c] = max(win[0], win[1], win[2])
+			}
+		}
+		for ; c < ow; c++ {
+			o[c] = poolWindow(rowMax, c*w.strides[1]-w.padsBegin[1], wd, w.kernel[1], negInf)
 		}
 	}
+}
+
+// poolWindow is the maximum of row[c0:c0+k] within [0, wd), -inf when
+// empty.
+func poolWindow[T Float](row []T, c0, wd, k int, negInf T) T {
+	m := negInf
+	for _, v := range row[max(c0, 0):max(min(c0+k, wd), 0)] {
+		m = max(m, v)
+	}
+	return m
 }
 
 func (k *pool[T]) writesAll() {}
