@@ -224,9 +224,10 @@ def main():
             tops.insert(0, (f"before ({args.before})", top_profile(before, model, mode, batch, k, t, work)))
         profiles.append((what, tops))
 
-    # Allocations per inference run, from the Go benchmark (steady state:
-    # activations come from the session's pool).
-    gobench = subprocess.run(["go", "test", "./runtime", "-run", "XXX", "-bench", "ResNet18Inference", "-benchtime", "5x"],
+    # Allocations per inference run and per gradient step, from the Go
+    # benchmarks (steady state: activations and gradients come from the
+    # session's pool).
+    gobench = subprocess.run(["go", "test", "./runtime", "-run", "XXX", "-bench", "ResNet18Inference|ResNet18Gradients", "-benchtime", "5x"],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout
     allocs = "\n".join(l for l in gobench.splitlines() if l.startswith("Benchmark"))
 
@@ -251,8 +252,9 @@ def main():
             f.write("| benchmark | before | after | after / before | before / reference | before peak memory |\n|---|---|---|---|---|---|\n")
             for what, g, b, ref_name, ref, target in results:
                 f.write(f"| {what} | {b[0]:.1f} ms | {g[0]:.1f} ms | {g[0] / b[0]:.2f} | {b[0] / ref[0]:.2f} | {mib(b[1])} |\n")
-        f.write("\n## Allocations\n\n`go test ./runtime -run XXX -bench ResNet18Inference -benchtime 5x` (GOMAXPROCS as the "
-                "machine has it; B/op and allocs/op are what one run allocates once the session exists):\n\n"
+        f.write("\n## Allocations\n\n`go test ./runtime -run XXX -bench 'ResNet18Inference|ResNet18Gradients' -benchtime 5x` "
+                "(GOMAXPROCS as the machine has it; B/op and allocs/op are what one run allocates once the session exists: "
+                "a gradient step's are mostly the gradients it returns):\n\n"
                 f"```\n{allocs}\n```\n")
         f.write("\n## Where graft's time goes\n\nTop of `go tool pprof -top` for each (flat time, the function itself; "
                 "the whole `graft bench` process, loading included):\n")
