@@ -15,7 +15,9 @@
 // A Program builds one Gorgonia graph per input shape and request, the
 // first time it is used, and reuses it. Every ONNX operator is a kernel of
 // this package (SupportedOps lists them) adapted to a gorgonia.Op; Gorgonia
-// supplies the graph, the symbolic differentiation and the tape machine.
+// supplies the graph and the symbolic differentiation, and the program runs
+// the graph itself, forward and backward, dropping each value after its
+// last reader and reusing its buffer (see lean.go).
 // Each kernel's forward pass is checked against the ONNX backend tests
 // (docs/conformance.md) and its gradient against float64 finite
 // differences. Options.Float64 computes in float64, for such checks.

@@ -25,14 +25,16 @@ type Options struct {
 	Seed int64
 	// FixedWeights promises that the parameters will not change: nothing
 	// writes into a Param's Value after the program is compiled. Kernels
-	// may then transform the weights once and keep the result; 3x3
-	// convolutions run Winograd's F(4x4, 3x3), which computes the same
-	// function with different float32 rounding (see docs/benchmarks.md
-	// for how much on ResNet-18). Steps that train or ask for parameter
-	// gradients are refused. Inference and attacks on a fixed model
-	// (graft run, graft robustness) use it; training must not. The
-	// parameters then share the model's float32 data instead of copying
-	// it (on little-endian machines), so the weights are held once.
+	// may then transform the weights once and keep the result: 3x3
+	// convolutions keep Winograd's transformed weights (which every
+	// program uses, with different float32 rounding: see the README's
+	// Speed section for how much on ResNet-18), and an inference-form
+	// BatchNormalization folds into the convolution before it. Steps that
+	// train or ask for parameter gradients are refused. Inference and
+	// attacks on a fixed model (graft run, graft robustness) use it;
+	// training must not. The parameters then share the model's float32
+	// data instead of copying it (on little-endian machines), so the
+	// weights are held once.
 	FixedWeights bool
 }
 

