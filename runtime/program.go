@@ -428,6 +428,8 @@ type graphSession[T Float] struct {
 	// run by leanRun, with its pool of buffers.
 	lean []leanStep
 	pool *leanPool[T]
+	// want lists the nodes a run reads (see wanted), in schedule order.
+	want []*G.Node
 	// owned marks the wanted nodes whose values a run computes into
 	// buffers of their own, never recycled.
 	owned map[*G.Node]bool
@@ -550,7 +552,8 @@ func buildSession[T Float](p *Program, plan Plan) (*graphSession[T], *MemoryEsti
 			s.inputGrads = grads[len(plan.Params):]
 		}
 	}
-	s.lean, s.pool = leanSchedule[T](b.g, s.wanted()), &leanPool[T]{}
+	s.want = s.wanted()
+	s.lean, s.pool = leanSchedule[T](b.g, s.want), &leanPool[T]{}
 	s.owned = map[*G.Node]bool{}
 	for _, st := range s.lean {
 		if st.op != nil && !st.pooled {
@@ -603,7 +606,7 @@ func (s *graphSession[T]) run(req *Request) (*Result, error) {
 	if s.target != nil {
 		fed[s.target] = req.Targets
 	}
-	vals, err := leanRun(s.lean, s.pool, fed, s.wanted())
+	vals, err := leanRun(s.lean, s.pool, fed, s.want)
 	if err != nil {
 		return nil, err
 	}
