@@ -170,6 +170,13 @@ type conv[T Float] struct {
 	// winoDX computes the input gradient of one, which is itself a 3x3
 	// convolution of the output gradient (see dxWindow).
 	wino, winoDX *winograd
+	// panels, when set, computes the float32 forward pass in place of
+	// im2col (see convPanels).
+	panels *convPanels
+	packed *scratch[float32] // B packed once when shared (panelsShared)
+	// grad marks a convolution some gradient flows through: its backward
+	// pass lowers to im2col.
+	grad bool
 	// relu applies a Relu to the output (see reluFuser).
 	relu bool
 	// dx marks a convolution whose input gradient a session computes: it
@@ -364,11 +371,18 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 		}
 	}
 	k.plane = newPlane2d(win)
+	k.grad = k.dx || in[1].need || k.hasBias && in[2].need
 	if k32, ok := any(k).(*conv[float32]); ok {
 		fixed := b.p.opts.FixedWeights && in[1].consts != nil
 		k32.wino = newWinograd(k.n, k.c, k.m, group, win, workspaceOf[float32](b.p), fixed, false)
 		if k.dx && k32.wino != nil {
 			k32.winoDX = newWinograd(k.n, k.m, k.c, group, dxWindow(win), workspaceOf[float32](b.p), fixed, true)
+		}
+		// A single output channel or position is a matrix-vector
+		// product, which the GEMM does without packing.
+		if k32.wino == nil && !k.direct && !k.depthwise() && k.m/group > 1 && size(win.out) > 1 {
+			k32.panels = newConvPanels(win, k.c/group)
+			k32.packed = &workspaceOf[float32](b.p).tiles
 		}
 	}
 	args := []*val[T]{in[0], in[1]}
@@ -578,8 +592,14 @@ func (k *conv[T]) scratchBytes() int64 {
 // direct window), and Winograd's buffers.
 func (k *conv[T]) workspaceBytes(need func(buf any, bytes int64)) {
 	cg, _, kN, oN, _ := k.sizes()
-	if !k.direct {
+	if !k.direct && (k.panels == nil || k.grad) {
 		need(k.cols, int64(cg*kN)*int64(oN)*int64(unsafe.Sizeof(T(0))))
+	}
+	if k.panels != nil {
+		need(k.cols, int64(k.panels.size(k.c))*4)
+		if k.panelsShared(sgemmKern) {
+			need(k.packed, int64(cg*kN)*int64((oN+sgemmKern.nr-1)/sgemmKern.nr*sgemmKern.nr)*4)
+		}
 	}
 	if k.wino != nil {
 		k.wino.workspaceBytes(need)
@@ -671,12 +691,17 @@ func (k *conv[T]) forward(in [][]T, out []T) error {
 		}
 		return nil
 	}
-	if k.wino != nil {
+	if k.wino != nil || k.panels != nil {
 		var bias []float32
 		if k.hasBias {
 			bias = any(in[2]).([]float32)
 		}
-		k.wino.forward(any(in[0]).([]float32), any(in[1]).([]float32), bias, any(out).([]float32), k.relu)
+		x, w, o := any(in[0]).([]float32), any(in[1]).([]float32), any(out).([]float32)
+		if k.wino != nil {
+			k.wino.forward(x, w, bias, o, k.relu)
+		} else {
+			convForwardPanels(any(k).(*conv[float32]), x, w, bias, o)
+		}
 		return nil
 	}
 	x, w := in[0], in[1]

@@ -50,8 +50,12 @@ type sgemmKernel struct {
 	strided bool
 	fn      func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32)
 	half    func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32)
-	packB   func(kc, panels int, src []float32, ldb int, dst []float32)
-	packBT  func(kc int, src []float32, ldb int, dst []float32)
+	// fnEpi, if set, is fn for a whole tile with alpha 1 followed by an
+	// epilogue: bias[r] added to tile row r (when bias is not nil), then
+	// a Relu (when relu is set).
+	fnEpi  func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, beta float32, bias []float32, relu bool)
+	packB  func(kc, panels int, src []float32, ldb int, dst []float32)
+	packBT func(kc int, src []float32, ldb int, dst []float32)
 	// dot returns the dot product of x and y[:len(x)]; axpy adds alpha*x
 	// to y[:len(x)]. They serve products with one row or column.
 	dot  func(x, y []float32) float32
@@ -288,18 +292,89 @@ func balanced(total, max, unit int) int {
 // sgemmBlock computes rows [i0,i1) and columns [j0,j1) of C with the
 // blocked algorithm on one goroutine.
 func sgemmBlock(kern *sgemmKernel, w *sgemmWork, transA, transB bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmBlockFrom(kern, w, transA, i0, i1, j0, j1, k, alpha, a, lda, sgemmB{trans: transB, b: b, ldb: ldb}, beta, c, ldc, nil)
+}
+
+// sgemmB is the B operand of a blocked product: op(B) of a matrix b, or,
+// when conv is set, a convolution's im2col matrix, packed straight from
+// its input (see convPanels).
+type sgemmB struct {
+	trans bool
+	b     []float32
+	ldb   int
+	conv  *convPanels
+	// packed, when set, is all of B packed already, by blocks of the
+	// shared dimension as sgemmBlockFrom takes them, all columns in one
+	// block: goroutines that split the rows of C share it.
+	packed []float32
+}
+
+// panels returns rows [p0,p0+kc) and columns [j0,j0+nc) of B as panels of
+// nr columns (see sgemmPackB), packed into dst or, for a packed B, in
+// place.
+func (s *sgemmB) panels(kern *sgemmKernel, dst []float32, p0, kc, j0, nc int) []float32 {
+	if s.packed != nil {
+		w := (nc + kern.nr - 1) / kern.nr * kern.nr
+		return s.packed[p0*w : (p0+kc)*w]
+	}
+	if s.conv != nil {
+		s.conv.pack(kern.nr, dst, p0, kc, j0, nc)
+		return dst
+	}
+	sgemmPackB(kern, dst, s.trans, s.b, s.ldb, p0, kc, j0, nc)
+	return dst
+}
+
+// sgemmEpilogue is applied to each tile of C once its last block of the
+// shared dimension is in: row i gets bias[i] added (when bias is set),
+// then a Relu (when relu is). A convolution's bias and fused Relu, done
+// while the tile is in cache, so the output is not read again.
+type sgemmEpilogue struct {
+	bias []float32
+	relu bool
+}
+
+// apply applies e to the rows x cols tile at c whose first row is row i0.
+func (e *sgemmEpilogue) apply(c []float32, ldc, i0, rows, cols int) {
+	for i := 0; i < rows; i++ {
+		row := c[i*ldc : i*ldc+cols]
+		if e.bias != nil {
+			b := e.bias[i0+i]
+			for j := range row {
+				row[j] += b
+			}
+		}
+		if e.relu {
+			for j, v := range row {
+				row[j] = max(v, 0)
+			}
+		}
+	}
+}
+
+// sgemmBlockFrom is sgemmBlock for any B operand, with an optional
+// epilogue (alpha must then be 1).
+func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, src sgemmB, beta float32, c []float32, ldc int, epi *sgemmEpilogue) {
 	mr, nr := kern.mr, kern.nr
 	m, n := i1-i0, j1-j0
 	kc := balanced(k, sgemmKC, 1)
 	mc := balanced(m, sgemmMC, mr)
 	nc := balanced(n, sgemmNC, nr)
+	switch {
+	case src.packed != nil:
+		nc = n
+	case src.conv != nil:
+		nc = balanced(n, convNC, nr)
+	}
 	// A row-major A is read in place by a strided kernel; only a last
 	// panel of fewer than mr rows is packed (zero-padded).
 	direct := kern.strided && !transA
 	w.ap = growF32(w.ap, mc*kc)
-	w.bp = growF32(w.bp, nc*kc)
+	if src.packed == nil {
+		w.bp = growF32(w.bp, nc*kc)
+	}
 	w.tile = growF32(w.tile, mr*nr)
-	ap, bp, tile := w.ap, w.bp, w.tile
+	ap, tile := w.ap, w.tile
 	for jc := j0; jc < j1; jc += nc {
 		ncb := min(nc, j1-jc)
 		for pc := 0; pc < k; pc += kc {
@@ -308,7 +383,8 @@ func sgemmBlock(kern *sgemmKernel, w *sgemmWork, transA, transB bool, i0, i1, j0
 			if pc > 0 {
 				bet = 1
 			}
-			sgemmPackB(kern, bp, transB, b, ldb, pc, kcb, jc, ncb)
+			last := epi != nil && pc+kcb == k
+			bp := src.panels(kern, w.bp, pc, kcb, jc, ncb)
 			for ic := i0; ic < i1; ic += mc {
 				mcb := min(mc, i1-ic)
 				full := mcb / mr * mr // rows in whole panels
@@ -340,21 +416,32 @@ func sgemmBlock(kern *sgemmKernel, w *sgemmWork, transA, transB bool, i0, i1, j0
 						if nrb <= nr/2 && kern.half != nil {
 							fn, width = kern.half, nr/2
 						}
-						if mrb == mr && nrb == width {
-							fn(kcb, apan, rsa, csa, bpan, c[off:], ldc, alpha, bet)
+						if mrb == mr && nrb == nr && last && kern.fnEpi != nil {
+							var bias []float32
+							if epi.bias != nil {
+								bias = epi.bias[ic+ir:]
+							}
+							kern.fnEpi(kcb, apan, rsa, csa, bpan, c[off:], ldc, bet, bias, epi.relu)
 							continue
 						}
-						fn(kcb, apan, rsa, csa, bpan, tile, nr, alpha, 0)
-						for i := 0; i < mrb; i++ {
-							row := c[off+i*ldc : off+i*ldc+nrb]
-							t := tile[i*nr : i*nr+nrb]
-							if bet == 0 {
-								copy(row, t)
-							} else {
-								for j := range row {
-									row[j] = t[j] + bet*row[j]
+						if mrb == mr && nrb == width {
+							fn(kcb, apan, rsa, csa, bpan, c[off:], ldc, alpha, bet)
+						} else {
+							fn(kcb, apan, rsa, csa, bpan, tile, nr, alpha, 0)
+							for i := 0; i < mrb; i++ {
+								row := c[off+i*ldc : off+i*ldc+nrb]
+								t := tile[i*nr : i*nr+nrb]
+								if bet == 0 {
+									copy(row, t)
+								} else {
+									for j := range row {
+										row[j] = t[j] + bet*row[j]
+									}
 								}
 							}
+						}
+						if last {
+							epi.apply(c[off:], ldc, ic+ir, mrb, nrb)
 						}
 					}
 				}

@@ -11,6 +11,12 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func sgemmKernel6x16(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
 
+// sgemmKernel6x16E is sgemmKernel6x16 with alpha 1 and an epilogue: see
+// sgemmKernel.fnEpi.
+//
+//go:noescape
+func sgemmKernel6x16E(k int, a *float32, rsa, csa int, b, c *float32, ldc int, beta float32, bias *float32, relu int)
+
 // sgemmKernel6x8 is sgemmKernel.half for sgemmKernel6x16 (sgemm_amd64.s).
 //
 //go:noescape
@@ -65,6 +71,22 @@ func sgemmKernelAVX2(k int, a []float32, rsa, csa int, b, c []float32, ldc int, 
 	sgemmKernel6x16(k, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
 }
 
+func sgemmKernelAVX2Epi(k int, a []float32, rsa, csa int, b, c []float32, ldc int, beta float32, bias []float32, relu bool) {
+	_ = a[5*rsa+(k-1)*csa]
+	_ = b[16*k-1]
+	_ = c[5*ldc+15]
+	var bp *float32
+	if bias != nil {
+		_ = bias[5]
+		bp = &bias[0]
+	}
+	r := 0
+	if relu {
+		r = 1
+	}
+	sgemmKernel6x16E(k, &a[0], rsa, csa, &b[0], &c[0], ldc, beta, bp, r)
+}
+
 func sgemmKernelAVX2Half(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
 	_ = a[5*rsa+(k-1)*csa]
 	_ = b[16*k-1]
@@ -78,7 +100,7 @@ func sgemmPackBAVX(kc, panels int, src []float32, ldb int, dst []float32) {
 	sgemmPackB16(kc, panels, &src[0], ldb, &dst[0])
 }
 
-var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, half: sgemmKernelAVX2Half, packB: sgemmPackBAVX, packBT: sgemmPackBTAVX, dot: sgemmDotAVX2, axpy: sgemmAxpyAVX2}
+var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, half: sgemmKernelAVX2Half, fnEpi: sgemmKernelAVX2Epi, packB: sgemmPackBAVX, packBT: sgemmPackBTAVX, dot: sgemmDotAVX2, axpy: sgemmAxpyAVX2}
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {

@@ -1,0 +1,268 @@
+package runtime
+
+// A convolution's forward pass as a GEMM without an im2col matrix.
+//
+// out[m, o] = Σ_r w[m, r] · cols[r, o], where row r of the im2col matrix
+// is one (channel, kernel row, kernel column) and column o one output
+// position. The blocked GEMM (sgemmBlockFrom) only ever reads cols as
+// packed panels of nr columns, so convPanels packs those panels straight
+// from the input instead of writing the whole matrix out and packing it
+// again: for a 7x7 stride-2 stem that matrix is 49 times the input.
+//
+// To make each packed row one contiguous copy, the input is first split
+// into its polyphase components, zero padding included: with strides
+// (sh, sw), plane (u, v) of channel c holds the padded input's rows
+// u, u+sh, u+2sh, ... and columns v, v+sw, ... Output position (y, x)
+// with kernel tap (i, j) reads padded input (y·sh + i·dh, x·sw + j·dw),
+// which is element (y + i·dh/sh, x + j·dw/sw) of plane (i·dh mod sh,
+// j·dw mod sw): so nr output positions along one output row read nr
+// consecutive elements of one plane, whatever the stride. The split is one
+// pass over the input, about its size; only the planes some tap reads are
+// made.
+//
+// The sums are those of the im2col path, in the same order (the same
+// kernel over the same blocks of r), so the results are the same to the
+// bit. The bias and a fused Relu are applied to each tile of the output
+// in the micro-kernel, while it is still in registers.
+
+// convNC bounds the output positions packed per block: kc rows of convNC
+// columns, about 256 KiB, stay in L2 while every block of output channels
+// runs over them.
+const convNC = 256
+
+// convPanels packs the im2col matrix of one image's group of channels (see
+// above). It is built once per convolution; x is set to an image's
+// polyphase planes before packing.
+type convPanels struct {
+	cg         int // channels per group
+	hq, wq     int // size of a polyphase plane
+	nu, nv     int // planes made per channel along each axis
+	chanStride int // floats per channel: nu*nv*hq*wq
+	// off[r] is where row r of the im2col matrix reads output position
+	// (0, 0), relative to the group's first channel; output position
+	// (y, x) adds y·wq + x.
+	off []int32
+	ow  int
+	// The polyphase split: phase row u of the planes made is padded input
+	// row a·sh + us[u] (likewise vs for columns).
+	sh, sw, ph, pw, h, w int
+	us, vs               []int
+	x                    []float32
+}
+
+// newConvPanels returns the packer for a 1-d or 2-d window over cg
+// channels per group, or nil for other windows.
+func newConvPanels(win *window, cg int) *convPanels {
+	d := len(win.in)
+	if d > 2 {
+		return nil
+	}
+	// A 1-d window is a 2-d one of height 1.
+	at := func(s []int, i, def int) int {
+		if d == 1 {
+			if i == 0 {
+				return def
+			}
+			return s[0]
+		}
+		return s[i]
+	}
+	h, w := at(win.in, 0, 1), at(win.in, 1, 1)
+	oh, ow := at(win.out, 0, 1), at(win.out, 1, 1)
+	kh, kw := at(win.kernel, 0, 1), at(win.kernel, 1, 1)
+	sh, sw := at(win.strides, 0, 1), at(win.strides, 1, 1)
+	dh, dw := at(win.dilations, 0, 1), at(win.dilations, 1, 1)
+	ph, pw := at(win.padsBegin, 0, 0), at(win.padsBegin, 1, 0)
+	if oh <= 0 || ow <= 0 {
+		return nil
+	}
+	p := &convPanels{cg: cg, sh: sh, sw: sw, ph: ph, pw: pw, h: h, w: w, ow: ow}
+	// Rows of the padded input read: up to (oh-1)·sh + (kh-1)·dh.
+	hp, wp := (oh-1)*sh+(kh-1)*dh+1, (ow-1)*sw+(kw-1)*dw+1
+	p.hq, p.wq = (hp+sh-1)/sh, (wp+sw-1)/sw
+	uIndex, vIndex := map[int]int{}, map[int]int{}
+	for i := 0; i < kh; i++ {
+		if u := i * dh % sh; uIndex[u] == 0 {
+			p.us = append(p.us, u)
+			uIndex[u] = len(p.us)
+		}
+	}
+	for j := 0; j < kw; j++ {
+		if v := j * dw % sw; vIndex[v] == 0 {
+			p.vs = append(p.vs, v)
+			vIndex[v] = len(p.vs)
+		}
+	}
+	p.nu, p.nv = len(p.us), len(p.vs)
+	plane := p.hq * p.wq
+	p.chanStride = p.nu * p.nv * plane
+	if int64(cg)*int64(p.chanStride) > 1<<31-1 {
+		return nil
+	}
+	p.off = make([]int32, 0, cg*kh*kw)
+	for c := 0; c < cg; c++ {
+		for i := 0; i < kh; i++ {
+			for j := 0; j < kw; j++ {
+				u, v := uIndex[i*dh%sh]-1, vIndex[j*dw%sw]-1
+				o := c*p.chanStride + (u*p.nv+v)*plane + (i*dh/sh)*p.wq + j*dw/sw
+				p.off = append(p.off, int32(o))
+			}
+		}
+	}
+	return p
+}
+
+// size is the floats of one image's planes, c channels.
+func (p *convPanels) size(c int) int { return c * p.chanStride }
+
+// split writes the polyphase planes of channels [c0, c1) of one image x
+// ([c, h, w]) into dst.
+func (p *convPanels) split(x, dst []float32, c0, c1 int) {
+	plane := p.hq * p.wq
+	for c := c0; c < c1; c++ {
+		src := x[c*p.h*p.w : (c+1)*p.h*p.w]
+		for u, uu := range p.us {
+			for v, vv := range p.vs {
+				pl := dst[c*p.chanStride+(u*p.nv+v)*plane : c*p.chanStride+(u*p.nv+v+1)*plane]
+				// Columns b read input column b·sw + vv - pw: those in
+				// [lo, hi) are inside the input.
+				lo, hi := 0, p.wq
+				for lo < hi && lo*p.sw+vv-p.pw < 0 {
+					lo++
+				}
+				for hi > lo && (hi-1)*p.sw+vv-p.pw >= p.w {
+					hi--
+				}
+				for a := 0; a < p.hq; a++ {
+					row := pl[a*p.wq : (a+1)*p.wq]
+					y := a*p.sh + uu - p.ph
+					if y < 0 || y >= p.h || lo >= hi {
+						clear(row)
+						continue
+					}
+					clear(row[:lo])
+					clear(row[hi:])
+					in := src[y*p.w : (y+1)*p.w]
+					first := lo*p.sw + vv - p.pw
+					switch p.sw {
+					case 1:
+						copy(row[lo:hi], in[first:])
+					case 2:
+						pairs := asPairs(in[first:], hi-lo-1)
+						d := row[lo : hi-1]
+						for i := range d {
+							d[i] = pairs[i][0]
+						}
+						row[hi-1] = in[first+2*(hi-lo-1)]
+					default:
+						for b := lo; b < hi; b++ {
+							row[b] = in[b*p.sw+vv-p.pw]
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// pack packs rows [p0, p0+kc) and columns [j0, j0+nc) of the im2col
+// matrix of the planes in p.x into panels of nr columns, zero-padded (the
+// layout of sgemmPackB).
+func (p *convPanels) pack(nr int, dst []float32, p0, kc, j0, nc int) {
+	off := p.off[p0 : p0+kc]
+	x := p.x
+	var pos [16]int32 // offsets in a plane of a panel's positions (nr is at most 16)
+	for q := 0; q*nr < nc; q++ {
+		j := j0 + q*nr
+		lanes := min(nr, j0+nc-j)
+		d := dst[q*kc*nr : (q+1)*kc*nr]
+		y, xx := j/p.ow, j%p.ow
+		// The panel's positions are consecutive in a plane when they lie
+		// in one output row, or the planes are as wide as the output.
+		if lanes == nr && (xx+nr <= p.ow || p.wq == p.ow) {
+			base := y*p.wq + xx
+			if nr == 16 {
+				for r, o := range off {
+					*(*[16]float32)(d[r*16:]) = *(*[16]float32)(x[int(o)+base:])
+				}
+				continue
+			}
+			for r, o := range off {
+				copy(d[r*nr:(r+1)*nr], x[int(o)+base:])
+			}
+			continue
+		}
+		for l := range lanes {
+			pos[l] = int32(y*p.wq + xx)
+			if xx++; xx == p.ow {
+				y, xx = y+1, 0
+			}
+		}
+		for r, o := range off {
+			dr := d[r*nr : (r+1)*nr]
+			s := x[o:]
+			for l, po := range pos[:lanes] {
+				dr[l] = s[po]
+			}
+			clear(dr[lanes:])
+		}
+	}
+}
+
+// panelsShared reports whether k's groups' products have more tiles of
+// output channels than of positions (for kern's tile): the goroutines
+// then split the channels and share B, packed once, in k.packed.
+func (k *conv[T]) panelsShared(kern *sgemmKernel) bool {
+	_, mg, _, oN, _ := k.sizes()
+	return (oN+kern.nr-1)/kern.nr < (mg+kern.mr-1)/kern.mr
+}
+
+// convForwardPanels computes k's output from x into out with k.panels:
+// per image, the polyphase split, then each group's GEMM with the bias
+// and Relu as its epilogue.
+func convForwardPanels(k *conv[float32], x, w, bias, out []float32) {
+	cg, mg, kN, oN, iN := k.sizes()
+	p := k.panels
+	planes := k.cols.take(p.size(k.c))
+	defer k.cols.give(planes)
+	kern := sgemmKern
+	rows := cg * kN
+	for img := 0; img < k.n; img++ {
+		xi := x[img*k.c*iN : (img+1)*k.c*iN]
+		parallelFor(k.c, k.c*iN, func(lo, hi int) { p.split(xi, planes, lo, hi) })
+		for g := 0; g < k.group; g++ {
+			pg := *p
+			pg.x = planes[g*p.size(cg):]
+			epi := &sgemmEpilogue{relu: k.relu}
+			if bias != nil {
+				epi.bias = bias[g*mg : (g+1)*mg]
+			}
+			wg := w[g*mg*rows : (g+1)*mg*rows]
+			c := out[(img*k.m+g*mg)*oN : (img*k.m+(g+1)*mg)*oN]
+			src := sgemmB{conv: &pg}
+			if !k.panelsShared(kern) {
+				sgemmSplit(oN, kern.nr, mg*oN*rows, func(wk *sgemmWork, lo, hi int) {
+					sgemmBlockFrom(kern, wk, false, 0, mg, lo, hi, rows, 1, wg, rows, src, 0, c, oN, epi)
+				})
+				continue
+			}
+			// More tiles down the output channels than along the
+			// positions: the goroutines split the channels and share B,
+			// packed once (in parallel, by blocks of rows).
+			width := (oN + kern.nr - 1) / kern.nr * kern.nr
+			packed := k.packed.take(rows * width)
+			kc := balanced(rows, sgemmKC, 1)
+			parallelFor((rows+kc-1)/kc, rows*width, func(lo, hi int) {
+				for b := lo; b < hi; b++ {
+					p0 := b * kc
+					pg.pack(kern.nr, packed[p0*width:], p0, min(kc, rows-p0), 0, oN)
+				}
+			})
+			src.packed = packed
+			sgemmSplit(mg, kern.mr, mg*oN*rows, func(wk *sgemmWork, lo, hi int) {
+				sgemmBlockFrom(kern, wk, false, lo, hi, 0, oN, rows, 1, wg, rows, src, 0, c, oN, epi)
+			})
+			k.packed.give(packed)
+		}
+	}
+}
