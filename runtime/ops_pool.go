@@ -226,7 +226,7 @@ func (k *pool[T]) forward(in [][]T, out []T) error {
 	negInf := T(math.Inf(-1))
 	if w := k.win; k.isMax && len(w.in) == 2 && w.dilations[0] == 1 && w.dilations[1] == 1 {
 		parallelFor(k.planes, k.planes*k.oN*size(w.kernel), func(p0, p1 int) {
-			rowMax := make([]T, w.in[1])
+			rowMax := make([]T, 2*w.in[1])
 			for p := p0; p < p1; p++ {
 				maxPool2d(w, x[p*k.iN:(p+1)*k.iN], out[p*k.oN:(p+1)*k.oN], rowMax)
 			}
@@ -260,33 +260,54 @@ func (k *pool[T]) forward(in [][]T, out []T) error {
 	return nil
 }
 
+// vmaxF32, when set (pool_amd64.go), computes maxRows for float32 on the
+// whole groups of 8 of dst, vectorised.
+var vmaxF32 func(dst, x, y []float32)
+
+// maxRows sets dst[i] = max(x[i], y[i]) (NaN if either is) for i <
+// len(dst); dst may be x or y.
+func maxRows[T Float](dst, x, y []T) {
+	i := 0
+	if d, ok := any(dst).([]float32); ok && vmaxF32 != nil {
+		i = len(d) &^ 7
+		vmaxF32(d, any(x).([]float32), any(y).([]float32))
+	}
+	x, y = x[:len(dst)], y[:len(dst)]
+	for ; i < len(dst); i++ {
+		dst[i] = max(x[i], y[i])
+	}
+}
+
 // maxPool2d is a 2-d undilated max pool of one plane, separably: for each
 // output row, the maximum over the window's rows of each input column, then
 // over the window's columns of those. Padding counts as -inf; NaN wins.
+// rowMax holds 2·w.in[1] elements.
 func maxPool2d[T Float](w *window, x, out, rowMax []T) {
 	h, wd, oh, ow := w.in[0], w.in[1], w.out[0], w.out[1]
 	negInf := T(math.Inf(-1))
+	rowMax, win3 := rowMax[:wd], rowMax[wd:2*wd]
 	for r := 0; r < oh; r++ {
 		r0 := r*w.strides[0] - w.padsBegin[0]
 		r1 := min(r0+w.kernel[0], h)
 		r0 = max(r0, 0)
-		if r0 < r1 {
-			copy(rowMax, x[r0*wd:(r0+1)*wd])
-		} else {
+		switch {
+		case r0 >= r1:
 			for i := range rowMax {
 				rowMax[i] = negInf
 			}
+		case r1 == r0+1:
+			copy(rowMax, x[r0*wd:(r0+1)*wd])
+		default:
+			maxRows(rowMax, x[r0*wd:(r0+1)*wd], x[(r0+1)*wd:(r0+2)*wd])
 		}
-		for i := r0 + 1; i < r1; i++ {
-			row := x[i*wd : (i+1)*wd]
-			for c, v := range row {
-				rowMax[c] = max(rowMax[c], v)
-			}
+		for i := r0 + 2; i < r1; i++ {
+			maxRows(rowMax, rowMax, x[i*wd:(i+1)*wd])
 		}
 		o := out[r*ow : (r+1)*ow]
 		c := 0
-		if w.kernel[1] == 3 && w.strides[1] == 2 {
-			// The stem's pool: whole windows of three columns, two apart.
+		if w.kernel[1] == 3 && w.strides[1] == 2 && wd >= 3 {
+			// The stem's pool: whole windows of three columns, two apart:
+			// win3[i] is the maximum of columns i, i+1, i+2.
 			for ; c < ow; c++ {
 				c0 := 2*c - w.padsBegin[1]
 				if c0 >= 0 {
@@ -294,9 +315,19 @@ func maxPool2d[T Float](w *window, x, out, rowMax []T) {
 				}
 				o[c] = poolWindow(rowMax, c0, wd, 3, negInf)
 			}
-			for ; c < ow && 2*c-w.padsBegin[1]+3 <= wd; c++ {
-				win := (*[3]T)(rowMax[2*c-w.padsBegin[1]:])
-				o[c] = max(win[0], win[1], win[2])
+			m := win3[:wd-2]
+			maxRows(m, rowMax[:wd-2], rowMax[1:wd-1])
+			maxRows(m, m, rowMax[2:])
+			first := 2*c - w.padsBegin[1]
+			whole := min(ow, (wd-3+w.padsBegin[1])/2+1) - c // windows inside the row
+			if whole > 0 {
+				pairs := asPairs(m[first:], whole-1)
+				d := o[c : c+whole-1]
+				for i := range d {
+					d[i] = pairs[i][0]
+				}
+				o[c+whole-1] = m[first+2*(whole-1)]
+				c += whole
 			}
 		}
 		for ; c < ow; c++ {

@@ -304,3 +304,55 @@ func benchPool(b *testing.B, op string, shape []int, attrs ...*onnx.Attribute) {
 		}
 	}
 }
+
+// maxPool2d (separable, vectorised for float32) against the plain
+// maximum over each window, on odd sizes and windows, with NaNs and
+// infinities among the values: NaN wins wherever a window holds one.
+func TestMaxPool2dMatchesNaive(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	for trial := 0; trial < 400; trial++ {
+		var in, kernel, strides, pb, pe []int
+		for d := 0; d < 2; d++ {
+			k := 1 + r.Intn(4)
+			kernel = append(kernel, k)
+			strides = append(strides, 1+r.Intn(3))
+			pb = append(pb, r.Intn(k))
+			pe = append(pe, r.Intn(k))
+			in = append(in, k+r.Intn(40))
+		}
+		if trial%3 == 0 {
+			kernel[1], strides[1] = 3, 2 // the stem's fast path
+		}
+		w := testWindow(in, kernel, strides, []int{1, 1}, pb, pe)
+		x := make([]float32, in[0]*in[1])
+		for i := range x {
+			switch r.Intn(40) {
+			case 0:
+				x[i] = float32(math.NaN())
+			case 1:
+				x[i] = float32(math.Inf(-1 + 2*r.Intn(2)))
+			default:
+				x[i] = float32(r.NormFloat64())
+			}
+		}
+		got := make([]float32, w.out[0]*w.out[1])
+		maxPool2d(w, x, got, make([]float32, 2*in[1]))
+		for oy := 0; oy < w.out[0]; oy++ {
+			for ox := 0; ox < w.out[1]; ox++ {
+				want := float32(math.Inf(-1))
+				for i := 0; i < kernel[0]; i++ {
+					for j := 0; j < kernel[1]; j++ {
+						y, xx := oy*strides[0]-pb[0]+i, ox*strides[1]-pb[1]+j
+						if y >= 0 && y < in[0] && xx >= 0 && xx < in[1] {
+							want = max(want, x[y*in[1]+xx])
+						}
+					}
+				}
+				g := got[oy*w.out[1]+ox]
+				if g != want && !(g != g && want != want) {
+					t.Fatalf("window %v on %v: output (%d, %d) is %v, want %v", w, in, oy, ox, g, want)
+				}
+			}
+		}
+	}
+}
