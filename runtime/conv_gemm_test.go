@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"math"
 	"math/rand"
 	"testing"
 )
@@ -99,7 +100,7 @@ func TestConvPanelsMatchIm2col(t *testing.T) {
 			}
 			name := fmt.Sprintf("%s: n%d c%d m%d g%d %v bias %v relu %v", kern.name, n, c, m, group, win, k.hasBias, k.relu)
 			for i := range got {
-				if got[i] != want[i] {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 					t.Fatalf("%s: element %d is %v, want %v", name, i, got[i], want[i])
 				}
 			}

@@ -136,6 +136,41 @@ func sigmoid[T Float](x T) T {
 	return T(e / (1 + e))
 }
 
+// reluF32 and reluGradF32, when set (vec_amd64.go), compute relu and
+// reluGrad for float32 on the whole groups of 8 of dst, vectorised.
+var reluF32, reluGradF32 func(dst, x, y []float32)
+
+// relu sets dst[i] = max(x[i], 0): +0 for -0, NaN kept.
+func relu[T Float](dst, x []T) {
+	i := 0
+	if d, ok := any(dst).([]float32); ok && reluF32 != nil {
+		i = len(d) &^ 7
+		reluF32(d, any(x).([]float32), nil)
+	}
+	x = x[:len(dst)]
+	for ; i < len(dst); i++ {
+		dst[i] = max(x[i], 0) // no branch to mispredict
+	}
+}
+
+// reluGrad sets dst[i] = g[i] where x[i] > 0 (x the Relu's input, or its
+// output), else 0: the gradient through a Relu, PyTorch's choice at 0.
+func reluGrad[T Float](dst, g, x []T) {
+	i := 0
+	if d, ok := any(dst).([]float32); ok && reluGradF32 != nil {
+		i = len(d) &^ 7
+		reluGradF32(d, any(g).([]float32), any(x).([]float32))
+	}
+	g, x = g[:len(dst)], x[:len(dst)]
+	for ; i < len(dst); i++ {
+		if x[i] > 0 {
+			dst[i] = g[i]
+		} else {
+			dst[i] = 0
+		}
+	}
+}
+
 // unary applies f elementwise; df gives dy/dx from x and y.
 type unary[T Float] struct {
 	name  string
@@ -153,9 +188,7 @@ func (k *unary[T]) forward(in [][]T, out []T) error {
 	parallelFor(len(out), len(out), func(lo, hi int) {
 		x, out := x[lo:hi], out[lo:hi]
 		if k.name == "Relu" {
-			for i, v := range x {
-				out[i] = max(v, 0) // +0 for -0, NaN kept; no branch to mispredict
-			}
+			relu(out, x)
 			return
 		}
 		for i, v := range x {
@@ -172,9 +205,7 @@ func (k *unary[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
 	parallelFor(len(gin), len(gin), func(lo, hi int) {
 		x, out, gout, gin := x[lo:hi], out[lo:hi], gout[lo:hi], gin[lo:hi]
 		if k.name == "Relu" {
-			for i, v := range x {
-				gin[i] = gout[i] * step(v)
-			}
+			reluGrad(gin, gout, x)
 			return
 		}
 		for i, v := range x {
