@@ -8,9 +8,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Clone returns a deep copy of m: edits to the copy leave m unchanged. It
-// fails only if m's graph cannot be represented in a file (a value name
-// defined twice, say).
+// Clone returns a deep copy of m: edits to the copy leave m unchanged. The
+// tensors' element bytes are shared, not copied: they are never modified
+// in place (Tensor.SetRaw replaces them), and a model's weights are most
+// of its memory. It fails only if m's graph cannot be represented in a
+// file (a value name defined twice, say).
 func (m *Model) Clone() (*Model, error) {
 	// Encode with external tensors inline (their data is in memory), copy
 	// the protobuf deeply, decode, then mark the same tensors external again.
@@ -39,6 +41,10 @@ func (m *Model) Clone() (*Model, error) {
 	var mt []*Tensor
 	m.eachTensor(func(t *Tensor) { mt = append(mt, t) })
 	for j, t := range mt {
+		if t.raw != nil && len(t.raw) == len(ct[j].raw) {
+			ct[j].raw = t.raw
+			ct[j].dropOrigRaw()
+		}
 		if i < len(marks) && marks[i].t == t {
 			e := *marks[i].ext
 			e.entries = append(e.entries[:0:0], e.entries...)

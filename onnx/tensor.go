@@ -116,8 +116,19 @@ func (t *Tensor) SetRaw(raw []byte) error {
 	if want := t.DType.rawSize(n); int64(len(raw)) != want {
 		return fmt.Errorf("tensor %q: %s%v needs %d bytes, got %d", t.Name, t.DType, t.Dims, want, len(raw))
 	}
+	t.dropOrigRaw()
 	t.raw = raw
 	return nil
+}
+
+// dropOrigRaw lets go of the raw_data bytes the tensor was decoded from,
+// once its own bytes are others: encoding writes raw_data from t.raw, so
+// the originals would only be kept alive. An empty field still says the
+// data was stored raw.
+func (t *Tensor) dropOrigRaw() {
+	if t.orig != nil && t.orig.RawData != nil {
+		t.orig.RawData = []byte{}
+	}
 }
 
 // External returns where the tensor's data was stored outside the model file,

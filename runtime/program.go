@@ -787,37 +787,56 @@ func (p *Program) Model() *onnx.Model { return p.model }
 
 // WriteBack copies the current parameter values (trained weights, updated
 // running statistics) into the model's initializers, in each initializer's
-// own element type, so the model can be saved with onnx.Save.
+// own element type, so the model can be saved with onnx.Save. An
+// initializer whose bytes already hold its parameter's value (a frozen
+// backbone's, every epoch) is left as it is: no copy of it is made.
 func (p *Program) WriteBack() error {
+	le := binary.LittleEndian
 	for _, v := range p.model.Graph.Initializers {
 		prm := p.byName[v.Name]
 		if prm == nil {
 			continue
 		}
-		var vals []float64
+		dt := v.Const.DType
+		if dt != onnx.Float && dt != onnx.Double {
+			continue
+		}
+		size := 4
+		if dt == onnx.Double {
+			size = 8
+		}
+		var at func(i int) float64
+		var n int
 		switch d := prm.Value.Data().(type) {
 		case []float32:
-			vals = make([]float64, len(d))
-			for i, x := range d {
-				vals[i] = float64(x)
-			}
+			at, n = func(i int) float64 { return float64(d[i]) }, len(d)
 		case []float64:
-			vals = d
-		}
-		var raw []byte
-		switch v.Const.DType {
-		case onnx.Float:
-			raw = make([]byte, 4*len(vals))
-			for i, x := range vals {
-				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(float32(x)))
-			}
-		case onnx.Double:
-			raw = make([]byte, 8*len(vals))
-			for i, x := range vals {
-				binary.LittleEndian.PutUint64(raw[8*i:], math.Float64bits(x))
-			}
+			at, n = func(i int) float64 { return d[i] }, len(d)
 		default:
 			continue
+		}
+		// bits is element i as stored: float32 or float64 bits.
+		bits := func(i int) uint64 {
+			if dt == onnx.Float {
+				return uint64(math.Float32bits(float32(at(i))))
+			}
+			return math.Float64bits(at(i))
+		}
+		load, store := func(b []byte) uint64 { return uint64(le.Uint32(b)) }, func(b []byte, x uint64) { le.PutUint32(b, uint32(x)) }
+		if dt == onnx.Double {
+			load, store = le.Uint64, le.PutUint64
+		}
+		old := v.Const.Raw()
+		same := len(old) == size*n
+		for i := 0; same && i < n; i++ {
+			same = load(old[size*i:]) == bits(i)
+		}
+		if same {
+			continue
+		}
+		raw := make([]byte, size*n)
+		for i := 0; i < n; i++ {
+			store(raw[size*i:], bits(i))
 		}
 		// The tensor keeps its doc string, storage and unknown fields.
 		if err := v.Const.SetRaw(raw); err != nil {

@@ -26,8 +26,19 @@ func TestWriteBackSavesTrainedWeights(t *testing.T) {
 	}
 	in := loadDense(t, "../testdata/models/cnn/test_data_set_0/input_0.pb", false)
 	want, _ := p.Run(in)
+	before := map[string]*byte{}
+	for _, v := range m.Graph.Initializers {
+		before[v.Name] = &v.Const.Raw()[0]
+	}
 	if err := p.WriteBack(); err != nil {
 		t.Fatal(err)
+	}
+	// Only the changed weight gets new bytes; the others keep theirs,
+	// uncopied.
+	for _, v := range m.Graph.Initializers {
+		if changed := &v.Const.Raw()[0] != before[v.Name]; changed != (v.Name == "fc2.weight") {
+			t.Errorf("initializer %q: new bytes %v", v.Name, changed)
+		}
 	}
 	path := filepath.Join(t.TempDir(), "trained.onnx")
 	if err := onnx.Save(p.Model(), path); err != nil {
