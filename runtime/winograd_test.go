@@ -62,6 +62,10 @@ func TestWinograd(t *testing.T) {
 		{1, 65, 63, 14, 14, 1, 1, 1, 1},
 		{7, 16, 16, 38, 37, 1, 1, 1, 1}, // several passes of images
 		{1, 64, 64, 56, 56, 1, 1, 1, 1},
+		// Channels in several of the GEMM's blocks of the shared
+		// dimension, tiles ending inside a panel.
+		{1, 300, 20, 10, 12, 1, 1, 1, 1},
+		{2, 520, 18, 6, 7, 1, 1, 1, 1},
 	} {
 		t.Run(fmt.Sprint(tc), func(t *testing.T) {
 			tc.check(t, r, true)
