@@ -18,6 +18,26 @@
 	VPCMPEQD Y15, Y15, Y15; \
 	VGATHERDPS Y15, 12(R10)(Y14*4), Y3
 
+// LOADROW loads the same as GATHERROW when the 8 tiles are consecutive
+// in one row of tiles (offsets 2 apart), without gathers (slow on AMD):
+// tile j's column q is element 2j+q of the row, so columns 0 and 1 are
+// the even and odd elements of the row's first 16, columns 2 and 3 those
+// of the 16 from element 2. VSHUFPS picks them within 128-bit lanes;
+// VPERMPD puts the lanes' halves in order.
+#define LOADROW \
+	VMOVUPS (R10), Y12; \
+	VMOVUPS 32(R10), Y13; \
+	VSHUFPS $0x88, Y13, Y12, Y0; \
+	VSHUFPS $0xDD, Y13, Y12, Y1; \
+	VMOVUPS 8(R10), Y12; \
+	VMOVUPS 40(R10), Y13; \
+	VSHUFPS $0x88, Y13, Y12, Y2; \
+	VSHUFPS $0xDD, Y13, Y12, Y3; \
+	VPERMPD $0xD8, Y0, Y0; \
+	VPERMPD $0xD8, Y1, Y1; \
+	VPERMPD $0xD8, Y2, Y2; \
+	VPERMPD $0xD8, Y3, Y3
+
 // BT(o0, o1, o2, o3) computes Bᵀ of Y0-Y3 (d0-d2, d1+d2, d2-d1, d1-d3)
 // into o0-o3: a row of the block times B.
 #define BT(o0, o1, o2, o3) \
@@ -70,6 +90,37 @@ TEXT ·winoInputAVX(SB), NOSPLIT, $0-48
 	JEQ done
 
 group:
+	MOVLQSX (DX), R13
+	MOVLQSX 28(DX), AX
+	SUBQ R13, AX
+	CMPQ AX, $14
+	JNE gathered
+	// One row of tiles: R10 walks the rows of the first tile's block.
+	LEAQ (SI)(R13*4), R13
+	MOVQ DI, R9
+	MOVQ R13, R10 // row 0: u0 in Y4-Y7
+	LOADROW
+	BT(Y4, Y5, Y6, Y7)
+	LEAQ (R13)(BX*2), R10 // row 2: u2 in Y8-Y11
+	LOADROW
+	BT(Y8, Y9, Y10, Y11)
+	SUB4(Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y4, Y5, Y6, Y7) // u0 - u2
+	STORE4(Y4, Y5, Y6, Y7)
+	LEAQ (R13)(BX*1), R10 // row 1: u1 in Y4-Y7
+	LOADROW
+	BT(Y4, Y5, Y6, Y7)
+	ADD4(Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y0, Y1, Y2, Y3) // u1 + u2
+	STORE4(Y0, Y1, Y2, Y3)
+	SUB4(Y8, Y9, Y10, Y11, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11) // u2 - u1
+	STORE4(Y8, Y9, Y10, Y11)
+	LEAQ (R10)(BX*2), R10 // row 3: u3 in Y8-Y11
+	LOADROW
+	BT(Y8, Y9, Y10, Y11)
+	SUB4(Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y4, Y5, Y6, Y7) // u1 - u3
+	STORE4(Y4, Y5, Y6, Y7)
+	JMP next
+
+gathered:
 	VMOVDQU (DX), Y14
 	MOVQ DI, R9
 	MOVQ SI, R10 // row 0: u0 in Y4-Y7
@@ -92,6 +143,8 @@ group:
 	BT(Y8, Y9, Y10, Y11)
 	SUB4(Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y4, Y5, Y6, Y7) // u1 - u3
 	STORE4(Y4, Y5, Y6, Y7)
+
+next:
 	ADDQ $32, DI
 	ADDQ $32, DX
 	DECQ CX
