@@ -150,6 +150,9 @@ type builder[T Float] struct {
 	kernels []kernel[T]
 	// readers counts the nodes (and graph outputs) reading each value.
 	readers map[*onnx.Value]int
+	// reluAfter maps a MaxPool node to the Relu before it that is built
+	// after it instead (see poolBeforeRelu).
+	reluAfter map[*onnx.Node]*onnx.Node
 	// convs records the convolutions of fixed weights, by their output
 	// node, for folding a BatchNormalization into them.
 	convs map[*G.Node]convBuild[T]
@@ -360,6 +363,12 @@ func (b *builder[T]) build(g *onnx.Graph, inputs map[*onnx.Value]*val[T]) error 
 	for _, v := range g.Outputs {
 		b.readers[v]++
 	}
+	readerOf := map[*onnx.Value]*onnx.Node{}
+	for _, n := range g.Nodes {
+		for _, v := range n.Inputs {
+			readerOf[v] = n
+		}
+	}
 	for _, n := range g.Nodes {
 		b.node = n
 		// A Relu that is the only reader of a kernel's output (not itself
@@ -371,6 +380,18 @@ func (b *builder[T]) build(g *onnx.Graph, inputs map[*onnx.Value]*val[T]) error 
 						b.vals[n.Outputs[0]] = x
 						continue
 					}
+				}
+			}
+		}
+		if n.OpType == "Relu" && len(n.Inputs) == 1 && len(n.Outputs) == 1 && b.readers[n.Outputs[0]] == 1 {
+			if pool := readerOf[n.Outputs[0]]; poolBeforeRelu(pool) {
+				if x, ok := b.vals[n.Inputs[0]]; ok {
+					b.vals[n.Outputs[0]] = x
+					if b.reluAfter == nil {
+						b.reluAfter = map[*onnx.Node]*onnx.Node{}
+					}
+					b.reluAfter[pool] = n
+					continue
 				}
 			}
 		}
@@ -396,6 +417,17 @@ func (b *builder[T]) build(g *onnx.Graph, inputs map[*onnx.Value]*val[T]) error 
 		if err := typeOutputs(n, in, outs); err != nil {
 			return fmt.Errorf("%s: %w", n, err)
 		}
+		if relu := b.reluAfter[n]; relu != nil {
+			b.node = relu
+			r, err := reg["Relu"](b, relu, outs[:1])
+			if err != nil {
+				return fmt.Errorf("%s: %w", relu, err)
+			}
+			if err := typeOutputs(relu, outs[:1], r); err != nil {
+				return fmt.Errorf("%s: %w", relu, err)
+			}
+			outs = append(r[:1:1], outs[1:]...)
+		}
 		for i, v := range n.Outputs {
 			if v == nil || i >= len(outs) || outs[i] == nil {
 				continue
@@ -404,6 +436,39 @@ func (b *builder[T]) build(g *onnx.Graph, inputs map[*onnx.Value]*val[T]) error 
 		}
 	}
 	return nil
+}
+
+// poolBeforeRelu reports whether n is a max pool that a Relu before it
+// may follow instead: MaxPool(Relu(x)) = Relu(MaxPool(x)), values and
+// gradients (the maximum's first tap gets the gradient, which Relu passes
+// where the maximum is positive, either way), and the Relu then runs on
+// the pooled values, a quarter as many for ResNet's stem. Not with
+// indices (which would differ at ties of zeros), nor where a window could
+// hold only padding (Relu would turn its -inf into 0): undilated windows
+// padded by less than their size, not ceil_mode.
+func poolBeforeRelu(n *onnx.Node) bool {
+	if n == nil || n.OpType != "MaxPool" || len(n.Inputs) != 1 || len(n.Outputs) != 1 || n.AttrInt("ceil_mode", 0) != 0 {
+		return false
+	}
+	if ap := n.AttrString("auto_pad", "NOTSET"); ap != "NOTSET" && ap != "VALID" {
+		return false
+	}
+	kernel := n.AttrInts("kernel_shape", nil)
+	if len(kernel) == 0 {
+		return false
+	}
+	for _, d := range n.AttrInts("dilations", nil) {
+		if d != 1 {
+			return false
+		}
+	}
+	pads := n.AttrInts("pads", nil)
+	for i, p := range pads {
+		if p < 0 || p >= kernel[i%len(kernel)] {
+			return false
+		}
+	}
+	return true
 }
 
 // typeOutputs gives the outputs their element type: the builder's, else

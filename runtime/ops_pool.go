@@ -363,6 +363,9 @@ func (k *pool[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
 			if k.isMax {
 				y := out[p*k.oN : (p+1)*k.oN]
 				for o, v := range g {
+					if v == 0 {
+						continue // nothing to route: half of them when a Relu follows (poolBeforeRelu)
+					}
 					if i := argmax(xp, k.taps[k.start[o]:k.start[o+1]], y[o]); i >= 0 {
 						gp[i] += v
 					}

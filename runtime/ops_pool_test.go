@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 
@@ -354,5 +355,69 @@ func TestMaxPool2dMatchesNaive(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A Relu whose only reader is a max pool runs after the pool instead
+// (poolBeforeRelu): the pooled output and the input gradient are those of
+// the graph as written, to the bit. The reference is the same graph with
+// the Relu's output also a graph output, which keeps the order; inputs
+// are rounded to a coarse grid so that windows hold ties and zeros.
+func TestPoolBeforeRelu(t *testing.T) {
+	build := func(exposeRelu bool) *Program {
+		g := &onnx.Graph{Name: "test"}
+		x := g.AddInput("x", onnx.TensorType(onnx.Float, 2, 2, 9, 9))
+		wv := make([]float32, 3*2*3*3)
+		for i := range wv {
+			wv[i] = float32(i%5-2) / 2
+		}
+		w, err := onnx.FromFloat32("w", []int64{3, 2, 3, 3}, wv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv := g.AddNode("Conv", "conv", []*onnx.Value{x, g.AddInitializer(w)}, []string{"c"}, aInts("pads", 1, 1, 1, 1))
+		relu := g.AddNode("Relu", "relu", conv.Outputs, []string{"r"})
+		pool := g.AddNode("MaxPool", "pool", relu.Outputs, []string{"p"}, aInts("kernel_shape", 3, 3), aInts("strides", 2, 2), aInts("pads", 1, 1, 1, 1))
+		flat := g.AddNode("Flatten", "flat", pool.Outputs, []string{"y"})
+		g.Outputs = []*onnx.Value{flat.Outputs[0]}
+		if exposeRelu {
+			g.Outputs = append(g.Outputs, relu.Outputs[0])
+		}
+		p, err := Compile(&onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 13}}, Graph: g}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	r := rand.New(rand.NewSource(9))
+	xv := make([]float32, 2*2*9*9)
+	for i := range xv {
+		xv[i] = float32(r.Intn(5) - 2)
+	}
+	var outs, grads [2][]float32
+	for i, expose := range []bool{false, true} {
+		p := build(expose)
+		targets, err := p.OneHot([]int{3, 40}, 75)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := tensor.New(tensor.WithShape(2, 2, 9, 9), tensor.WithBacking(slices.Clone(xv)))
+		res, err := p.Step(&Request{Inputs: []*tensor.Dense{x}, Targets: targets, Loss: CrossEntropy, InputGrads: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs[i], grads[i] = res.Outputs[0].Data().([]float32), res.InputGrads[0].Data().([]float32)
+	}
+	if !slices.Equal(outs[0], outs[1]) || !slices.Equal(grads[0], grads[1]) {
+		t.Errorf("pool then Relu differs from Relu then pool:\noutputs %v\n        %v\ngradients %v\n          %v", outs[0], outs[1], grads[0], grads[1])
+	}
+	var nonzero int
+	for _, g := range grads[0] {
+		if g != 0 {
+			nonzero++
+		}
+	}
+	if nonzero == 0 {
+		t.Error("no input gradient: the test checks nothing")
 	}
 }
