@@ -1,5 +1,7 @@
 package runtime
 
+import "slices"
+
 // A convolution's forward pass as a GEMM without an im2col matrix.
 //
 // out[m, o] = Σ_r w[m, r] · cols[r, o], where row r of the im2col matrix
@@ -25,6 +27,10 @@ package runtime
 // bit. The bias and a fused Relu are applied to each tile of the output
 // in the micro-kernel, while it is still in registers.
 
+// convPack16, when set (vec_amd64.go), packs contiguous panel rows of 16:
+// dst[16r:16r+16] = x[off[r]+base:][:16], where lo and hi bound off.
+var convPack16 func(dst, x []float32, off []int32, base, lo, hi int)
+
 // convNC bounds the output positions packed per block: kc rows of convNC
 // columns, about 256 KiB, stay in L2 while every block of output channels
 // runs over them.
@@ -41,8 +47,9 @@ type convPanels struct {
 	// off[r] is where row r of the im2col matrix reads output position
 	// (0, 0), relative to the group's first channel; output position
 	// (y, x) adds y·wq + x.
-	off []int32
-	ow  int
+	off          []int32
+	offLo, offHi int // the least and greatest of off
+	ow           int
 	// The polyphase split: phase row u of the planes made is padded input
 	// row a·sh + us[u] (likewise vs for columns).
 	sh, sw, ph, pw, h, w int
@@ -108,6 +115,9 @@ func newConvPanels(win *window, cg int) *convPanels {
 				p.off = append(p.off, int32(o))
 			}
 		}
+	}
+	if len(p.off) > 0 {
+		p.offLo, p.offHi = int(slices.Min(p.off)), int(slices.Max(p.off))
 	}
 	return p
 }
@@ -181,10 +191,8 @@ func (p *convPanels) pack(nr int, dst []float32, p0, kc, j0, nc int) {
 		// in one output row, or the planes are as wide as the output.
 		if lanes == nr && (xx+nr <= p.ow || p.wq == p.ow) {
 			base := y*p.wq + xx
-			if nr == 16 {
-				for r, o := range off {
-					*(*[16]float32)(d[r*16:]) = *(*[16]float32)(x[int(o)+base:])
-				}
+			if nr == 16 && convPack16 != nil {
+				convPack16(d, x, off, base, p.offLo, p.offHi)
 				continue
 			}
 			for r, o := range off {
@@ -227,6 +235,7 @@ func convForwardPanels(k *conv[float32], x, w, bias, out []float32) {
 	defer k.cols.give(planes)
 	kern := sgemmKern
 	rows := cg * kN
+	padded := make([]float32, mg+kern.mr)
 	for img := 0; img < k.n; img++ {
 		xi := x[img*k.c*iN : (img+1)*k.c*iN]
 		parallelFor(k.c, k.c*iN, func(lo, hi int) { p.split(xi, planes, lo, hi) })
@@ -235,7 +244,9 @@ func convForwardPanels(k *conv[float32], x, w, bias, out []float32) {
 			pg.x = planes[g*p.size(cg):]
 			epi := &sgemmEpilogue{relu: k.relu}
 			if bias != nil {
-				epi.bias = bias[g*mg : (g+1)*mg]
+				// Padded with zeros for the edge tiles (see sgemmEpilogue).
+				copy(padded, bias[g*mg:(g+1)*mg])
+				epi.bias = padded
 			}
 			wg := w[g*mg*rows : (g+1)*mg*rows]
 			c := out[(img*k.m+g*mg)*oN : (img*k.m+(g+1)*mg)*oN]

@@ -329,6 +329,10 @@ func (s *sgemmB) panels(kern *sgemmKernel, dst []float32, p0, kc, j0, nc int) []
 // shared dimension is in: row i gets bias[i] added (when bias is set),
 // then a Relu (when relu is). A convolution's bias and fused Relu, done
 // while the tile is in cache, so the output is not read again.
+//
+// A bias with mr zeros past its last row lets the micro-kernel's epilogue
+// do the edge tiles too (in a scratch tile); without them, or without a
+// bias, Go's loop does them.
 type sgemmEpilogue struct {
 	bias []float32
 	relu bool
@@ -422,6 +426,26 @@ func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, transA bool, i0, i1, j0, j1
 								bias = epi.bias[ic+ir:]
 							}
 							kern.fnEpi(kcb, apan, rsa, csa, bpan, c[off:], ldc, bet, bias, epi.relu)
+							continue
+						}
+						if last && kern.fnEpi != nil && width == nr && (epi.bias == nil || len(epi.bias) >= ic+ir+mr) {
+							// An edge tile through the kernel's epilogue, in
+							// the scratch tile: C's part copied in for beta.
+							// (Not for the half kernel's tiles: it sums in
+							// another order.)
+							if bet != 0 {
+								for i := 0; i < mrb; i++ {
+									copy(tile[i*nr:i*nr+nrb], c[off+i*ldc:off+i*ldc+nrb])
+								}
+							}
+							var bias []float32
+							if epi.bias != nil {
+								bias = epi.bias[ic+ir:]
+							}
+							kern.fnEpi(kcb, apan, rsa, csa, bpan, tile, nr, bet, bias, epi.relu)
+							for i := 0; i < mrb; i++ {
+								copy(c[off+i*ldc:off+i*ldc+nrb], tile[i*nr:i*nr+nrb])
+							}
 							continue
 						}
 						if mrb == mr && nrb == width {

@@ -17,6 +17,9 @@ func reluAVX(n int, dst, x *float32)
 //go:noescape
 func reluGradAVX(n int, dst, grad, y *float32)
 
+//go:noescape
+func convPack16AVX(rows int, dst, x *float32, off *int32, base int)
+
 func init() {
 	if !cpu.X86.HasAVX {
 		return
@@ -36,6 +39,17 @@ func init() {
 		}
 		_ = x[n-1]
 		reluAVX(n, &dst[0], &x[0])
+	}
+	convPack16 = func(dst, x []float32, off []int32, base, lo, hi int) {
+		// lo and hi bound off: every read is inside x.
+		if len(off) == 0 {
+			return
+		}
+		if base+lo < 0 || base+hi+16 > len(x) {
+			panic("convPack16: a read outside the planes")
+		}
+		_ = dst[16*len(off)-1]
+		convPack16AVX(len(off), &dst[0], &x[0], &off[0], base)
 	}
 	reluGradF32 = func(dst, g, y []float32) {
 		n := len(dst) &^ 7

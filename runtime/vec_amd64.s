@@ -85,3 +85,32 @@ gloop:
 gdone:
 	VZEROUPPER
 	RET
+
+// func convPack16AVX(rows int, dst, x *float32, off *int32, base int)
+//
+// For r < rows, copies the 16 floats at x[off[r]+base:] to dst[16r:]:
+// one row of a convolution's GEMM panel (see convPanels.pack).
+TEXT ·convPack16AVX(SB), NOSPLIT, $0-40
+	MOVQ rows+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ x+16(FP), SI
+	MOVQ off+24(FP), DX
+	MOVQ base+32(FP), R8
+	LEAQ (SI)(R8*4), SI
+	TESTQ CX, CX
+	JEQ pdone
+
+ploop:
+	MOVLQSX (DX), AX
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVUPS 32(SI)(AX*4), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $4, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNE ploop
+
+pdone:
+	VZEROUPPER
+	RET
