@@ -53,7 +53,10 @@ type sgemmKernel struct {
 	// fnEpi, if set, is fn for a whole tile with alpha 1 followed by an
 	// epilogue: bias[r] added to tile row r (when bias is not nil), then
 	// a Relu (when relu is set).
-	fnEpi  func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, beta float32, bias []float32, relu bool)
+	fnEpi func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, beta float32, bias []float32, relu bool)
+	// fnN, if set, is fn on tiles whole tiles down C with one B panel:
+	// tile i reads A from a[i*aStep:] and writes rows 6i.. of c.
+	fnN    func(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32, tiles, aStep int)
 	packB  func(kc, panels int, src []float32, ldb int, dst []float32)
 	packBT func(kc int, src []float32, ldb int, dst []float32)
 	// dot returns the dot product of x and y[:len(x)]; axpy adds alpha*x
@@ -72,6 +75,10 @@ const (
 
 // sgemmParallelMin is the smallest m*n*k worth splitting over goroutines.
 const sgemmParallelMin = 1 << 20
+
+// sgemmBatchTiles lets sgemmBlockFrom hand whole runs of tiles to
+// sgemmKernel.fnN (a switch for benchmarks).
+var sgemmBatchTiles = true
 
 var (
 	sgemmGo4x4 = &sgemmKernel{name: "go4x4", mr: 4, nr: 4, fn: sgemmKernel4x4, packB: sgemmPackBRuns, dot: sgemmDotGo, axpy: sgemmAxpyGo}
@@ -403,19 +410,28 @@ func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, transA bool, i0, i1, j0, j1
 					for ir := 0; ir < mcb; ir += mr {
 						mrb := min(mr, mcb-ir)
 						var apan []float32
-						rsa, csa := 1, mr
+						rsa, csa, aStep := 1, mr, mr*kcb
 						if direct && ir < full {
 							if transA {
 								apan = a[pc*lda+ic+ir:]
-								rsa, csa = 1, lda
+								rsa, csa, aStep = 1, lda, mr
 							} else {
 								apan = a[(ic+ir)*lda+pc:]
-								rsa, csa = lda, 1
+								rsa, csa, aStep = lda, 1, mr*lda
 							}
 						} else {
 							apan = ap[ir*kcb : (ir+mr)*kcb]
 						}
 						off := (ic+ir)*ldc + jc + jr
+						// Whole tiles in a row, with no epilogue: one call.
+						if tiles := (full - ir) / mr; tiles > 1 && nrb == nr && kern.fnN != nil && sgemmBatchTiles && !(last && kern.fnEpi != nil) {
+							if !direct {
+								apan = ap[ir*kcb:]
+							}
+							kern.fnN(kcb, apan, rsa, csa, bpan, c[off:], ldc, alpha, bet, tiles, aStep)
+							ir += (tiles - 1) * mr
+							continue
+						}
 						fn, width := kern.fn, nr
 						if nrb <= nr/2 && kern.half != nil {
 							fn, width = kern.half, nr/2

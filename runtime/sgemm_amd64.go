@@ -17,6 +17,12 @@ func sgemmKernel6x16(k int, a *float32, rsa, csa int, b, c *float32, ldc int, al
 //go:noescape
 func sgemmKernel6x16E(k int, a *float32, rsa, csa int, b, c *float32, ldc int, beta float32, bias *float32, relu int)
 
+// sgemmKernel6x16N is sgemmKernel6x16 on tiles tiles down C: see
+// sgemmKernel.fnN.
+//
+//go:noescape
+func sgemmKernel6x16N(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32, tiles, aStep int)
+
 // sgemmKernel6x8 is sgemmKernel.half for sgemmKernel6x16 (sgemm_amd64.s).
 //
 //go:noescape
@@ -87,6 +93,13 @@ func sgemmKernelAVX2Epi(k int, a []float32, rsa, csa int, b, c []float32, ldc in
 	sgemmKernel6x16E(k, &a[0], rsa, csa, &b[0], &c[0], ldc, beta, bp, r)
 }
 
+func sgemmKernelAVX2N(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32, tiles, aStep int) {
+	_ = a[(tiles-1)*aStep+5*rsa+(k-1)*csa]
+	_ = b[16*k-1]
+	_ = c[(6*tiles-1)*ldc+15]
+	sgemmKernel6x16N(k, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta, tiles, aStep)
+}
+
 func sgemmKernelAVX2Half(k int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
 	_ = a[5*rsa+(k-1)*csa]
 	_ = b[16*k-1]
@@ -100,7 +113,7 @@ func sgemmPackBAVX(kc, panels int, src []float32, ldb int, dst []float32) {
 	sgemmPackB16(kc, panels, &src[0], ldb, &dst[0])
 }
 
-var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, half: sgemmKernelAVX2Half, fnEpi: sgemmKernelAVX2Epi, packB: sgemmPackBAVX, packBT: sgemmPackBTAVX, dot: sgemmDotAVX2, axpy: sgemmAxpyAVX2}
+var sgemmAVX2 = &sgemmKernel{name: "avx2", mr: 6, nr: 16, strided: true, fn: sgemmKernelAVX2, half: sgemmKernelAVX2Half, fnEpi: sgemmKernelAVX2Epi, fnN: sgemmKernelAVX2N, packB: sgemmPackBAVX, packBT: sgemmPackBTAVX, dot: sgemmDotAVX2, axpy: sgemmAxpyAVX2}
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
