@@ -225,13 +225,16 @@ func (k *batchNorm[T]) forward(in [][]T, out []T) error {
 			a := T(float64(scale[ch]) * istd[ch])
 			c := T(float64(bias[ch]) - mean[ch]*float64(scale[ch])*istd[ch])
 			for i := 0; i < k.n; i++ {
-				y := k.block(out, i, ch)
-				for j, v := range k.block(x, i, ch) {
-					y[j] = v*a + c
+				y, xb := k.block(out, i, ch), k.block(x, i, ch)
+				j := 0
+				if y32, ok := any(y).([]float32); ok && affineF32 != nil {
+					j = len(y) &^ 7
+					affineF32(y32, any(xb).([]float32), float32(a), float32(c), k.relu)
 				}
-				if k.relu {
-					for j, v := range y {
-						y[j] = max(v, 0)
+				for ; j < len(y); j++ {
+					y[j] = xb[j]*a + c
+					if k.relu {
+						y[j] = max(y[j], 0)
 					}
 				}
 			}
@@ -410,6 +413,10 @@ func (k *bnStat[T]) backward(int, [][]T, []T, []T, []T) error {
 func sumOf[T Float](x []T) float64 {
 	var s0, s1, s2, s3 float64
 	i := 0
+	if x32, ok := any(x).([]float32); ok && sumF32 != nil {
+		i = len(x) &^ 15
+		s0 = sumF32(x32)
+	}
 	for ; i+4 <= len(x); i += 4 {
 		s0 += float64(x[i])
 		s1 += float64(x[i+1])
@@ -422,10 +429,25 @@ func sumOf[T Float](x []T) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// sumF32 and sqDevF32, when set (vec_amd64.go), compute sumOf and sqDevOf
+// over the whole groups of 16 of a float32 slice, vectorised (the sums in
+// another order: float64 rounding, not float32's, is what differs);
+// affineF32 sets dst[i] = x[i]*a + c, then a Relu when relu is set, over
+// the whole groups of 8 of dst, rounding as Go does.
+var (
+	sumF32    func(x []float32) float64
+	sqDevF32  func(x []float32, mu float64) float64
+	affineF32 func(dst, x []float32, a, c float32, relu bool)
+)
+
 // sqDevOf is the sum of (x - mu)^2.
 func sqDevOf[T Float](x []T, mu float64) float64 {
 	var s0, s1, s2, s3 float64
 	i := 0
+	if x32, ok := any(x).([]float32); ok && sqDevF32 != nil {
+		i = len(x) &^ 15
+		s0 = sqDevF32(x32, mu)
+	}
 	for ; i+4 <= len(x); i += 4 {
 		d0, d1 := float64(x[i])-mu, float64(x[i+1])-mu
 		d2, d3 := float64(x[i+2])-mu, float64(x[i+3])-mu

@@ -18,11 +18,48 @@ func reluAVX(n int, dst, x *float32)
 func reluGradAVX(n int, dst, grad, y *float32)
 
 //go:noescape
+func sumF32AVX(n int, x *float32) float64
+
+//go:noescape
+func sqDevF32AVX(n int, x *float32, mu float64) float64
+
+//go:noescape
+func affineAVX(n int, dst, x *float32, a, c float32, relu int)
+
+//go:noescape
 func convPack16AVX(rows int, dst, x *float32, off *int32, base int)
 
 func init() {
 	if !cpu.X86.HasAVX {
 		return
+	}
+	if cpu.X86.HasFMA {
+		sumF32 = func(x []float32) float64 {
+			n := len(x) &^ 15
+			if n == 0 {
+				return 0
+			}
+			return sumF32AVX(n, &x[0])
+		}
+		sqDevF32 = func(x []float32, mu float64) float64 {
+			n := len(x) &^ 15
+			if n == 0 {
+				return 0
+			}
+			return sqDevF32AVX(n, &x[0], mu)
+		}
+	}
+	affineF32 = func(dst, x []float32, a, c float32, relu bool) {
+		n := len(dst) &^ 7
+		if n == 0 {
+			return
+		}
+		_ = x[n-1]
+		r := 0
+		if relu {
+			r = 1
+		}
+		affineAVX(n, &dst[0], &x[0], a, c, r)
 	}
 	vmaxF32 = func(dst, x, y []float32) {
 		n := len(dst) &^ 7

@@ -114,3 +114,127 @@ ploop:
 pdone:
 	VZEROUPPER
 	RET
+
+// func sumF32AVX(n int, x *float32) float64
+//
+// The sum of x[:n] in float64, n a multiple of 16: 16 running sums (four
+// ymm of four), added lane by lane at the end.
+TEXT ·sumF32AVX(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	SHRQ $4, CX
+	JEQ sdone
+
+sloop:
+	VCVTPS2PD (SI), Y4
+	VCVTPS2PD 16(SI), Y5
+	VCVTPS2PD 32(SI), Y6
+	VCVTPS2PD 48(SI), Y7
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	VADDPD Y6, Y2, Y2
+	VADDPD Y7, Y3, Y3
+	ADDQ $64, SI
+	DECQ CX
+	JNE sloop
+
+sdone:
+	VADDPD Y1, Y0, Y0
+	VADDPD Y3, Y2, Y2
+	VADDPD Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD X1, X0, X0
+	VHADDPD X0, X0, X0
+	VZEROUPPER
+	MOVSD X0, ret+16(FP)
+	RET
+
+// func sqDevF32AVX(n int, x *float32, mu float64) float64
+//
+// The sum of (x[i] - mu)^2 over x[:n] in float64, n a multiple of 16, as
+// sumF32AVX sums.
+TEXT ·sqDevF32AVX(SB), NOSPLIT, $0-32
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	VBROADCASTSD mu+16(FP), Y8
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	SHRQ $4, CX
+	JEQ qdone
+
+qloop:
+	VCVTPS2PD (SI), Y4
+	VCVTPS2PD 16(SI), Y5
+	VCVTPS2PD 32(SI), Y6
+	VCVTPS2PD 48(SI), Y7
+	VSUBPD Y8, Y4, Y4
+	VSUBPD Y8, Y5, Y5
+	VSUBPD Y8, Y6, Y6
+	VSUBPD Y8, Y7, Y7
+	VFMADD231PD Y4, Y4, Y0
+	VFMADD231PD Y5, Y5, Y1
+	VFMADD231PD Y6, Y6, Y2
+	VFMADD231PD Y7, Y7, Y3
+	ADDQ $64, SI
+	DECQ CX
+	JNE qloop
+
+qdone:
+	VADDPD Y1, Y0, Y0
+	VADDPD Y3, Y2, Y2
+	VADDPD Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD X1, X0, X0
+	VHADDPD X0, X0, X0
+	VZEROUPPER
+	MOVSD X0, ret+24(FP)
+	RET
+
+// func affineAVX(n int, dst, x *float32, a, c float32, relu int)
+//
+// dst[i] = x[i]*a + c for i < n, n a multiple of 8, rounded after the
+// product and after the sum as Go computes it; then max(v, 0) with Go's
+// zeros and NaNs (see reluAVX) when relu is not zero.
+TEXT ·affineAVX(SB), NOSPLIT, $0-40
+	MOVQ n+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ x+16(FP), SI
+	VBROADCASTSS a+24(FP), Y6
+	VBROADCASTSS c+28(FP), Y7
+	VXORPS Y5, Y5, Y5
+	MOVQ relu+32(FP), AX
+	SHRQ $3, CX
+	JEQ adone
+	TESTQ AX, AX
+	JNE areluloop
+
+aloop:
+	VMULPS (SI), Y6, Y0
+	VADDPS Y7, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE aloop
+	JMP adone
+
+areluloop:
+	VMULPS (SI), Y6, Y0
+	VADDPS Y7, Y0, Y0
+	VMAXPS Y0, Y5, Y0
+	VADDPS Y5, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE areluloop
+
+adone:
+	VZEROUPPER
+	RET

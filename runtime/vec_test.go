@@ -63,3 +63,55 @@ func TestVectorLoops(t *testing.T) {
 		}
 	}
 }
+
+// BatchNormalization's vectorised loops: the sums agree with a plain
+// float64 sum to float64 rounding (they add in another order), and the
+// affine map with its Relu gives Go's result to the bit.
+func TestBatchNormLoops(t *testing.T) {
+	r := rand.New(rand.NewSource(12))
+	for n := 0; n < 100; n++ {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64()*3 + 1)
+		}
+		var want, wantQ float64
+		for _, v := range x {
+			want += float64(v)
+		}
+		mu := want / float64(max(n, 1))
+		for _, v := range x {
+			wantQ += (float64(v) - mu) * (float64(v) - mu)
+		}
+		if got := sumOf(x); math.Abs(got-want) > 1e-12*(1+math.Abs(want)) {
+			t.Fatalf("n %d: sum %v, want %v", n, got, want)
+		}
+		if got := sqDevOf(x, mu); math.Abs(got-wantQ) > 1e-12*(1+wantQ) {
+			t.Fatalf("n %d: squared deviations %v, want %v", n, got, wantQ)
+		}
+		special := specialF32(r, n)
+		for _, relu := range []bool{false, true} {
+			got := make([]float32, n)
+			a, c := float32(r.NormFloat64()), float32(r.NormFloat64())
+			j := 0
+			if affineF32 != nil {
+				j = n &^ 7
+				affineF32(got, special, a, c, relu)
+			}
+			for ; j < n; j++ {
+				got[j] = special[j]*a + c
+				if relu {
+					got[j] = max(got[j], 0)
+				}
+			}
+			for i, v := range special {
+				w := v*a + c
+				if relu {
+					w = max(w, 0)
+				}
+				if math.Float32bits(got[i]) != math.Float32bits(w) && !(got[i] != got[i] && w != w) {
+					t.Fatalf("n %d relu %v: %v*%v+%v = %v, want %v", n, relu, v, a, c, got[i], w)
+				}
+			}
+		}
+	}
+}
