@@ -323,13 +323,22 @@ func (k *batchNorm[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 			c1 := -a * is * mgx
 			c0 := -a*mg - c1*sums.mu[ch]
 			for i := 0; i < k.n; i++ {
-				g, dx := k.block(gout, i, ch), k.block(gin, i, ch)
+				g, dx, xb := k.block(gout, i, ch), k.block(gin, i, ch), k.block(x, i, ch)
+				var y []T
 				if k.relu {
-					passPositive(dx, g, k.block(out, i, ch), false)
+					y = k.block(out, i, ch)
+				}
+				j := 0
+				if dx32, ok := any(dx).([]float32); ok && bnDxF32 != nil {
+					j = len(dx) &^ 3
+					bnDxF32(dx32, any(g).([]float32), any(y).([]float32), any(xb).([]float32), a, c1, c0)
+				}
+				if k.relu {
+					passPositive(dx[j:], g[j:], y[j:], false)
 					g = dx
 				}
-				for j, v := range k.block(x, i, ch) {
-					dx[j] = T(a*float64(g[j]) + c1*float64(v) + c0)
+				for ; j < len(dx); j++ {
+					dx[j] = T(a*float64(g[j]) + c1*float64(xb[j]) + c0)
 				}
 			}
 		}
@@ -434,6 +443,17 @@ func sumOf[T Float](x []T) float64 {
 // another order: float64 rounding, not float32's, is what differs);
 // affineF32 sets dst[i] = x[i]*a + c, then a Relu when relu is set, over
 // the whole groups of 8 of dst, rounding as Go does.
+// gradSumsF32, when set (vec_amd64.go), is gradSums (y nil) or
+// maskedGradSums over the whole groups of 8 of a float32 slice,
+// vectorised (the sums in another order); bnDxF32 computes a training
+// BatchNormalization's dx = a·g + c1·x + c0 (g masked by y as
+// maskedGradSums masks it, y nil: not) over the whole groups of 4 of dx,
+// rounding as Go does.
+var (
+	gradSumsF32 func(g, y, x []float32, shift float64) [4]float64
+	bnDxF32     func(dx, g, y, x []float32, a, c1, c0 float64)
+)
+
 var (
 	sumF32    func(x []float32) float64
 	sqDevF32  func(x []float32, mu float64) float64
@@ -469,7 +489,14 @@ func maskedGradSums[T Float](g, y, x []T, shift float64) (sg, sgd, q, sd float64
 	g, y = g[:len(x)], y[:len(x)]
 	if g32, ok := any(g).([]float32); ok {
 		y32, x32 := any(y).([]float32), any(x).([]float32)
-		for i, v := range x32 {
+		i0 := 0
+		if gradSumsF32 != nil {
+			s := gradSumsF32(g32, y32, x32, shift)
+			sg, sgd, q, sd = s[0], s[1], s[2], s[3]
+			i0 = len(x) &^ 7
+		}
+		for i := i0; i < len(x32); i++ {
+			v := x32[i]
 			keep := uint32(-int32(math.Float32bits(y32[i])) >> 31)
 			gi := float64(math.Float32frombits(math.Float32bits(g32[i]) & keep))
 			d := float64(v) - shift
@@ -494,7 +521,14 @@ func maskedGradSums[T Float](g, y, x []T, shift float64) (sg, sgd, q, sd float64
 // gradSums returns, for d = x - shift, sum g, sum g*d, sum d^2 and sum d.
 func gradSums[T Float](g, x []T, shift float64) (sg, sgd, q, sd float64) {
 	g = g[:len(x)]
-	for i, v := range x {
+	i0 := 0
+	if g32, ok := any(g).([]float32); ok && gradSumsF32 != nil {
+		s := gradSumsF32(g32, nil, any(x).([]float32), shift)
+		sg, sgd, q, sd = s[0], s[1], s[2], s[3]
+		i0 = len(x) &^ 7
+	}
+	for i := i0; i < len(x); i++ {
+		v := x[i]
 		gi := float64(g[i])
 		d := float64(v) - shift
 		sg += gi

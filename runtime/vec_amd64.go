@@ -27,11 +27,47 @@ func sqDevF32AVX(n int, x *float32, mu float64) float64
 func affineAVX(n int, dst, x *float32, a, c float32, relu int)
 
 //go:noescape
+func gradSumsAVX(n int, grad, y, x *float32, shift float64, sums *[4]float64)
+
+//go:noescape
+func bnDxAVX(n int, dx, grad, y, x *float32, coef *[3]float64)
+
+//go:noescape
 func convPack16AVX(rows int, dst, x *float32, off *int32, base int)
 
 func init() {
 	if !cpu.X86.HasAVX {
 		return
+	}
+	if cpu.X86.HasFMA && cpu.X86.HasAVX2 {
+		gradSumsF32 = func(g, y, x []float32, shift float64) (sums [4]float64) {
+			n := len(x) &^ 7
+			if n == 0 {
+				return
+			}
+			_ = g[n-1]
+			var yp *float32
+			if y != nil {
+				_ = y[n-1]
+				yp = &y[0]
+			}
+			gradSumsAVX(n, &g[0], yp, &x[0], shift, &sums)
+			return
+		}
+		bnDxF32 = func(dx, g, y, x []float32, a, c1, c0 float64) {
+			n := len(dx) &^ 3
+			if n == 0 {
+				return
+			}
+			_, _ = g[n-1], x[n-1]
+			var yp *float32
+			if y != nil {
+				_ = y[n-1]
+				yp = &y[0]
+			}
+			coef := [3]float64{a, c1, c0}
+			bnDxAVX(n, &dx[0], &g[0], yp, &x[0], &coef)
+		}
 	}
 	if cpu.X86.HasFMA {
 		sumF32 = func(x []float32) float64 {

@@ -238,3 +238,124 @@ areluloop:
 adone:
 	VZEROUPPER
 	RET
+
+// GSLOAD(off) loads 4 of g (masked where y's bits, as int32, are not
+// positive: y a Relu's output, not positive exactly there), as float64,
+// into Y8 and the matching 4 of x minus the shift into Y9. R9 is not zero
+// when y is given (DX).
+#define GSLOAD(off) \
+	VMOVUPS off(SI), X8; \
+	TESTQ R9, R9; \
+	JEQ 4(PC); \
+	VMOVUPS off(DX), X10; \
+	VPCMPGTD X15, X10, X10; \
+	VANDPS X10, X8, X8; \
+	VCVTPS2PD X8, Y8; \
+	VCVTPS2PD off(DI), Y9; \
+	VSUBPD Y14, Y9, Y9
+
+// func gradSumsAVX(n int, grad, y, x *float32, shift float64, sums *[4]float64)
+//
+// For d = x - shift over i < n (n a multiple of 8) and g masked by y (nil:
+// no mask), sums[0..3] = Σ g, Σ g·d, Σ d², Σ d in float64, 8 running sums
+// of each.
+TEXT ·gradSumsAVX(SB), NOSPLIT, $0-48
+	MOVQ n+0(FP), CX
+	MOVQ grad+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ DX, R9
+	MOVQ x+24(FP), DI
+	VBROADCASTSD shift+32(FP), Y14
+	VPXOR X15, X15, X15
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	SHRQ $3, CX
+	JEQ gsdone
+
+gsloop:
+	GSLOAD(0)
+	VADDPD Y8, Y0, Y0
+	VFMADD231PD Y8, Y9, Y1
+	VFMADD231PD Y9, Y9, Y2
+	VADDPD Y9, Y3, Y3
+	GSLOAD(16)
+	VADDPD Y8, Y4, Y4
+	VFMADD231PD Y8, Y9, Y5
+	VFMADD231PD Y9, Y9, Y6
+	VADDPD Y9, Y7, Y7
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, DX
+	DECQ CX
+	JNE gsloop
+
+gsdone:
+	MOVQ sums+40(FP), AX
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	VADDPD Y6, Y2, Y2
+	VADDPD Y7, Y3, Y3
+	VEXTRACTF128 $1, Y0, X8
+	VADDPD X8, X0, X0
+	VHADDPD X0, X0, X0
+	MOVSD X0, (AX)
+	VEXTRACTF128 $1, Y1, X8
+	VADDPD X8, X1, X1
+	VHADDPD X1, X1, X1
+	MOVSD X1, 8(AX)
+	VEXTRACTF128 $1, Y2, X8
+	VADDPD X8, X2, X2
+	VHADDPD X2, X2, X2
+	MOVSD X2, 16(AX)
+	VEXTRACTF128 $1, Y3, X8
+	VADDPD X8, X3, X3
+	VHADDPD X3, X3, X3
+	MOVSD X3, 24(AX)
+	VZEROUPPER
+	RET
+
+// func bnDxAVX(n int, dx, grad, y, x *float32, coef *[3]float64)
+//
+// dx[i] = float32(a·g[i] + c1·x[i] + c0) for i < n (n a multiple of 4),
+// coef = a, c1, c0, computed in float64 in Go's order with g masked as
+// gradSumsAVX masks it (y nil: no mask).
+TEXT ·bnDxAVX(SB), NOSPLIT, $0-48
+	MOVQ n+0(FP), CX
+	MOVQ dx+8(FP), R8
+	MOVQ grad+16(FP), SI
+	MOVQ y+24(FP), DX
+	MOVQ DX, R9
+	MOVQ x+32(FP), DI
+	MOVQ coef+40(FP), AX
+	VBROADCASTSD (AX), Y11
+	VBROADCASTSD 8(AX), Y12
+	VBROADCASTSD 16(AX), Y13
+	VXORPD Y14, Y14, Y14
+	VPXOR X15, X15, X15
+	SHRQ $2, CX
+	JEQ dxdone
+
+dxloop:
+	GSLOAD(0) // Y14 is 0: Y9 is x
+	VMULPD Y11, Y8, Y8
+	VMULPD Y12, Y9, Y9
+	VADDPD Y9, Y8, Y8
+	VADDPD Y13, Y8, Y8
+	VCVTPD2PSY Y8, X8
+	VMOVUPS X8, (R8)
+	ADDQ $16, SI
+	ADDQ $16, DI
+	ADDQ $16, DX
+	ADDQ $16, R8
+	DECQ CX
+	JNE dxloop
+
+dxdone:
+	VZEROUPPER
+	RET

@@ -115,3 +115,64 @@ func TestBatchNormLoops(t *testing.T) {
 		}
 	}
 }
+
+// The vectorised sums of BatchNormalization's backward pass agree with
+// plain float64 sums, masked where a fused Relu's output is not positive,
+// and its dx rounds as Go computes it, to the bit.
+func TestBatchNormGradLoops(t *testing.T) {
+	r := rand.New(rand.NewSource(13))
+	for n := 0; n < 90; n++ {
+		g, x, y := make([]float32, n), make([]float32, n), make([]float32, n)
+		for i := range g {
+			g[i], x[i] = float32(r.NormFloat64()), float32(r.NormFloat64()*2+0.5)
+			y[i] = float32(max(r.NormFloat64(), 0))
+		}
+		shift := 0.3
+		for _, masked := range []bool{false, true} {
+			var want [4]float64
+			for i := range x {
+				gi := float64(g[i])
+				if masked && !(y[i] > 0) {
+					gi = 0
+				}
+				d := float64(x[i]) - shift
+				want[0] += gi
+				want[1] += gi * d
+				want[2] += d * d
+				want[3] += d
+			}
+			var got [4]float64
+			if masked {
+				got[0], got[1], got[2], got[3] = maskedGradSums(g, y, x, shift)
+			} else {
+				got[0], got[1], got[2], got[3] = gradSums(g, x, shift)
+			}
+			for k := range got {
+				if math.Abs(got[k]-want[k]) > 1e-12*(1+math.Abs(want[k])) {
+					t.Fatalf("n %d masked %v: sum %d is %v, want %v", n, masked, k, got[k], want[k])
+				}
+			}
+			a, c1, c0 := r.NormFloat64(), r.NormFloat64(), r.NormFloat64()
+			dx := make([]float32, n)
+			var ym []float32
+			if masked {
+				ym = y
+			}
+			j := 0
+			if bnDxF32 != nil {
+				j = n &^ 3
+				bnDxF32(dx, g, ym, x, a, c1, c0)
+			}
+			for i := range dx {
+				gi := g[i]
+				if masked && !(y[i] > 0) {
+					gi = 0
+				}
+				w := float32(a*float64(gi) + c1*float64(x[i]) + c0)
+				if i < j && math.Float32bits(dx[i]) != math.Float32bits(w) {
+					t.Fatalf("n %d masked %v: dx[%d] = %v, want %v", n, masked, i, dx[i], w)
+				}
+			}
+		}
+	}
+}
