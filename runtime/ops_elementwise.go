@@ -74,6 +74,11 @@ func one[T Float](v *val[T], err error) ([]*val[T], error) {
 	return []*val[T]{v}, nil
 }
 
+// passPositiveF32, when set (vec_amd64.go), is passPositive for float32
+// over the whole groups of 8 of dst, vectorised. (Its mask differs from
+// the loop's only at y = -0, which a Relu never outputs.)
+var passPositiveF32 func(dst, g, y []float32, add bool)
+
 // step is the derivative of Relu: 1 for x > 0, else 0 (PyTorch's choice at 0).
 // passPositive writes (or, with add, adds) g where y, the output of a
 // Relu, is positive into dst, and 0 elsewhere: the gradient through the
@@ -83,7 +88,13 @@ func passPositive[T Float](dst, g, y []T, add bool) {
 	g, y = g[:len(dst)], y[:len(dst)]
 	if d32, ok := any(dst).([]float32); ok {
 		g32, y32 := any(g).([]float32), any(y).([]float32)
-		for i, v := range y32 {
+		i0 := 0
+		if passPositiveF32 != nil {
+			passPositiveF32(d32, g32, y32, add)
+			i0 = len(d32) &^ 7
+		}
+		for i := i0; i < len(y32); i++ {
+			v := y32[i]
 			keep := uint32(-int32(math.Float32bits(v)) >> 31) // all ones when positive
 			m := math.Float32frombits(math.Float32bits(g32[i]) & keep)
 			if add {

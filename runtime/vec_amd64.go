@@ -33,11 +33,28 @@ func gradSumsAVX(n int, grad, y, x *float32, shift float64, sums *[4]float64)
 func bnDxAVX(n int, dx, grad, y, x *float32, coef *[3]float64)
 
 //go:noescape
+func passPositiveAVX(n int, dst, grad, y *float32, add int)
+
+//go:noescape
 func convPack16AVX(rows int, dst, x *float32, off *int32, base int)
 
 func init() {
 	if !cpu.X86.HasAVX {
 		return
+	}
+	if cpu.X86.HasAVX2 {
+		passPositiveF32 = func(dst, g, y []float32, add bool) {
+			n := len(dst) &^ 7
+			if n == 0 {
+				return
+			}
+			_, _ = g[n-1], y[n-1]
+			a := 0
+			if add {
+				a = 1
+			}
+			passPositiveAVX(n, &dst[0], &g[0], &y[0], a)
+		}
 	}
 	if cpu.X86.HasFMA && cpu.X86.HasAVX2 {
 		gradSumsF32 = func(g, y, x []float32, shift float64) (sums [4]float64) {

@@ -359,3 +359,48 @@ dxloop:
 dxdone:
 	VZEROUPPER
 	RET
+
+// func passPositiveAVX(n int, dst, grad, y *float32, add int)
+//
+// For i < n (a multiple of 8): m = grad[i] where y[i]'s bits, as an int32,
+// are positive (y a Relu's output: positive exactly there), else 0; dst[i]
+// = m, or dst[i] += m when add is not zero.
+TEXT ·passPositiveAVX(SB), NOSPLIT, $0-40
+	MOVQ n+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ grad+16(FP), SI
+	MOVQ y+24(FP), DX
+	MOVQ add+32(FP), AX
+	VPXOR Y15, Y15, Y15
+	SHRQ $3, CX
+	JEQ ppdone
+	TESTQ AX, AX
+	JNE ppadd
+
+ppset:
+	VMOVUPS (DX), Y0
+	VPCMPGTD Y15, Y0, Y0
+	VANDPS (SI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNE ppset
+	JMP ppdone
+
+ppadd:
+	VMOVUPS (DX), Y0
+	VPCMPGTD Y15, Y0, Y0
+	VANDPS (SI), Y0, Y0
+	VADDPS (DI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNE ppadd
+
+ppdone:
+	VZEROUPPER
+	RET

@@ -3,6 +3,7 @@ package runtime
 import (
 	"math"
 	"math/rand"
+	"slices"
 	"testing"
 )
 
@@ -171,6 +172,36 @@ func TestBatchNormGradLoops(t *testing.T) {
 				w := float32(a*float64(gi) + c1*float64(x[i]) + c0)
 				if i < j && math.Float32bits(dx[i]) != math.Float32bits(w) {
 					t.Fatalf("n %d masked %v: dx[%d] = %v, want %v", n, masked, i, dx[i], w)
+				}
+			}
+		}
+	}
+}
+
+// passPositive (vectorised for float32) passes g where y, a Relu's output
+// (+0, positive, or NaN), is positive, setting or adding.
+func TestPassPositive(t *testing.T) {
+	r := rand.New(rand.NewSource(14))
+	for n := 0; n < 40; n++ {
+		g, y := specialF32(r, n), make([]float32, n)
+		for i := range y {
+			y[i] = max(float32(r.NormFloat64()), 0)
+		}
+		for _, add := range []bool{false, true} {
+			dst := specialF32(r, n)
+			before := slices.Clone(dst)
+			passPositive(dst, g, y, add)
+			for i := range dst {
+				m := float32(0)
+				if y[i] > 0 {
+					m = g[i]
+				}
+				want := m
+				if add {
+					want = before[i] + m
+				}
+				if math.Float32bits(dst[i]) != math.Float32bits(want) && !(dst[i] != dst[i] && want != want) {
+					t.Fatalf("n %d add %v: element %d is %v, want %v (g %v, y %v)", n, add, i, dst[i], want, g[i], y[i])
 				}
 			}
 		}
