@@ -78,6 +78,9 @@ type winograd struct {
 var (
 	winoInputGroups  func(src []float32, wp int, idx []int32, groups int, dst []float32, ds int)
 	winoOutputGroups func(m []float32, ms, groups int, stage []float32, ss int)
+	// winoGradTileGroups transforms groups of 8 whole tiles along a row of
+	// an output gradient for gradTiles: see winoGradTilesAVX.
+	winoGradTileGroups func(src []float32, ow, groups int, dst []float32, stride int)
 )
 
 // newWinograd returns the plan for a convolution, or nil when Winograd's
@@ -465,7 +468,15 @@ func (p *winograd) gradTiles(gout, dst []float32, stride, i0, i1, k0, k1 int) {
 			plane := gout[(img*p.k+k)*p.oh*p.ow : (img*p.k+k+1)*p.oh*p.ow]
 			for ty := 0; ty < p.th; ty++ {
 				y := ty * winoM
-				for tx := 0; tx < p.tw; tx, tile = tx+1, tile+1 {
+				tx0 := 0
+				if winoGradTileGroups != nil && y+1 < p.oh {
+					// Groups of 8 whole tiles (both columns inside).
+					groups := p.ow / winoM / 8
+					winoGradTileGroups(plane[y*p.ow:], p.ow, groups, dst[k*t+tile:], stride)
+					tx0 = 8 * groups
+					tile += tx0
+				}
+				for tx := tx0; tx < p.tw; tx, tile = tx+1, tile+1 {
 					x := tx * winoM
 					var g00, g01, g10, g11 float32
 					g00 = plane[y*p.ow+x]

@@ -11,6 +11,9 @@ import "golang.org/x/sys/cpu"
 func winoInputAVX(src *float32, wp int, idx *int32, groups int, dst *float32, ds int)
 
 //go:noescape
+func winoGradTilesAVX(src *float32, ow int, groups int, dst *float32, stride int)
+
+//go:noescape
 func winoOutputAVX(m *float32, ms int, groups int, stage *float32, ss int)
 
 func init() {
@@ -32,6 +35,14 @@ func init() {
 		_ = src[int(hi)+(winoA-1)*wp+winoA-1]
 		_ = dst[(winoA2-1)*ds+8*groups-1]
 		winoInputAVX(&src[0], wp, &idx[0], groups, &dst[0], ds)
+	}
+	winoGradTileGroups = func(src []float32, ow, groups int, dst []float32, stride int) {
+		if groups == 0 {
+			return
+		}
+		_ = src[ow+16*groups-1]
+		_ = dst[(winoA2-1)*stride+8*groups-1]
+		winoGradTilesAVX(&src[0], ow, groups, &dst[0], stride)
 	}
 	winoOutputGroups = func(m []float32, ms, groups int, stage []float32, ss int) {
 		if groups == 0 {

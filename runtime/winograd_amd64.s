@@ -215,3 +215,72 @@ ogroup:
 odone:
 	VZEROUPPER
 	RET
+
+// DEINT(off, e, o) loads the 16 floats at off(R10) and puts the even ones
+// in e and the odd ones in o, in order (see LOADROW).
+#define DEINT(off, e, o) \
+	VMOVUPS off(R10), Y12; \
+	VMOVUPS off+32(R10), Y13; \
+	VSHUFPS $0x88, Y13, Y12, e; \
+	VSHUFPS $0xDD, Y13, Y12, o; \
+	VPERMPD $0xD8, e, e; \
+	VPERMPD $0xD8, o, o
+
+// STOREROW(a, b) stores a, a+b, a-b and -b (Y15 holds the sign bits) to
+// the next four slots (R9, advanced by R8).
+#define STOREROW(a, b) \
+	VMOVUPS a, (R9); \
+	ADDQ R8, R9; \
+	VADDPS b, a, Y10; \
+	VMOVUPS Y10, (R9); \
+	ADDQ R8, R9; \
+	VSUBPS b, a, Y10; \
+	VMOVUPS Y10, (R9); \
+	ADDQ R8, R9; \
+	VXORPS Y15, b, Y10; \
+	VMOVUPS Y10, (R9); \
+	ADDQ R8, R9
+
+// func winoGradTilesAVX(src *float32, ow int, groups int, dst *float32, stride int)
+//
+// For groups of 8 tiles along a row of output gradient tiles (src is the
+// first tile's top left, rows ow floats apart; every tile whole), writes
+// the tiles' A g Aᵀ: element ξ of tile j of group g to dst[ξ*stride + 8g
+// + j] (see winograd.gradTiles).
+TEXT ·winoGradTilesAVX(SB), NOSPLIT, $0-40
+	MOVQ src+0(FP), SI
+	MOVQ ow+8(FP), BX
+	SHLQ $2, BX
+	MOVQ groups+16(FP), CX
+	MOVQ dst+24(FP), DI
+	MOVQ stride+32(FP), R8
+	SHLQ $2, R8
+	VPCMPEQD Y15, Y15, Y15
+	VPSLLD $31, Y15, Y15
+	TESTQ CX, CX
+	JEQ gtdone
+
+gtgroup:
+	MOVQ SI, R10
+	DEINT(0, Y0, Y1) // g00, g01
+	ADDQ BX, R10
+	DEINT(0, Y2, Y3) // g10, g11
+	MOVQ DI, R9
+	STOREROW(Y0, Y1)
+	VADDPS Y2, Y0, Y4
+	VADDPS Y3, Y1, Y5
+	STOREROW(Y4, Y5)
+	VSUBPS Y2, Y0, Y4
+	VSUBPS Y3, Y1, Y5
+	STOREROW(Y4, Y5)
+	VXORPS Y15, Y2, Y4
+	VXORPS Y15, Y3, Y5
+	STOREROW(Y4, Y5)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE gtgroup
+
+gtdone:
+	VZEROUPPER
+	RET
