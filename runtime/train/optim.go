@@ -80,6 +80,11 @@ func (o *SGD) Update(params []*runtime.Param, grads map[string]*tensor.Dense, lr
 	})
 }
 
+// sgdMomentumF32, when set (sgd_amd64.go), is sgdStep's loop for float32
+// with an existing momentum buffer, not maximizing, not Nesterov, over
+// the whole groups of 8 of p.
+var sgdMomentumF32 func(p, grad, buf []float32, wd, mom, damp1, lr float32)
+
 func sgdStep[T float32 | float64](o SGDOptions, ps *ParamState, p, grad []T, lr T) {
 	wd, mom, damp := T(o.WeightDecay), T(o.Momentum), T(o.Dampening)
 	var buf []T
@@ -93,7 +98,13 @@ func sgdStep[T float32 | float64](o SGDOptions, ps *ParamState, p, grad []T, lr 
 			first = true
 		}
 	}
-	for i := range p {
+	i0 := 0
+	if p32, ok := any(p).([]float32); ok && buf != nil && !first && !o.Maximize && !o.Nesterov && sgdMomentumF32 != nil {
+		// The common step, 8 parameters at a time, rounded the same.
+		sgdMomentumF32(p32, any(grad).([]float32), any(buf).([]float32), float32(wd), float32(mom), float32(T(1-damp)), float32(lr))
+		i0 = len(p) &^ 7
+	}
+	for i := i0; i < len(p); i++ {
 		g := grad[i]
 		if o.Maximize {
 			g = -g

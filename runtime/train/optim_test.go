@@ -3,7 +3,9 @@ package train
 import (
 	"context"
 	"math"
+	"math/rand"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -321,6 +323,50 @@ func TestSchedules(t *testing.T) {
 		for e, want := range c.want {
 			if got := c.s.LR(0.1, e); math.Abs(got-want) > 1e-15 {
 				t.Errorf("%T%+v epoch %d: lr %.17g, torch %.17g", c.s, c.s, e, got, want)
+			}
+		}
+	}
+}
+
+// The vectorised SGD step with momentum (sgdMomentumF32) rounds as the
+// loop does: parameters and momentum buffers equal to the bit after
+// several steps, with and without weight decay, on odd lengths.
+func TestSGDVectorMatchesLoop(t *testing.T) {
+	if sgdMomentumF32 == nil {
+		t.Skip("no vector loop on this machine")
+	}
+	r := rand.New(rand.NewSource(15))
+	for _, wd := range []float64{0, 1e-4} {
+		for _, n := range []int{1, 7, 8, 9, 63, 100} {
+			o := SGDOptions{LR: 0.1, Momentum: 0.9, Dampening: 0.1, WeightDecay: wd}
+			p0 := make([]float32, n)
+			for i := range p0 {
+				p0[i] = float32(r.NormFloat64())
+			}
+			var ps [2][]float32
+			var bufs [2][]float32
+			for k, vec := range []bool{true, false} {
+				saved := sgdMomentumF32
+				if !vec {
+					sgdMomentumF32 = nil
+				}
+				st := &ParamState{Buffers: map[string]any{}}
+				p := slices.Clone(p0)
+				rr := rand.New(rand.NewSource(16))
+				for step := 0; step < 4; step++ {
+					g := make([]float32, n)
+					for i := range g {
+						g[i] = float32(rr.NormFloat64())
+					}
+					sgdStep(o, st, p, g, float32(0.05))
+				}
+				sgdMomentumF32 = saved
+				ps[k], bufs[k] = p, st.Buffers["momentum_buffer"].([]float32)
+			}
+			for i := range ps[0] {
+				if math.Float32bits(ps[0][i]) != math.Float32bits(ps[1][i]) || math.Float32bits(bufs[0][i]) != math.Float32bits(bufs[1][i]) {
+					t.Fatalf("wd %v n %d: element %d: vector %v/%v, loop %v/%v", wd, n, i, ps[0][i], bufs[0][i], ps[1][i], bufs[1][i])
+				}
 			}
 		}
 	}
