@@ -106,15 +106,24 @@ def torch_bench(name, mode, batch, iters, threads):
 
 def interleave(rounds, *runs):
     """Runs each of runs in turn, rounds times (a b c a b c ...); returns
-    each one's median of medians and largest peak RSS."""
+    each one's median of medians, largest peak RSS and per-round medians
+    (for ratios taken round by round: this machine's speed drifts over
+    minutes, and runs of one round are seconds apart)."""
     results = [[] for _ in runs]
     for _ in range(rounds):
         for r, run in zip(results, runs):
             r.append(run())
 
     def summary(rs):
-        return statistics.median(r["median_ms"] for r in rs), max(r["peak_rss_bytes"] for r in rs)
+        return (statistics.median(r["median_ms"] for r in rs), max(r["peak_rss_bytes"] for r in rs),
+                [r["median_ms"] for r in rs])
     return [summary(r) for r in results]
+
+
+def paired(a, b):
+    """The median of a's per-round times over b's, and each round's."""
+    per = [x / y for x, y in zip(a[2], b[2])]
+    return statistics.median(per), per
 
 
 def build_before(rev, work):
@@ -204,7 +213,7 @@ def main():
         results.append((what, g, b, ref_name, ref, target))
         was = f", before {b[0]:.1f} ms ({mib(b[1])})" if b else ""
         print(f"{what}: graft {g[0]:.1f} ms ({mib(g[1])}){was}, {ref_name} {ref[0]:.1f} ms ({mib(ref[1])}): "
-              f"{g[0] / ref[0]:.2f}x, target {target}x", flush=True)
+              f"{paired(g, ref)[0]:.2f}x (rounds {' '.join(f'{x:.2f}' for x in paired(g, ref)[1])}), target {target}x", flush=True)
 
     record("frozen-backbone fine-tuning epoch, ResNet-18, 64 photos, no feature cache",
            [lambda: finetune_epoch(graft, photos, work, t)] + ([lambda: finetune_epoch(before, photos, work, t)] if before else [])
@@ -232,26 +241,28 @@ def main():
     allocs = "\n".join(l for l in gobench.splitlines() if l.startswith("Benchmark"))
 
     cmd = "testdata/gen/benchmarks.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    table = ["| benchmark | graft | reference | graft / reference | target | graft peak memory | reference peak memory |",
-             "|---|---|---|---|---|---|---|"]
+    table = ["| benchmark | graft | reference | graft / reference | each round | target | graft peak memory | reference peak memory |",
+             "|---|---|---|---|---|---|---|---|"]
     for what, g, b, ref_name, ref, target in results:
-        ratio = g[0] / ref[0]
+        ratio, per = paired(g, ref)
         met = "met" if ratio <= target else "missed"
         mem = "" if g[1] <= ref[1] else " (more)"
-        table.append(f"| {what} | {g[0]:.1f} ms | {ref_name}: {ref[0]:.1f} ms | {ratio:.2f} | {target} ({met}) | "
-                     f"{mib(g[1])}{mem} | {mib(ref[1])} |")
+        table.append(f"| {what} | {g[0]:.1f} ms | {ref_name}: {ref[0]:.1f} ms | {ratio:.2f} | {' '.join(f'{x:.2f}' for x in per)} | "
+                     f"{target} ({met}) | {mib(g[1])}{mem} | {mib(ref[1])} |")
     with open(args.out, "w") as f:
         f.write("# graft's speed against onnxruntime and PyTorch\n\n")
         f.write(f"Written by `{cmd.strip()}` at graft {head} on {datetime.date.today()}: every row runs graft (`graft bench`) "
                 f"and the reference alternately, {n} rounds, each a separate process, {t} threads each; times are the median "
-                f"of each run's median, peak memory the largest of the runs (RSS of the whole process).\n\n")
+                f"of each run's median; a ratio is the median of the rounds' ratios (each round's runs are seconds apart, "
+                f"while this machine's speed drifts over minutes); peak memory the largest of the runs (RSS of the whole "
+                f"process).\n\n")
         f.write(f"Machine: {machine()}.\n\n")
         f.write("\n".join(table) + "\n")
         if before:
             f.write(f"\n## Before and after\n\ngraft as of `{args.before}`, timed in the same rounds:\n\n")
             f.write("| benchmark | before | after | after / before | before / reference | before peak memory |\n|---|---|---|---|---|---|\n")
             for what, g, b, ref_name, ref, target in results:
-                f.write(f"| {what} | {b[0]:.1f} ms | {g[0]:.1f} ms | {g[0] / b[0]:.2f} | {b[0] / ref[0]:.2f} | {mib(b[1])} |\n")
+                f.write(f"| {what} | {b[0]:.1f} ms | {g[0]:.1f} ms | {paired(g, b)[0]:.2f} | {paired(b, ref)[0]:.2f} | {mib(b[1])} |\n")
         f.write("\n## Allocations\n\n`go test ./runtime -run XXX -bench 'ResNet18Inference|ResNet18Gradients' -benchtime 5x` "
                 "(GOMAXPROCS as the machine has it; B/op and allocs/op are what one run allocates once the session exists: "
                 "a gradient step's are mostly the gradients it returns):\n\n"
