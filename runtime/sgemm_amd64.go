@@ -4,26 +4,21 @@ package runtime
 
 import "golang.org/x/sys/cpu"
 
-// sgemmKernel6x16 is the AVX2+FMA micro-kernel (sgemm_amd64.s): a 6x16
-// tile in twelve ymm accumulators, A read with any strides. See
-// sgemmKernel for the contract.
-//
-//go:noescape
-func sgemmKernel6x16(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
-
-// sgemmKernel6x16E is sgemmKernel6x16 with alpha 1 and an epilogue: see
+// sgemmKernel6x16E is one tile of sgemmKernel6x16N with alpha 1 and an epilogue: see
 // sgemmKernel.fnEpi.
 //
 //go:noescape
 func sgemmKernel6x16E(k int, a *float32, rsa, csa int, b, c *float32, ldc int, beta float32, bias *float32, relu int)
 
-// sgemmKernel6x16N is sgemmKernel6x16 on tiles tiles down C: see
-// sgemmKernel.fnN.
+// sgemmKernel6x16N is the AVX2+FMA micro-kernel (sgemm_amd64.s): 6x16
+// tiles in twelve ymm accumulators, A read with any strides, tiles of
+// them down C in one call (sgemmKernel.fn is one, fnN several). See
+// sgemmKernel for the contract.
 //
 //go:noescape
 func sgemmKernel6x16N(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32, tiles, aStep int)
 
-// sgemmKernel6x8 is sgemmKernel.half for sgemmKernel6x16 (sgemm_amd64.s).
+// sgemmKernel6x8 is sgemmKernel.half for sgemmKernel6x16N (sgemm_amd64.s).
 //
 //go:noescape
 func sgemmKernel6x8(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
@@ -74,7 +69,7 @@ func sgemmKernelAVX2(k int, a []float32, rsa, csa int, b, c []float32, ldc int, 
 	_ = a[5*rsa+(k-1)*csa]
 	_ = b[16*k-1]
 	_ = c[5*ldc+15]
-	sgemmKernel6x16(k, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
+	sgemmKernel6x16N(k, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta, 1, 0)
 }
 
 func sgemmKernelAVX2Epi(k int, a []float32, rsa, csa int, b, c []float32, ldc int, beta float32, bias []float32, relu bool) {
