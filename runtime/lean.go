@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"math"
 	"errors"
 
 	G "gorgonia.org/gorgonia"
@@ -128,8 +129,12 @@ func (op *kernelOp[T]) writesAll() bool {
 	return ok
 }
 
-// A gradient accumulates into its buffer.
-func (op *gradOp[T]) writesAll() bool { return false }
+// A gradient accumulates into its buffer, unless its kernel says that its
+// backward for this input writes every element (gradWritesAll).
+func (op *gradOp[T]) writesAll() bool {
+	w, ok := op.fwd.k.(interface{ gradWritesAll(input int) bool })
+	return ok && w.gradWritesAll(op.input)
+}
 
 // pooledOpOf returns n's op as a pooledOp, or nil when it is one of
 // Gorgonia's own. Gorgonia sums the gradients a value gets from several
@@ -215,11 +220,29 @@ func (p *leanPool[T]) get(n int, dirty bool) []T {
 		p.free[n] = bs[:len(bs)-1]
 		if !dirty {
 			clear(b) // kernels write into zeroed outputs
+		} else if leanPoison {
+			poison(b)
 		}
 		return b
 	}
 	p.made++
-	return make([]T, n)
+	b := make([]T, n)
+	if dirty && leanPoison {
+		poison(b)
+	}
+	return b
+}
+
+// leanPoison, set by tests, fills the buffers given to kernels that write
+// every element (writesAll) with NaN, so that an element one leaves
+// unwritten shows.
+var leanPoison bool
+
+func poison[T Float](b []T) {
+	nan := T(math.NaN())
+	for i := range b {
+		b[i] = nan
+	}
 }
 
 func (p *leanPool[T]) put(b []T) {

@@ -745,6 +745,11 @@ func (k *conv[T]) epilogue(in [][]T, o []T) {
 	})
 }
 
+// The input gradient is written block by block by Winograd's plan or, for a
+// direct window, by one GEMM per image and group; otherwise backward clears
+// it on both cores before col2im adds into it.
+func (k *conv[T]) gradWritesAll(input int) bool { return input == 0 }
+
 func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 	x, w := in[0], in[1]
 	cg, mg, kN, oN, iN := k.sizes()
@@ -761,7 +766,7 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 			transpose(w[g*mg*cg*kN:(g+1)*mg*cg*kN], wt[g*mg*cg*kN:], mg, cg*kN)
 		}
 		defer k.wt.give(wt)
-		if k.direct { // gin starts zeroed and each block is written once
+		if k.direct { // each block is written once
 			for img := 0; img < k.n; img++ {
 				for g := 0; g < k.group; g++ {
 					gemm(false, false, cg*kN, oN, mg, 1, wt[g*mg*cg*kN:], mg, gout[(img*k.m+g*mg)*oN:], oN, 0, gin[(img*k.c+g*cg)*iN:], oN)
@@ -769,6 +774,7 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 			}
 			return nil
 		}
+		parallelFor(len(gin), len(gin), func(lo, hi int) { clear(gin[lo:hi]) })
 		cols := k.takeCols()
 		for img := 0; img < k.n; img++ {
 			for g := 0; g < k.group; g++ {

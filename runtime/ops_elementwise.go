@@ -211,6 +211,8 @@ func (k *unary[T]) forward(in [][]T, out []T) error {
 
 func (k *unary[T]) writesAll() {}
 
+func (k *unary[T]) gradWritesAll(int) bool { return true }
+
 func (k *unary[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
 	x := in[0]
 	parallelFor(len(gin), len(gin), func(lo, hi int) {
@@ -592,6 +594,15 @@ func (k *binaryOp[T]) fuseRelu(bool) bool {
 
 func (k *binaryOp[T]) writesAll() {}
 
+// The gradient of an input of the output's size is written element by
+// element; that of a broadcast input is summed.
+func (k *binaryOp[T]) gradWritesAll(input int) bool {
+	if input == 0 {
+		return k.ia == nil && k.amod == 0
+	}
+	return k.ib == nil && k.bmod == 0
+}
+
 func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 	a, b := in[0], in[1]
 	ia, ib := k.ia.get(), k.ib.get()
@@ -604,14 +615,20 @@ func (k *binaryOp[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 			a, b, out, gout, gin := a[lo:hi], b[lo:hi], out[lo:hi], gout[lo:hi], gin[lo:hi]
 			if k.name == "Add" {
 				if k.relu {
-					passPositive(gin, gout, out, true)
+					passPositive(gin, gout, out, false)
 					return
 				}
-				addInto(gin, gout) // d = 1
+				copy(gin, gout) // d = 1
 				return
 			}
 			for i := range gin {
-				gin[i] += gout[i] * d(a[i], b[i], out[i])
+				gin[i] = gout[i] * d(a[i], b[i], out[i])
+			}
+			return
+		}
+		if idx == nil && mod == 0 { // one output element each
+			for i := lo; i < hi; i++ {
+				gin[i] = gout[i] * d(a[src(ia, k.amod, i)], b[src(ib, k.bmod, i)], out[i])
 			}
 			return
 		}

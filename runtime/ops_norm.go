@@ -272,6 +272,9 @@ func (k *batchNorm[T]) forward(in [][]T, out []T) error {
 // trust), folding them into one pass over x and dy that the three
 // gradients share: the first computes it, the others of the same run and
 // data reuse it.
+// Its backward writes every element of dx, dscale and dbias.
+func (k *batchNorm[T]) gradWritesAll(input int) bool { return input <= 2 }
+
 func (k *batchNorm[T]) backward(which int, in [][]T, out, gout, gin []T) error {
 	x := in[0]
 	if which < 0 || which > 2 {

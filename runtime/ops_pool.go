@@ -351,6 +351,10 @@ func (k *pool[T]) writesAll() {}
 // backward routes each output's gradient to its window's first maximum (as
 // PyTorch does on ties), found as the first tap equal to the output, or
 // spreads it evenly over the window's input elements (average).
+// Its backward clears each plane of the input gradient itself before
+// adding into it: on both cores, while the plane is in cache.
+func (k *pool[T]) gradWritesAll(int) bool { return true }
+
 func (k *pool[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
 	k.tables.Do(k.buildTable)
 	x := in[0]
@@ -359,6 +363,7 @@ func (k *pool[T]) backward(_ int, in [][]T, out, gout, gin []T) error {
 		for p := p0; p < p1; p++ {
 			xp := x[p*k.iN : (p+1)*k.iN]
 			gp := gin[p*k.iN : (p+1)*k.iN]
+			clear(gp)
 			g := gout[p*k.oN : (p+1)*k.oN]
 			if k.isMax {
 				y := out[p*k.oN : (p+1)*k.oN]

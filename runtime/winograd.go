@@ -81,6 +81,12 @@ var (
 	// winoGradTileGroups transforms groups of 8 whole tiles along a row of
 	// an output gradient for gradTiles: see winoGradTilesAVX.
 	winoGradTileGroups func(src []float32, ow, groups int, dst []float32, stride int)
+	// winoFilterGroups transforms groups of 8 kernels for winogradFilter:
+	// those at w[(8g+j)*step], element ξ of U to u[rowOf[ξ] + 8g + j].
+	winoFilterGroups func(w []float32, step, groups int, u []float32, rowOf *[winoA2]int)
+	// winoGradOutputGroups adds Gᵀ m G for groups of 8 (k, c) pairs for
+	// gradOutputs: the sums at acc[ξ*stride + 8g + j] into dw[(8g+j)*9:].
+	winoGradOutputGroups func(acc []float32, stride, groups int, dw []float32)
 )
 
 // newWinograd returns the plan for a convolution, or nil when Winograd's
@@ -154,50 +160,75 @@ var winoPerCore byte
 func filterStride(k, c int) int { return k*c + 16 }
 
 // winogradFilter writes U = G g Gᵀ for every (k, c) into u, laid out
-// [16][k][c] (the matrices filterStride apart), computed in float64 and rounded once, from the kernels
-// g[k][c] = w[k][c], or when turned w[c][k] turned 180 degrees (w is then
-// [c][k][3][3]).
+// [16][k][c] (the matrices filterStride apart), from the kernels g[k][c] =
+// w[k][c], or when turned w[c][k] turned 180 degrees (w is then
+// [c][k][3][3]). Turning g is P U Pᵀ with P swapping rows 0 and 3 (G's
+// rows reversed are G's rows 3, 1, 2, 0), so a turned plan transforms w
+// as it lies and writes element (i, j) of U to slot (p(i), p(j)).
 func winogradFilter(u, w []float32, k, c int, turned bool) {
 	kc := filterStride(k, c)
+	var rowOf [winoA2]int // where element ξ of U goes, in floats
+	for xi := range rowOf {
+		i, j := xi/winoA, xi%winoA
+		if turned {
+			i, j = winoTurn(i), winoTurn(j)
+		}
+		rowOf[xi] = (i*winoA + j) * kc
+	}
+	// The kernel for (kk, cc) is at base + cc*step.
+	step := 9
+	if turned {
+		step = 9 * k
+	}
 	parallelFor(k, k*c*winoA2, func(lo, hi int) {
-		var rows [winoA2][]float32 // rows[ξ][cc]: U[ξ][kk][cc]
 		for kk := lo; kk < hi; kk++ {
-			for xi := range rows {
-				rows[xi] = u[xi*kc+kk*c : xi*kc+kk*c+c]
+			base := kk * c * 9
+			if turned {
+				base = kk * 9
 			}
-			for cc := 0; cc < c; cc++ {
-				// g[r][s] is grs; straight-line code, in float64 (arrays
-				// and loops here took 4 times as long).
-				var g00, g01, g02, g10, g11, g12, g20, g21, g22 float64
-				if turned {
-					t := (*[9]float32)(w[(cc*k+kk)*9:])
-					g00, g01, g02 = float64(t[8]), float64(t[7]), float64(t[6])
-					g10, g11, g12 = float64(t[5]), float64(t[4]), float64(t[3])
-					g20, g21, g22 = float64(t[2]), float64(t[1]), float64(t[0])
-				} else {
-					t := (*[9]float32)(w[(kk*c+cc)*9:])
-					g00, g01, g02 = float64(t[0]), float64(t[1]), float64(t[2])
-					g10, g11, g12 = float64(t[3]), float64(t[4]), float64(t[5])
-					g20, g21, g22 = float64(t[6]), float64(t[7]), float64(t[8])
+			cc := 0
+			if winoFilterGroups != nil {
+				groups := c / 8
+				winoFilterGroups(w[base:], step, groups, u[kk*c:], &rowOf)
+				cc = 8 * groups
+			}
+			var rows [winoA2][]float32 // rows[ξ][cc]: element ξ for (kk, cc)
+			for xi, r := range rowOf {
+				rows[xi] = u[r+kk*c : r+kk*c+c]
+			}
+			for ; cc < c; cc++ {
+				// In float32 in winoFilterAVX's order of operations, so
+				// that both give the same bits; straight-line code
+				// (arrays and loops here took twice as long). G's rows
+				// are [1 0 0] [½ ½ ½] [½ -½ ½] [0 0 1]; G g's rows 0
+				// and 3 are g's, rows 1 and 2 (g0j + g2j ± g1j)/2.
+				g := (*[9]float32)(w[base+cc*step:])
+				s0, s1, s2 := g[0]+g[6], g[1]+g[7], g[2]+g[8]
+				a10, a11, a12 := (s0+g[3])*0.5, (s1+g[4])*0.5, (s2+g[5])*0.5
+				a20, a21, a22 := (s0-g[3])*0.5, (s1-g[4])*0.5, (s2-g[5])*0.5
+				// Row i of G g, b, times Gᵀ: b0, (b0 + b2 ± b1)/2, b2.
+				put := func(i int, b0, b1, b2 float32) {
+					s := b0 + b2
+					rows[i*winoA][cc] = b0
+					rows[i*winoA+1][cc] = (s + b1) * 0.5
+					rows[i*winoA+2][cc] = (s - b1) * 0.5
+					rows[i*winoA+3][cc] = b2
 				}
-				// G g (G's rows [1 0 0] [½ ½ ½] [½ -½ ½] [0 0 1]): row i
-				// is ai0, ai1, ai2; row 0 is g's row 0, row 3 its row 2.
-				a10, a11, a12 := (g00+g10+g20)*0.5, (g01+g11+g21)*0.5, (g02+g12+g22)*0.5
-				a20, a21, a22 := (g00-g10+g20)*0.5, (g01-g11+g21)*0.5, (g02-g12+g22)*0.5
-				// (G g) Gᵀ, row by row.
-				put := func(i int, a0, a1, a2 float64) {
-					rows[i*winoA][cc] = float32(a0)
-					rows[i*winoA+1][cc] = float32((a0 + a1 + a2) * 0.5)
-					rows[i*winoA+2][cc] = float32((a0 - a1 + a2) * 0.5)
-					rows[i*winoA+3][cc] = float32(a2)
-				}
-				put(0, g00, g01, g02)
+				put(0, g[0], g[1], g[2])
 				put(1, a10, a11, a12)
 				put(2, a20, a21, a22)
-				put(3, g20, g21, g22)
+				put(3, g[6], g[7], g[8])
 			}
 		}
 	})
+}
+
+// winoTurn is P's permutation: 0 and 3 swap places.
+func winoTurn(i int) int {
+	if i == 0 || i == winoA-1 {
+		return winoA - 1 - i
+	}
+	return i
 }
 
 // forward computes out [n, k, oh, ow] from x [n, c, h, w], the weight w
@@ -428,7 +459,13 @@ func (p *winograd) gradOutputs(acc, dw []float32) {
 			r4, r5, r6, r7 := rows[4][:c], rows[5][:c], rows[6][:c], rows[7][:c]
 			r8, r9, r10, r11 := rows[8][:c], rows[9][:c], rows[10][:c], rows[11][:c]
 			r12, r13, r14, r15 := rows[12][:c], rows[13][:c], rows[14][:c], rows[15][:c]
-			for cc := range r0 {
+			cc0 := 0
+			if winoGradOutputGroups != nil {
+				groups := c / 8
+				winoGradOutputGroups(acc[kk*c:], stride, groups, d)
+				cc0 = 8 * groups
+			}
+			for cc := cc0; cc < c; cc++ {
 				// Gᵀ m G, straight-line: Gᵀ's rows are [1 ½ ½ 0]
 				// [0 ½ -½ 0] [0 ½ ½ 1]; Gᵀ m's row i, column j is tij.
 				s0, h0 := (r4[cc]+r8[cc])*0.5, (r4[cc]-r8[cc])*0.5

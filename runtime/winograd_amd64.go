@@ -16,6 +16,12 @@ func winoGradTilesAVX(src *float32, ow int, groups int, dst *float32, stride int
 //go:noescape
 func winoOutputAVX(m *float32, ms int, groups int, stage *float32, ss int)
 
+//go:noescape
+func winoFilterAVX(w *float32, step int, groups int, u *float32, rowOf *[winoA2]int)
+
+//go:noescape
+func winoGradOutAVX(acc *float32, stride int, groups int, dw *float32)
+
 func init() {
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
 		return
@@ -51,5 +57,26 @@ func init() {
 		_ = m[(winoA2-1)*ms+8*groups-1]
 		_ = stage[(winoM*winoM-1)*ss+8*groups-1]
 		winoOutputAVX(&m[0], ms, groups, &stage[0], ss)
+	}
+	winoFilterGroups = func(w []float32, step, groups int, u []float32, rowOf *[winoA2]int) {
+		if groups == 0 {
+			return
+		}
+		_ = w[(8*groups-1)*step+8]
+		for _, r := range rowOf {
+			if r < 0 {
+				panic("winoFilterAVX: negative offset")
+			}
+			_ = u[r+8*groups-1]
+		}
+		winoFilterAVX(&w[0], step, groups, &u[0], rowOf)
+	}
+	winoGradOutputGroups = func(acc []float32, stride, groups int, dw []float32) {
+		if groups == 0 {
+			return
+		}
+		_ = acc[(winoA2-1)*stride+8*groups-1]
+		_ = dw[72*groups-1]
+		winoGradOutAVX(&acc[0], stride, groups, &dw[0])
 	}
 }

@@ -284,3 +284,217 @@ gtgroup:
 gtdone:
 	VZEROUPPER
 	RET
+
+// TRANSPOSE8 transposes the 8x8 matrix whose rows are r0-r7 into t0-t7
+// (t_j is column j), destroying r0-r7.
+#define TRANSPOSE8(r0, r1, r2, r3, r4, r5, r6, r7, t0, t1, t2, t3, t4, t5, t6, t7) \
+	VUNPCKLPS r1, r0, t0; \
+	VUNPCKHPS r1, r0, t1; \
+	VUNPCKLPS r3, r2, t2; \
+	VUNPCKHPS r3, r2, t3; \
+	VUNPCKLPS r5, r4, t4; \
+	VUNPCKHPS r5, r4, t5; \
+	VUNPCKLPS r7, r6, t6; \
+	VUNPCKHPS r7, r6, t7; \
+	VSHUFPS $0x44, t2, t0, r0; \
+	VSHUFPS $0xEE, t2, t0, r1; \
+	VSHUFPS $0x44, t3, t1, r2; \
+	VSHUFPS $0xEE, t3, t1, r3; \
+	VSHUFPS $0x44, t6, t4, r4; \
+	VSHUFPS $0xEE, t6, t4, r5; \
+	VSHUFPS $0x44, t7, t5, r6; \
+	VSHUFPS $0xEE, t7, t5, r7; \
+	VPERM2F128 $0x20, r4, r0, t0; \
+	VPERM2F128 $0x20, r5, r1, t1; \
+	VPERM2F128 $0x20, r6, r2, t2; \
+	VPERM2F128 $0x20, r7, r3, t3; \
+	VPERM2F128 $0x31, r4, r0, t4; \
+	VPERM2F128 $0x31, r5, r1, t5; \
+	VPERM2F128 $0x31, r6, r2, t6; \
+	VPERM2F128 $0x31, r7, r3, t7
+
+// FSLOT(v, xi) stores v to element xi's slot: u (DI) plus rowOf[xi] (DX)
+// floats.
+#define FSLOT(v, xi) \
+	MOVQ (8*xi)(DX), R9; \
+	VMOVUPS v, (DI)(R9*4)
+
+// FROW(b0, b1, b2, i) stores row i of (G g) Gᵀ from row i of G g, held in
+// b0-b2: b0, (b0 + b2 + b1)/2, (b0 + b2 - b1)/2, b2 (Y1 holds ½).
+#define FROW(b0, b1, b2, i) \
+	FSLOT(b0, (4*i)); \
+	VADDPS b2, b0, Y11; \
+	VADDPS b1, Y11, Y12; \
+	VMULPS Y1, Y12, Y12; \
+	FSLOT(Y12, (4*i+1)); \
+	VSUBPS b1, Y11, Y13; \
+	VMULPS Y1, Y13, Y13; \
+	FSLOT(Y13, (4*i+2)); \
+	FSLOT(b2, (4*i+3))
+
+// func winoFilterAVX(w *float32, step int, groups int, u *float32, rowOf *[16]int)
+//
+// For groups of 8 3x3 kernels (kernel j of group g at w[(8g+j)*step]),
+// writes U = G g Gᵀ: element ξ of kernel j of group g to u[rowOf[ξ] + 8g +
+// j], in winoFilterTransform's order of operations. The kernels' first 8
+// elements are loaded as rows and transposed, so that element i of the 8
+// kernels is one register; the ninth is gathered with inserts.
+TEXT ·winoFilterAVX(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), SI
+	MOVQ step+8(FP), BX
+	SHLQ $2, BX
+	LEAQ (BX)(BX*2), R11
+	MOVQ groups+16(FP), CX
+	MOVQ u+24(FP), DI
+	MOVQ rowOf+32(FP), DX
+	MOVL $0x3f000000, AX // ½
+	TESTQ CX, CX
+	JEQ fdone
+
+fgroup:
+	LEAQ (SI)(BX*4), R8
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(BX*1), Y1
+	VMOVUPS (SI)(BX*2), Y2
+	VMOVUPS (SI)(R11*1), Y3
+	VMOVUPS (R8), Y4
+	VMOVUPS (R8)(BX*1), Y5
+	VMOVUPS (R8)(BX*2), Y6
+	VMOVUPS (R8)(R11*1), Y7
+	// g0-g7 in Y8-Y15.
+	TRANSPOSE8(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15)
+	// g8 in Y0.
+	VMOVSS 32(SI), X0
+	VINSERTPS $0x10, 32(SI)(BX*1), X0, X0
+	VINSERTPS $0x20, 32(SI)(BX*2), X0, X0
+	VINSERTPS $0x30, 32(SI)(R11*1), X0, X0
+	VMOVSS 32(R8), X1
+	VINSERTPS $0x10, 32(R8)(BX*1), X1, X1
+	VINSERTPS $0x20, 32(R8)(BX*2), X1, X1
+	VINSERTPS $0x30, 32(R8)(R11*1), X1, X1
+	VINSERTF128 $1, X1, Y0, Y0
+	VMOVD AX, X1
+	VBROADCASTSS X1, Y1
+	// Rows 1 and 2 of G g by columns: s = g_j + g_{6+j}; (s ± g_{3+j})/2
+	// in Y3, Y5, Y7 and Y2, Y4, Y6.
+	VADDPS Y14, Y8, Y2
+	VADDPS Y11, Y2, Y3
+	VMULPS Y1, Y3, Y3
+	VSUBPS Y11, Y2, Y2
+	VMULPS Y1, Y2, Y2
+	VADDPS Y15, Y9, Y4
+	VADDPS Y12, Y4, Y5
+	VMULPS Y1, Y5, Y5
+	VSUBPS Y12, Y4, Y4
+	VMULPS Y1, Y4, Y4
+	VADDPS Y0, Y10, Y6
+	VADDPS Y13, Y6, Y7
+	VMULPS Y1, Y7, Y7
+	VSUBPS Y13, Y6, Y6
+	VMULPS Y1, Y6, Y6
+	FROW(Y8, Y9, Y10, 0)
+	FROW(Y3, Y5, Y7, 1)
+	FROW(Y2, Y4, Y6, 2)
+	FROW(Y14, Y15, Y0, 3)
+	LEAQ (SI)(BX*8), SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE fgroup
+
+fdone:
+	VZEROUPPER
+	RET
+
+// GCOL(m0, m4, m8, m12, t0, t1, t2) computes column j of Gᵀ m from the
+// sums m_j, m_{4+j}, m_{8+j} and m_{12+j} at m0-m12: s = (m_{4+j} +
+// m_{8+j})/2; t0 = m_j + s, t1 = (m_{4+j} - m_{8+j})/2, t2 = s + m_{12+j}
+// (Y15 holds ½).
+#define GCOL(m0, m4, m8, m12, t0, t1, t2) \
+	VMOVUPS m4, Y12; \
+	VMOVUPS m8, Y13; \
+	VADDPS Y13, Y12, Y14; \
+	VMULPS Y15, Y14, Y14; \
+	VSUBPS Y13, Y12, t1; \
+	VMULPS Y15, t1, t1; \
+	VADDPS m0, Y14, t0; \
+	VADDPS m12, Y14, t2
+
+// GROW(a, b, c, d) computes row i of (Gᵀ m) G from row i of Gᵀ m, held in
+// a-d, into a-c: a + s, (b - c)/2, s + d with s = (b + c)/2.
+#define GROW(a, b, c, d) \
+	VADDPS c, b, Y12; \
+	VMULPS Y15, Y12, Y12; \
+	VSUBPS c, b, b; \
+	VMULPS Y15, b, b; \
+	VADDPS Y12, a, a; \
+	VADDPS d, Y12, c
+
+// GADD(j, t) adds kernel j's first 8 elements, held in t, into dw (DI).
+#define GADD(j, t) \
+	VADDPS (36*j)(DI), t, t; \
+	VMOVUPS t, (36*j)(DI)
+
+// GADD8(j) adds kernel j's ninth element, lane j of the stack slot, into
+// dw.
+#define GADD8(j) \
+	VMOVSS (4*j)(SP), X3; \
+	VADDSS (36*j+32)(DI), X3, X3; \
+	VMOVSS X3, (36*j+32)(DI)
+
+// func winoGradOutAVX(acc *float32, stride int, groups int, dw *float32)
+//
+// For groups of 8 (k, c) pairs of the 4x4 sums m (element ξ of pair j of
+// group g at acc[ξ*stride + 8g + j]), adds Gᵀ m G into dw[(8g+j)*9:], in
+// winograd.gradOutputs's order of operations. The nine results are made
+// one register per element and transposed to kernels to be added.
+TEXT ·winoGradOutAVX(SB), NOSPLIT, $32-32
+	MOVQ acc+0(FP), SI
+	MOVQ stride+8(FP), BX
+	SHLQ $2, BX
+	LEAQ (BX)(BX*2), R11
+	MOVQ groups+16(FP), CX
+	MOVQ dw+24(FP), DI
+	MOVL $0x3f000000, AX // ½
+	TESTQ CX, CX
+	JEQ gdone
+
+ggroup:
+	VMOVD AX, X15
+	VBROADCASTSS X15, Y15
+	LEAQ (SI)(BX*4), R8
+	LEAQ (R8)(BX*4), R9
+	LEAQ (R9)(BX*4), R10
+	GCOL((SI), (R8), (R9), (R10), Y0, Y4, Y8)
+	GCOL((SI)(BX*1), (R8)(BX*1), (R9)(BX*1), (R10)(BX*1), Y1, Y5, Y9)
+	GCOL((SI)(BX*2), (R8)(BX*2), (R9)(BX*2), (R10)(BX*2), Y2, Y6, Y10)
+	GCOL((SI)(R11*1), (R8)(R11*1), (R9)(R11*1), (R10)(R11*1), Y3, Y7, Y11)
+	GROW(Y0, Y1, Y2, Y3)
+	GROW(Y4, Y5, Y6, Y7)
+	GROW(Y8, Y9, Y10, Y11)
+	// Elements 0-8 are in Y0, Y1, Y2, Y4, Y5, Y6, Y8, Y9, Y10.
+	VMOVUPS Y10, (SP)
+	TRANSPOSE8(Y0, Y1, Y2, Y4, Y5, Y6, Y8, Y9, Y3, Y7, Y10, Y11, Y12, Y13, Y14, Y15)
+	GADD(0, Y3)
+	GADD(1, Y7)
+	GADD(2, Y10)
+	GADD(3, Y11)
+	GADD(4, Y12)
+	GADD(5, Y13)
+	GADD(6, Y14)
+	GADD(7, Y15)
+	GADD8(0)
+	GADD8(1)
+	GADD8(2)
+	GADD8(3)
+	GADD8(4)
+	GADD8(5)
+	GADD8(6)
+	GADD8(7)
+	ADDQ $32, SI
+	ADDQ $288, DI
+	DECQ CX
+	JNE ggroup
+
+gdone:
+	VZEROUPPER
+	RET

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -398,5 +399,82 @@ func TestFixedWeights(t *testing.T) {
 	est, err := p.Estimate(Plan{Inputs: [][]int{in.Shape()}})
 	if err != nil || est.Params != 0 {
 		t.Errorf("estimate %v (%v): want no parameter bytes beside the model's", est, err)
+	}
+}
+
+// The filter transform and the weight gradient's output transform give the
+// same bits through the assembly (groups of 8 kernels) as through Go, for
+// channel counts with and without a rest, both orientations of the
+// filter; and the filter transform is G g Gᵀ to float32 rounding of a sum
+// of 9 terms (checked in float64), turned or not.
+func TestWinogradFilterTransforms(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	groups, gradGroups := winoFilterGroups, winoGradOutputGroups
+	defer func() { winoFilterGroups, winoGradOutputGroups = groups, gradGroups }()
+	G := [winoA][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
+	for _, kc := range [][2]int{{1, 1}, {3, 7}, {2, 8}, {5, 17}, {4, 65}, {9, 24}} {
+		k, c := kc[0], kc[1]
+		w := make([]float32, k*c*9)
+		for i := range w {
+			w[i] = float32(r.NormFloat64())
+		}
+		for _, turned := range []bool{false, true} {
+			var u [2][]float32
+			for pass, asm := range []bool{false, true} {
+				winoFilterGroups = nil
+				if asm {
+					winoFilterGroups = groups
+				}
+				u[pass] = make([]float32, winoA2*filterStride(k, c))
+				winogradFilter(u[pass], w, k, c, turned)
+			}
+			if groups != nil && !slices.Equal(u[0], u[1]) {
+				t.Fatalf("k=%d c=%d turned=%v: the assembly's U differs from Go's", k, c, turned)
+			}
+			for kk := 0; kk < k; kk++ {
+				for cc := 0; cc < c; cc++ {
+					for i := 0; i < winoA; i++ {
+						for j := 0; j < winoA; j++ {
+							want, scale := 0.0, 0.0
+							for a := 0; a < 3; a++ {
+								for b := 0; b < 3; b++ {
+									g := float64(w[(kk*c+cc)*9+a*3+b])
+									if turned { // g[c][k] turned: w[cc][kk] holds kernel (kk, cc)
+										g = float64(w[(cc*k+kk)*9+(2-a)*3+(2-b)])
+									}
+									want += G[i][a] * g * G[j][b]
+									scale += math.Abs(G[i][a] * g * G[j][b])
+								}
+							}
+							got := float64(u[1][(i*winoA+j)*filterStride(k, c)+kk*c+cc])
+							if math.Abs(got-want) > 4e-7*scale {
+								t.Fatalf("k=%d c=%d turned=%v U[%d][%d][%d][%d] = %v, want %v", k, c, turned, i, j, kk, cc, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+		// The weight gradient's transform, added into a nonzero dw.
+		p := &winograd{k: k, c: c}
+		acc := make([]float32, winoA2*filterStride(k, c))
+		for i := range acc {
+			acc[i] = float32(r.NormFloat64())
+		}
+		var dw [2][]float32
+		for pass, asm := range []bool{false, true} {
+			winoGradOutputGroups = nil
+			if asm {
+				winoGradOutputGroups = gradGroups
+			}
+			dw[pass] = slices.Clone(w)
+			p.gradOutputs(acc, dw[pass])
+		}
+		if gradGroups != nil && !slices.Equal(dw[0], dw[1]) {
+			t.Fatalf("k=%d c=%d: the assembly's weight gradient differs from Go's", k, c)
+		}
+		if slices.Equal(dw[1], w) {
+			t.Fatalf("k=%d c=%d: gradOutputs added nothing", k, c)
+		}
 	}
 }
