@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"math"
+	goruntime "runtime"
 	"sync"
 	"unsafe"
 
@@ -282,15 +283,16 @@ func asPairs[T Float](s []T, n int) [][2]T {
 // dx: each element receives its terms in the order of the rows of cols, so
 // disjoint input row ranges (or channels) can be done concurrently with the
 // same result.
-func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1, h0, h1 int) {
-	oN := p.oh * p.ow
+func planeCol2im[T Float](p *plane2d, cols, dx []T, r0, r1, h0, h1, oy0, oy1 int) {
+	oN := (oy1 - oy0) * p.ow
 	for r := r0; r < r1; r++ {
 		base, ih, kw := p.rowOf(r)
 		lo, hi, off := p.lo[kw], p.hi[kw], p.off[kw]
 		if lo >= hi {
 			continue
 		}
-		for oh := 0; oh < p.oh; oh, ih = oh+1, ih+p.sh {
+		ih += oy0 * p.sh
+		for oh := 0; oh < oy1-oy0; oh, ih = oh+1, ih+p.sh {
 			if ih < h0 || ih >= h1 {
 				continue
 			}
@@ -539,12 +541,12 @@ func (k *conv[T]) col2im(cols, dx []T) {
 	if k.plane != nil {
 		p, rows := k.plane, len(cols)/(k.plane.oh*k.plane.ow)
 		if p.h >= 8 { // by input row, balanced whatever the channel count
-			parallelFor(p.h, len(cols), func(lo, hi int) { planeCol2im(p, cols, dx, 0, rows, lo, hi) })
+			parallelFor(p.h, len(cols), func(lo, hi int) { planeCol2im(p, cols, dx, 0, rows, lo, hi, 0, p.oh) })
 			return
 		}
 		// By input channel: a channel's rows add only into it.
 		cg, _, kN, _, _ := k.sizes()
-		parallelFor(cg, len(cols), func(lo, hi int) { planeCol2im(p, cols, dx, lo*kN, hi*kN, 0, p.h) })
+		parallelFor(cg, len(cols), func(lo, hi int) { planeCol2im(p, cols, dx, lo*kN, hi*kN, 0, p.h, 0, p.oh) })
 		return
 	}
 	k.gatherOnce.Do(k.buildGather)
@@ -750,6 +752,53 @@ func (k *conv[T]) epilogue(in [][]T, o []T) {
 // it on both cores before col2im adds into it.
 func (k *conv[T]) gradWritesAll(input int) bool { return input == 0 }
 
+// dxBandFloats bounds a band of im2col rows in dxByBands: with what the
+// GEMM packs, it stays in a core's 512 KiB L2 cache.
+const dxBandFloats = 48 << 10
+
+// dxByBands computes the input gradient of a 2-d float32 convolution of
+// several images with each core taking whole images: for a band of output
+// rows, the GEMM writes that band of the im2col matrix into a buffer of the
+// core's own and col2im adds it into the image while it is in cache. The
+// whole matrix (7 MiB an image for ResNet's stem) would go to memory and
+// back. wt is w transposed by group. It reports false, having done
+// nothing, when it does not apply.
+func (k *conv[T]) dxByBands(wt, gout, gin []T) bool {
+	p := k.plane
+	wt32, ok := any(wt).([]float32)
+	if p == nil || !ok || k.n < 2 {
+		return false
+	}
+	gout32, gin32 := any(gout).([]float32), any(gin).([]float32)
+	cg, mg, kN, oN, iN := k.sizes()
+	rows := cg * kN
+	cols := any(k.takeCols()).([]float32)
+	defer k.giveCols(any(cols).([]T))
+	workers := goruntime.GOMAXPROCS(0)
+	band := min(max(1, dxBandFloats/(rows*p.ow)), p.oh, len(cols)/(workers*rows*p.ow))
+	if band == 0 {
+		return false
+	}
+	parallelForWorker(k.n, len(gin)+k.n*rows*oN, func(worker, lo, hi int) {
+		wk := sgemmPool.Get().(*sgemmWork)
+		defer sgemmPool.Put(wk)
+		buf := cols[worker*rows*band*p.ow : (worker+1)*rows*band*p.ow]
+		clear(gin32[lo*k.c*iN : hi*k.c*iN])
+		for img := lo; img < hi; img++ {
+			for g := 0; g < k.group; g++ {
+				dx, gy := gin32[(img*k.c+g*cg)*iN:], gout32[(img*k.m+g*mg)*oN:]
+				for oy0 := 0; oy0 < p.oh; oy0 += band {
+					oy1 := min(oy0+band, p.oh)
+					n := (oy1 - oy0) * p.ow
+					sgemmBlock(sgemmKern, wk, false, false, 0, rows, 0, n, mg, 1, wt32[g*mg*rows:], mg, gy[oy0*p.ow:], oN, 0, buf, n)
+					planeCol2im(p, buf, dx, 0, rows, 0, p.h, oy0, oy1)
+				}
+			}
+		}
+	})
+	return true
+}
+
 func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 	x, w := in[0], in[1]
 	cg, mg, kN, oN, iN := k.sizes()
@@ -772,6 +821,9 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 					gemm(false, false, cg*kN, oN, mg, 1, wt[g*mg*cg*kN:], mg, gout[(img*k.m+g*mg)*oN:], oN, 0, gin[(img*k.c+g*cg)*iN:], oN)
 				}
 			}
+			return nil
+		}
+		if k.dxByBands(wt, gout, gin) {
 			return nil
 		}
 		parallelFor(len(gin), len(gin), func(lo, hi int) { clear(gin[lo:hi]) })

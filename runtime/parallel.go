@@ -15,9 +15,16 @@ const parallelMinWork = 1 << 15
 // ranges are disjoint, so fn may write whatever belongs to its range
 // without locking.
 func parallelFor(n, work int, fn func(lo, hi int)) {
+	parallelForWorker(n, work, func(_, lo, hi int) { fn(lo, hi) })
+}
+
+// parallelForWorker is parallelFor telling fn which of the goroutines,
+// numbered from 0 to GOMAXPROCS-1, runs it: fn may use a buffer of that
+// goroutine's own.
+func parallelForWorker(n, work int, fn func(worker, lo, hi int)) {
 	p := goruntime.GOMAXPROCS(0)
 	if p <= 1 || n < 2 || work < parallelMinWork {
-		fn(0, n)
+		fn(0, 0, n)
 		return
 	}
 	chunks := min(n, 2*p)
@@ -26,7 +33,7 @@ func parallelFor(n, work int, fn func(lo, hi int)) {
 	p = min(p, chunks)
 	var next atomic.Int32
 	var wg sync.WaitGroup
-	run := func() {
+	run := func(worker int) {
 		defer wg.Done()
 		for {
 			i := int(next.Add(1)) - 1
@@ -34,14 +41,14 @@ func parallelFor(n, work int, fn func(lo, hi int)) {
 				return
 			}
 			lo := i * per
-			fn(lo, min(lo+per, n))
+			fn(worker, lo, min(lo+per, n))
 		}
 	}
 	wg.Add(p)
 	for i := 1; i < p; i++ {
-		go run()
+		go run(i)
 	}
-	run()
+	run(0)
 	wg.Wait()
 }
 
