@@ -1,8 +1,8 @@
 package runtime
 
 import (
-	"math"
 	"errors"
+	"math"
 
 	G "gorgonia.org/gorgonia"
 )
