@@ -316,14 +316,17 @@ func signStep(adv, x, grad *tensor.Dense, step, eps float64) {
 
 type float interface{ ~float32 | ~float64 }
 
+// sign is 1, -1 or 0 (for zero and NaN), without branches: a gradient's
+// signs are a coin toss for the branch predictor.
 func sign[T float](v T) T {
-	switch {
-	case v > 0:
-		return 1
-	case v < 0:
-		return -1
+	var pos, neg int32
+	if v > 0 {
+		pos = 1
 	}
-	return 0
+	if v < 0 {
+		neg = 1
+	}
+	return T(pos - neg)
 }
 
 func clamp[T float](v, lo, hi T) T {

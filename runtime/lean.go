@@ -169,9 +169,12 @@ func (gradientSum[T]) doInto(out []T, vals []G.Value) (G.Value, error) {
 		return nil, err
 	}
 	a, b := in[0][:len(out)], in[1][:len(out)]
-	for i := range out {
-		out[i] = a[i] + b[i]
-	}
+	parallelFor(len(out), len(out), func(lo, hi int) {
+		out, a, b := out[lo:hi], a[lo:hi], b[lo:hi]
+		for i := range out {
+			out[i] = a[i] + b[i]
+		}
+	})
 	return wrap(out, vals[0].Shape()), nil
 }
 
