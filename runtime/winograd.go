@@ -197,27 +197,32 @@ func winogradFilter(u, w []float32, k, c int, turned bool) {
 				rows[xi] = u[r+kk*c : r+kk*c+c]
 			}
 			for ; cc < c; cc++ {
-				// In float32 in winoFilterAVX's order of operations, so
-				// that both give the same bits; straight-line code
-				// (arrays and loops here took twice as long). G's rows
-				// are [1 0 0] [½ ½ ½] [½ -½ ½] [0 0 1]; G g's rows 0
-				// and 3 are g's, rows 1 and 2 (g0j + g2j ± g1j)/2.
-				g := (*[9]float32)(w[base+cc*step:])
-				s0, s1, s2 := g[0]+g[6], g[1]+g[7], g[2]+g[8]
-				a10, a11, a12 := (s0+g[3])*0.5, (s1+g[4])*0.5, (s2+g[5])*0.5
-				a20, a21, a22 := (s0-g[3])*0.5, (s1-g[4])*0.5, (s2-g[5])*0.5
+				// In float64, rounded once (the gradients of a whole
+				// network to the input are sensitive to it), in
+				// winoFilterAVX's order of operations, so that both give
+				// the same bits; straight-line code (arrays and loops here
+				// took twice as long). G's rows are [1 0 0] [½ ½ ½]
+				// [½ -½ ½] [0 0 1]; G g's rows 0 and 3 are g's, rows 1
+				// and 2 (g0j + g2j ± g1j)/2.
+				t := (*[9]float32)(w[base+cc*step:])
+				g0, g1, g2 := float64(t[0]), float64(t[1]), float64(t[2])
+				g3, g4, g5 := float64(t[3]), float64(t[4]), float64(t[5])
+				g6, g7, g8 := float64(t[6]), float64(t[7]), float64(t[8])
+				s0, s1, s2 := g0+g6, g1+g7, g2+g8
+				a10, a11, a12 := (s0+g3)*0.5, (s1+g4)*0.5, (s2+g5)*0.5
+				a20, a21, a22 := (s0-g3)*0.5, (s1-g4)*0.5, (s2-g5)*0.5
 				// Row i of G g, b, times Gᵀ: b0, (b0 + b2 ± b1)/2, b2.
-				put := func(i int, b0, b1, b2 float32) {
+				put := func(i int, b0, b1, b2 float64) {
 					s := b0 + b2
-					rows[i*winoA][cc] = b0
-					rows[i*winoA+1][cc] = (s + b1) * 0.5
-					rows[i*winoA+2][cc] = (s - b1) * 0.5
-					rows[i*winoA+3][cc] = b2
+					rows[i*winoA][cc] = float32(b0)
+					rows[i*winoA+1][cc] = float32((s + b1) * 0.5)
+					rows[i*winoA+2][cc] = float32((s - b1) * 0.5)
+					rows[i*winoA+3][cc] = float32(b2)
 				}
-				put(0, g[0], g[1], g[2])
+				put(0, g0, g1, g2)
 				put(1, a10, a11, a12)
 				put(2, a20, a21, a22)
-				put(3, g[6], g[7], g[8])
+				put(3, g6, g7, g8)
 			}
 		}
 	})

@@ -313,33 +313,70 @@ gtdone:
 	VPERM2F128 $0x31, r6, r2, t6; \
 	VPERM2F128 $0x31, r7, r3, t7
 
-// FSLOT(v, xi) stores v to element xi's slot: u (DI) plus rowOf[xi] (DX)
-// floats.
+// FSLOT(v, xi) converts the 4 doubles in v to float32 (in X11) and stores
+// them to element xi's slot: R12 (u, plus 16 bytes for the upper 4
+// kernels) plus rowOf[xi] (DX) floats.
 #define FSLOT(v, xi) \
+	VCVTPD2PSY v, X11; \
 	MOVQ (8*xi)(DX), R9; \
-	VMOVUPS v, (DI)(R9*4)
+	VMOVUPS X11, (R12)(R9*4)
 
 // FROW(b0, b1, b2, i) stores row i of (G g) Gᵀ from row i of G g, held in
 // b0-b2: b0, (b0 + b2 + b1)/2, (b0 + b2 - b1)/2, b2 (Y1 holds ½).
 #define FROW(b0, b1, b2, i) \
 	FSLOT(b0, (4*i)); \
-	VADDPS b2, b0, Y11; \
-	VADDPS b1, Y11, Y12; \
-	VMULPS Y1, Y12, Y12; \
-	FSLOT(Y12, (4*i+1)); \
-	VSUBPS b1, Y11, Y13; \
-	VMULPS Y1, Y13, Y13; \
+	VADDPD b2, b0, Y12; \
+	VADDPD b1, Y12, Y13; \
+	VMULPD Y1, Y13, Y13; \
+	FSLOT(Y13, (4*i+1)); \
+	VSUBPD b1, Y12, Y13; \
+	VMULPD Y1, Y13, Y13; \
 	FSLOT(Y13, (4*i+2)); \
 	FSLOT(b2, (4*i+3))
+
+// FHALF(off) transforms the 4 kernels whose elements are at off(SP) in
+// the stack's [9][8]float32 (element i of kernel j at 32i + 4j), in
+// float64: G g's columns, then its rows times Gᵀ.
+#define FHALF(off) \
+	VCVTPS2PD (off+0)(SP), Y8; \
+	VCVTPS2PD (off+32)(SP), Y9; \
+	VCVTPS2PD (off+64)(SP), Y10; \
+	VCVTPS2PD (off+192)(SP), Y14; \
+	VCVTPS2PD (off+224)(SP), Y15; \
+	VCVTPS2PD (off+256)(SP), Y0; \
+	VCVTPS2PD (off+96)(SP), Y11; \
+	VADDPD Y14, Y8, Y2; \
+	VADDPD Y11, Y2, Y3; \
+	VMULPD Y1, Y3, Y3; \
+	VSUBPD Y11, Y2, Y2; \
+	VMULPD Y1, Y2, Y2; \
+	VCVTPS2PD (off+128)(SP), Y11; \
+	VADDPD Y15, Y9, Y4; \
+	VADDPD Y11, Y4, Y5; \
+	VMULPD Y1, Y5, Y5; \
+	VSUBPD Y11, Y4, Y4; \
+	VMULPD Y1, Y4, Y4; \
+	VCVTPS2PD (off+160)(SP), Y11; \
+	VADDPD Y0, Y10, Y6; \
+	VADDPD Y11, Y6, Y7; \
+	VMULPD Y1, Y7, Y7; \
+	VSUBPD Y11, Y6, Y6; \
+	VMULPD Y1, Y6, Y6; \
+	FROW(Y8, Y9, Y10, 0); \
+	FROW(Y3, Y5, Y7, 1); \
+	FROW(Y2, Y4, Y6, 2); \
+	FROW(Y14, Y15, Y0, 3)
 
 // func winoFilterAVX(w *float32, step int, groups int, u *float32, rowOf *[16]int)
 //
 // For groups of 8 3x3 kernels (kernel j of group g at w[(8g+j)*step]),
 // writes U = G g Gᵀ: element ξ of kernel j of group g to u[rowOf[ξ] + 8g +
-// j], in winoFilterTransform's order of operations. The kernels' first 8
-// elements are loaded as rows and transposed, so that element i of the 8
-// kernels is one register; the ninth is gathered with inserts.
-TEXT ·winoFilterAVX(SB), NOSPLIT, $0-40
+// j], computed in float64 in winogradFilter's order of operations and
+// rounded once. The kernels' first 8 elements are loaded as rows and
+// transposed, so that element i of the 8 kernels is one register; the
+// ninth is gathered with inserts. The 9 registers go to the stack, to be
+// read back 4 kernels at a time as doubles.
+TEXT ·winoFilterAVX(SB), NOSPLIT, $288-40
 	MOVQ w+0(FP), SI
 	MOVQ step+8(FP), BX
 	SHLQ $2, BX
@@ -347,7 +384,7 @@ TEXT ·winoFilterAVX(SB), NOSPLIT, $0-40
 	MOVQ groups+16(FP), CX
 	MOVQ u+24(FP), DI
 	MOVQ rowOf+32(FP), DX
-	MOVL $0x3f000000, AX // ½
+	MOVQ $0x3fe0000000000000, AX // ½
 	TESTQ CX, CX
 	JEQ fdone
 
@@ -361,9 +398,17 @@ fgroup:
 	VMOVUPS (R8)(BX*1), Y5
 	VMOVUPS (R8)(BX*2), Y6
 	VMOVUPS (R8)(R11*1), Y7
-	// g0-g7 in Y8-Y15.
+	// g0-g7 in Y8-Y15, to the stack.
 	TRANSPOSE8(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15)
-	// g8 in Y0.
+	VMOVUPS Y8, 0(SP)
+	VMOVUPS Y9, 32(SP)
+	VMOVUPS Y10, 64(SP)
+	VMOVUPS Y11, 96(SP)
+	VMOVUPS Y12, 128(SP)
+	VMOVUPS Y13, 160(SP)
+	VMOVUPS Y14, 192(SP)
+	VMOVUPS Y15, 224(SP)
+	// g8.
 	VMOVSS 32(SI), X0
 	VINSERTPS $0x10, 32(SI)(BX*1), X0, X0
 	VINSERTPS $0x20, 32(SI)(BX*2), X0, X0
@@ -372,30 +417,14 @@ fgroup:
 	VINSERTPS $0x10, 32(R8)(BX*1), X1, X1
 	VINSERTPS $0x20, 32(R8)(BX*2), X1, X1
 	VINSERTPS $0x30, 32(R8)(R11*1), X1, X1
-	VINSERTF128 $1, X1, Y0, Y0
-	VMOVD AX, X1
-	VBROADCASTSS X1, Y1
-	// Rows 1 and 2 of G g by columns: s = g_j + g_{6+j}; (s ± g_{3+j})/2
-	// in Y3, Y5, Y7 and Y2, Y4, Y6.
-	VADDPS Y14, Y8, Y2
-	VADDPS Y11, Y2, Y3
-	VMULPS Y1, Y3, Y3
-	VSUBPS Y11, Y2, Y2
-	VMULPS Y1, Y2, Y2
-	VADDPS Y15, Y9, Y4
-	VADDPS Y12, Y4, Y5
-	VMULPS Y1, Y5, Y5
-	VSUBPS Y12, Y4, Y4
-	VMULPS Y1, Y4, Y4
-	VADDPS Y0, Y10, Y6
-	VADDPS Y13, Y6, Y7
-	VMULPS Y1, Y7, Y7
-	VSUBPS Y13, Y6, Y6
-	VMULPS Y1, Y6, Y6
-	FROW(Y8, Y9, Y10, 0)
-	FROW(Y3, Y5, Y7, 1)
-	FROW(Y2, Y4, Y6, 2)
-	FROW(Y14, Y15, Y0, 3)
+	VMOVUPS X0, 256(SP)
+	VMOVUPS X1, 272(SP)
+	VMOVQ AX, X1
+	VBROADCASTSD X1, Y1
+	MOVQ DI, R12
+	FHALF(0)
+	LEAQ 16(DI), R12
+	FHALF(16)
 	LEAQ (SI)(BX*8), SI
 	ADDQ $32, DI
 	DECQ CX
