@@ -4,6 +4,7 @@ import (
 	goruntime "runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // parallelMinWork is the smallest amount of work (roughly, elements touched)
@@ -32,9 +33,7 @@ func parallelForWorker(n, work int, fn func(worker, lo, hi int)) {
 	chunks = (n + per - 1) / per
 	p = min(p, chunks)
 	var next atomic.Int32
-	var wg sync.WaitGroup
 	run := func(worker int) {
-		defer wg.Done()
 		for {
 			i := int(next.Add(1)) - 1
 			if i >= chunks {
@@ -44,12 +43,115 @@ func parallelForWorker(n, work int, fn func(worker, lo, hi int)) {
 			fn(worker, lo, min(lo+per, n))
 		}
 	}
-	wg.Add(p)
-	for i := 1; i < p; i++ {
-		go run(i)
+	fork(p, func(worker int) {
+		run(worker)
+	})
+}
+
+// fork calls run(0) to run(p-1) at once, run(0) on the calling goroutine,
+// and returns when all have returned. The others run on the pool's
+// workers, which spin for a while after each job before they sleep: waking
+// a sleeping thread takes tens of microseconds on a busy virtual machine,
+// and a batch-1 inference forks a hundred times. When the pool is busy (a
+// fork inside a fork, or two programs at once) or too small, fork starts
+// goroutines instead.
+func fork(p int, run func(worker int)) {
+	if p <= 1 {
+		run(0)
+		return
+	}
+	pool := forkers()
+	if p-1 > len(pool.wake) || !pool.busy.CompareAndSwap(false, true) {
+		var wg sync.WaitGroup
+		wg.Add(p - 1)
+		for i := 1; i < p; i++ {
+			go func() {
+				defer wg.Done()
+				run(i)
+			}()
+		}
+		run(0)
+		wg.Wait()
+		return
+	}
+	job := &forkJob{run: run, workers: p - 1}
+	job.pending.Store(int32(p - 1))
+	pool.job.Store(job)
+	for i := 0; i < p-1; i++ {
+		if pool.parked[i].Load() {
+			select {
+			case pool.wake[i] <- struct{}{}:
+			default: // a wake-up is pending already
+			}
+		}
 	}
 	run(0)
-	wg.Wait()
+	for spins := 0; job.pending.Load() != 0; spins++ {
+		if spins%64 == 63 {
+			goruntime.Gosched()
+		}
+	}
+	pool.busy.Store(false)
+}
+
+// forkSpin is how long a worker of fork's pool waits for the next job
+// before it sleeps.
+const forkSpin = 100 * time.Microsecond
+
+type forkJob struct {
+	run     func(worker int)
+	workers int          // the pool's workers 0 to workers-1 take part
+	pending atomic.Int32 // workers not done yet
+}
+
+type forkPool struct {
+	busy atomic.Bool
+	// job is the latest job: a new one is a new pointer (the workers hold
+	// on to the one before, so its address is not reused).
+	job    atomic.Pointer[forkJob]
+	parked []atomic.Bool
+	wake   []chan struct{}
+}
+
+var (
+	forkOnce sync.Once
+	forkPl   *forkPool
+)
+
+// forkers returns fork's pool: GOMAXPROCS-1 workers, started on first use.
+func forkers() *forkPool {
+	forkOnce.Do(func() {
+		n := goruntime.GOMAXPROCS(0) - 1
+		forkPl = &forkPool{parked: make([]atomic.Bool, n), wake: make([]chan struct{}, n)}
+		for i := range n {
+			forkPl.wake[i] = make(chan struct{}, 1)
+			go forkPl.work(i)
+		}
+	})
+	return forkPl
+}
+
+func (pool *forkPool) work(i int) {
+	var seen *forkJob // the first job is new to every worker, however late it starts
+	for {
+		// Spin until the next job, then sleep until woken.
+		start := time.Now()
+		for spins := 0; pool.job.Load() == seen; spins++ {
+			if spins%256 == 255 && time.Since(start) > forkSpin {
+				pool.parked[i].Store(true)
+				if pool.job.Load() == seen {
+					<-pool.wake[i]
+				}
+				pool.parked[i].Store(false)
+				start = time.Now()
+			}
+		}
+		seen = pool.job.Load()
+		if i < seen.workers {
+			seen.run(i + 1)
+			seen.pending.Add(-1)
+		}
+	}
 }
 
 // A workspace holds the buffers kernels need only while they run: im2col

@@ -152,9 +152,7 @@ func sgemmSplit(total, unit, work int, fn func(w *sgemmWork, lo, hi int)) {
 	chunks = (units + per - 1) / per
 	p = min(p, chunks)
 	var next atomic.Int32
-	var wg sync.WaitGroup
-	run := func() {
-		defer wg.Done()
+	run := func(int) {
 		w := sgemmPool.Get().(*sgemmWork)
 		for {
 			i := int(next.Add(1)) - 1
@@ -166,12 +164,7 @@ func sgemmSplit(total, unit, work int, fn func(w *sgemmWork, lo, hi int)) {
 		}
 		sgemmPool.Put(w)
 	}
-	wg.Add(p)
-	for i := 1; i < p; i++ {
-		go run()
-	}
-	run()
-	wg.Wait()
+	fork(p, run)
 }
 
 // sgemmVec computes a product with a single row or column of C: a
