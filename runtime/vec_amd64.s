@@ -2,6 +2,16 @@
 
 #include "textflag.h"
 
+// HSUM4PD adds the four accumulators Y0-Y3 of doubles into the low double
+// of X0 (Y1-Y3 spent).
+#define HSUM4PD \
+	VADDPD Y1, Y0, Y0; \
+	VADDPD Y3, Y2, Y2; \
+	VADDPD Y2, Y0, Y0; \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPD X1, X0, X0; \
+	VHADDPD X0, X0, X0
+
 // func vmaxAVX(n int, dst, x, y *float32)
 //
 // dst[i] = max(x[i], y[i]) for i < n, n a multiple of 8; NaN if either
@@ -143,12 +153,7 @@ sloop:
 	JNE sloop
 
 sdone:
-	VADDPD Y1, Y0, Y0
-	VADDPD Y3, Y2, Y2
-	VADDPD Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPD X1, X0, X0
-	VHADDPD X0, X0, X0
+	HSUM4PD
 	VZEROUPPER
 	MOVSD X0, ret+16(FP)
 	RET
@@ -186,12 +191,7 @@ qloop:
 	JNE qloop
 
 qdone:
-	VADDPD Y1, Y0, Y0
-	VADDPD Y3, Y2, Y2
-	VADDPD Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPD X1, X0, X0
-	VHADDPD X0, X0, X0
+	HSUM4PD
 	VZEROUPPER
 	MOVSD X0, ret+24(FP)
 	RET
