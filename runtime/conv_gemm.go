@@ -31,6 +31,20 @@ import "slices"
 // dst[16r:16r+16] = x[off[r]+base:][:16], where lo and hi bound off.
 var convPack16 func(dst, x []float32, off []int32, base, lo, hi int)
 
+// convBlend16, when set with convPack16, replaces the lanes l of
+// dst[16r:16r+16] where mask[l] is all ones with x[off[r]+base+l:].
+var convBlend16 func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32)
+
+// lanesFrom[a] masks lanes a to 15 of 16 (all ones there, else zero).
+var lanesFrom = func() (m [17][16]int32) {
+	for a := range m {
+		for l := a; l < 16; l++ {
+			m[a][l] = -1
+		}
+	}
+	return m
+}()
+
 // convNC bounds the output positions packed per block: kc rows of convNC
 // columns, about 256 KiB, stay in L2 while every block of output channels
 // runs over them.
@@ -158,12 +172,7 @@ func (p *convPanels) split(x, dst []float32, c0, c1 int) {
 					case 1:
 						copy(row[lo:hi], in[first:])
 					case 2:
-						pairs := asPairs(in[first:], hi-lo-1)
-						d := row[lo : hi-1]
-						for i := range d {
-							d[i] = pairs[i][0]
-						}
-						row[hi-1] = in[first+2*(hi-lo-1)]
+						evens(row[lo:hi], in[first:])
 					default:
 						for b := lo; b < hi; b++ {
 							row[b] = in[b*p.sw+vv-p.pw]
@@ -197,6 +206,19 @@ func (p *convPanels) pack(nr int, dst []float32, p0, kc, j0, nc int) {
 			}
 			for r, o := range off {
 				copy(d[r*nr:(r+1)*nr], x[int(o)+base:])
+			}
+			continue
+		}
+		if lanes == nr && nr == 16 && convBlend16 != nil {
+			// The panel runs on past the end of output row y (wider
+			// planes than the output: a strided window's): lane l of
+			// the run in row y+k, which starts at lane a, reads position
+			// (y+k)·wq + l - a = base + l + k·(wq - ow). Each run is
+			// blended over the lanes from a on.
+			base, skip := y*p.wq+xx, p.wq-p.ow
+			convPack16(d, x, off, base, p.offLo, p.offHi)
+			for k, a := 1, p.ow-xx; a < nr; k, a = k+1, a+p.ow {
+				convBlend16(d, x, off, base+k*skip, p.offLo, p.offHi, &lanesFrom[a])
 			}
 			continue
 		}

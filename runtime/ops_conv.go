@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -180,6 +181,10 @@ type conv[T Float] struct {
 	grad bool
 	// relu applies a Relu to the output (see reluFuser).
 	relu bool
+	// residual marks a convolution whose last input, of the output's
+	// shape, is added to its output before the Relu: an Add folded into it
+	// (see fuseAdd).
+	residual bool
 	// dx marks a convolution whose input gradient a session computes: it
 	// keeps the weight's transpose (wt) for it.
 	dx bool
@@ -257,19 +262,36 @@ func planeIm2col[T Float](p *plane2d, x, cols []T, r0, r1 int) {
 				continue
 			}
 			s := x[src : src+p.w]
-			if p.sw == 2 { // the stride of stems and downsampling: as pairs, without bounds checks
-				last := hi - 1
-				d, pairs := dst[lo:last], asPairs(s[lo*2+off:], last-lo)
-				for o := range d {
-					d[o] = pairs[o][0]
-				}
-				dst[last] = s[last*2+off]
+			if p.sw == 2 { // the stride of stems and downsampling
+				evens(dst[lo:hi], s[lo*2+off:])
 				continue
 			}
 			for o := lo; o < hi; o++ {
 				dst[o] = s[o*p.sw+off]
 			}
 		}
+	}
+}
+
+// evensF32, when set (vec_amd64.go), is evens for float32 over the first
+// len(dst) elements, a multiple of 8; src holds 2 per element.
+var evensF32 func(dst, src []float32)
+
+// evens sets dst[i] = src[2i] for i < len(dst): the columns a stride of 2
+// reads. src needs 2·len(dst) - 1 elements.
+func evens[T Float](dst, src []T) {
+	n := len(dst)
+	if n == 0 {
+		return
+	}
+	i := 0
+	if d, ok := any(dst).([]float32); ok && evensF32 != nil {
+		i = min(n, len(src)/2) &^ 7 // whole groups of 8 whose reads lie inside src
+		evensF32(d[:i], any(src).([]float32)[:2*i])
+	}
+	src = src[:2*n-1]
+	for ; i < n; i++ {
+		dst[i] = src[2*i]
 	}
 }
 
@@ -343,6 +365,17 @@ func transpose[T Float](a, t []T, r, c int) {
 func addInto[T Float](d, s []T) { axpy(1, s, d) }
 
 func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
+	y, err := b.conv(n, in, nil)
+	if err != nil {
+		return nil, err
+	}
+	return []*val[T]{y}, nil
+}
+
+// conv builds Conv node n over its inputs; res, when not nil, is a value of
+// the output's shape the convolution adds to its output (see fuseAdd). It
+// returns nil, having built nothing, when the convolution cannot add res.
+func (b *builder[T]) conv(n *onnx.Node, in []*val[T], res *val[T]) (*val[T], error) {
 	if len(in) < 2 || in[0] == nil || in[1] == nil {
 		return nil, fmt.Errorf("needs input and weight")
 	}
@@ -394,6 +427,16 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 		}
 		args = append(args, in[2])
 	}
+	if res != nil {
+		// The panels' epilogue is the GEMM's micro-kernel's, which
+		// cannot add a third operand.
+		if k.panels != nil || !slices.Equal(res.shape, k.out) {
+			return nil, nil
+		}
+		k.residual = true
+		y, err := b.apply(k, append(args, res)...)
+		return y, err
+	}
 	y, err := b.apply(k, args...)
 	if err != nil {
 		return nil, err
@@ -404,7 +447,38 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 		}
 		b.convs[y.node] = convBuild[T]{n: n, in: args}
 	}
-	return []*val[T]{y}, nil
+	return y, nil
+}
+
+// fuseAdd folds Add node n (inputs in) into the convolution of fixed
+// weights (and folded BatchNormalization) that computes one of its
+// inputs, when nothing else reads that input, the other has the output's
+// shape and no gradient flows through either: a residual connection. It
+// builds the convolution again adding the other input in its epilogue
+// (before a Relu that then fuses too), and returns it, or nil when the Add
+// cannot be folded. The Add's pass over memory (two reads and a write of
+// the activations) goes, and the sums are the same, rounded the same:
+// (conv + bias) + other. The convolution first built is read by nothing,
+// and a run never computes it.
+func (b *builder[T]) fuseAdd(n *onnx.Node, in []*val[T]) (*val[T], error) {
+	if len(in) != 2 || in[0] == nil || in[1] == nil || in[0].need || in[1].need || in[0].node == nil || in[1].node == nil ||
+		!slices.Equal(in[0].shape, in[1].shape) {
+		return nil, nil
+	}
+	for i := range 2 {
+		cb, ok := b.convs[in[i].node]
+		if !ok || b.readers[n.Inputs[i]] != 1 {
+			continue
+		}
+		add := b.node
+		b.node = cb.n
+		y, err := b.conv(cb.n, cb.in, in[1-i])
+		b.node = add
+		if y != nil || err != nil {
+			return y, err
+		}
+	}
+	return nil, nil
 }
 
 // dxWindow is the window of a 3x3 stride-1 convolution's input gradient as
@@ -471,11 +545,7 @@ func (b *builder[T]) foldBatchNorm(n *onnx.Node, in []*val[T]) (*val[T], error) 
 	bn := b.node
 	defer func() { b.node = bn }()
 	b.node = cb.n
-	y, err := buildConv(b, cb.n, []*val[T]{cb.in[0], b.constant("folded:"+w.node.Name(), fw, w.shape), b.constant("folded bias", fb, []int{m})})
-	if err != nil {
-		return nil, err
-	}
-	return y[0], nil
+	return b.conv(cb.n, []*val[T]{cb.in[0], b.constant("folded:"+w.node.Name(), fw, w.shape), b.constant("folded bias", fb, []int{m})}, nil)
 }
 
 func (k *conv[T]) buildGather() {
@@ -497,18 +567,25 @@ func (k *conv[T]) buildGather() {
 }
 
 func (k *conv[T]) describe() string {
-	relu := ""
-	if k.relu {
-		relu = "+Relu"
+	tail := ""
+	if k.residual {
+		tail = "+Add"
 	}
-	return fmt.Sprintf("Conv(%dx%d->%d g%d %v)%s", k.n, k.c, k.m, k.group, k.win, relu)
+	if k.relu {
+		tail += "+Relu"
+	}
+	return fmt.Sprintf("Conv(%dx%d->%d g%d %v)%s", k.n, k.c, k.m, k.group, k.win, tail)
 }
 func (k *conv[T]) outShape() []int { return k.out }
 func (k *conv[T]) differentiable() []bool {
+	d := []bool{true, true}
 	if k.hasBias {
-		return []bool{true, true, true}
+		d = append(d, true)
 	}
-	return []bool{true, true}
+	if k.residual { // built only where no gradient flows (see fuseAdd)
+		d = append(d, false)
+	}
+	return d
 }
 
 // sizes returns channels per group, output channels per group, kernel
@@ -684,12 +761,16 @@ func axpy[T Float](alpha T, x, y []T) {
 }
 
 func (k *conv[T]) forward(in [][]T, out []T) error {
+	var res []T
+	if k.residual {
+		res = in[len(in)-1]
+	}
 	if k.depthwise() {
 		x, w := in[0], in[1]
 		planes := k.n * k.c
 		parallelFor(planes, len(out)*size(k.win.kernel), func(lo, hi int) { k.depthwiseForward(x, w, out, lo, hi) })
-		if k.hasBias || k.relu {
-			k.epilogue(in, out)
+		if k.hasBias || k.relu || k.residual {
+			k.epilogue(in, out, res)
 		}
 		return nil
 	}
@@ -700,7 +781,7 @@ func (k *conv[T]) forward(in [][]T, out []T) error {
 		}
 		x, w, o := any(in[0]).([]float32), any(in[1]).([]float32), any(out).([]float32)
 		if k.wino != nil {
-			k.wino.forward(x, w, bias, o, k.relu)
+			k.wino.forward(x, w, bias, any(res).([]float32), o, k.relu)
 		} else {
 			convForwardPanels(any(k).(*conv[float32]), x, w, bias, o)
 		}
@@ -715,17 +796,22 @@ func (k *conv[T]) forward(in [][]T, out []T) error {
 			// out[mg, oN] = w[mg, cg*kN] * cols[cg*kN, oN]
 			gemm(false, false, mg, oN, cg*kN, 1, w[g*mg*cg*kN:], cg*kN, cols, oN, 0, out[(img*k.m+g*mg)*oN:], oN)
 		}
-		if k.hasBias || k.relu { // while the image's output is still in cache
-			k.epilogue(in, out[img*k.m*oN:(img+1)*k.m*oN])
+		if k.hasBias || k.relu || k.residual { // while the image's output is still in cache
+			var r []T
+			if res != nil {
+				r = res[img*k.m*oN : (img+1)*k.m*oN]
+			}
+			k.epilogue(in, out[img*k.m*oN:(img+1)*k.m*oN], r)
 		}
 	}
 	k.giveCols(buf)
 	return nil
 }
 
-// epilogue adds the bias and applies the fused Relu to whole images of
-// output o.
-func (k *conv[T]) epilogue(in [][]T, o []T) {
+// epilogue adds the bias and the residual res (when not nil: res lines up
+// with o) and applies the fused Relu to whole images of output o, in the
+// order of separate nodes: ((y + bias) + res), then the Relu.
+func (k *conv[T]) epilogue(in [][]T, o, res []T) {
 	oN := size(k.win.out)
 	parallelFor(len(o)/oN, len(o), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -734,6 +820,18 @@ func (k *conv[T]) epilogue(in [][]T, o []T) {
 				bm = in[2][r%k.m]
 			}
 			row := o[r*oN : (r+1)*oN]
+			if res != nil {
+				add := res[r*oN : (r+1)*oN]
+				for i, v := range row {
+					if v += bm; k.relu {
+						v = max(v+add[i], 0)
+					} else {
+						v += add[i]
+					}
+					row[i] = v
+				}
+				continue
+			}
 			if k.relu {
 				for i, v := range row {
 					row[i] = max(v+bm, 0)
@@ -805,7 +903,7 @@ func (k *conv[T]) backward(which int, in [][]T, _, gout, gin []T) error {
 	switch which {
 	case 0: // dx: cols = w^T * gout, scattered back (col2im)
 		if k.winoDX != nil {
-			k.winoDX.forward(any(gout).([]float32), any(w).([]float32), nil, any(gin).([]float32), false)
+			k.winoDX.forward(any(gout).([]float32), any(w).([]float32), nil, nil, any(gin).([]float32), false)
 			return nil
 		}
 		// w^T once per call, so the GEMMs read it in place instead of

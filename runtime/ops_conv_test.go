@@ -1,7 +1,11 @@
 package runtime
 
 import (
+	"math/rand"
+	"strings"
 	"testing"
+
+	"gorgonia.org/tensor"
 
 	"github.com/graft-dev/graft/onnx"
 )
@@ -76,5 +80,129 @@ func TestDepthwiseMatchesGEMM(t *testing.T) {
 				t.Fatalf("%v: element %d is %v, want %v", c.shapes, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// residualModel is x [n, c, h, w] -> Conv(weight wshape, strides, pads,
+// bias) -> BatchNormalization (when bn) -> Add(the other branch) -> Relu:
+// the other branch is x itself, or a second convolution (1x1, strides s)
+// when other is set. With exposeConv the first convolution's output is a
+// graph output too (and the second's), so nothing can be fused into it.
+func residualModel(t *testing.T, n, c, h, w int, wshape []int, s int, pad int64, bn, other, exposeConv bool) *onnx.Model {
+	t.Helper()
+	r := rand.New(rand.NewSource(int64(wshape[2]*10 + s)))
+	g := &onnx.Graph{Name: "residual"}
+	x := g.AddInput("x", onnx.TensorType(onnx.Float, int64(n), int64(c), int64(h), int64(w)))
+	init := func(name string, dims ...int) *onnx.Value {
+		d64 := make([]int64, len(dims))
+		for i, v := range dims {
+			d64[i] = int64(v)
+		}
+		vals := randF32(r, size(dims))
+		if name == "var" {
+			for i := range vals {
+				vals[i] = 0.5 + vals[i]*vals[i]
+			}
+		}
+		tt, err := onnx.FromFloat32(name, d64, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.AddInitializer(tt)
+	}
+	conv := g.AddNode("Conv", "conv", []*onnx.Value{x, init("w", wshape...), init("b", wshape[0])}, []string{"y"},
+		aInts("strides", int64(s), int64(s)), aInts("pads", pad, pad, pad, pad))
+	y := conv.Outputs[0]
+	if bn {
+		y = g.AddNode("BatchNormalization", "bn", []*onnx.Value{y, init("scale", wshape[0]), init("shift", wshape[0]), init("mean", wshape[0]), init("var", wshape[0])}, []string{"z"}).Outputs[0]
+	}
+	branch := x
+	if other {
+		branch = g.AddNode("Conv", "down", []*onnx.Value{x, init("wd", wshape[0], c, 1, 1)}, []string{"d"}, aInts("strides", int64(s), int64(s))).Outputs[0]
+	}
+	sum := g.AddNode("Add", "add", []*onnx.Value{y, branch}, []string{"sum"})
+	g.Outputs = g.AddNode("Relu", "relu", sum.Outputs, []string{"out"}).Outputs
+	if exposeConv {
+		g.Outputs = append(g.Outputs, y)
+		if other {
+			g.Outputs = append(g.Outputs, branch)
+		}
+	}
+	return &onnx.Model{IRVersion: 8, Opsets: []onnx.Opset{{Version: 13}}, Graph: g}
+}
+
+// With fixed weights, an Add of a convolution's output (BatchNormalization
+// folded or not) and another value of its shape is computed in the
+// convolution's epilogue, with the Relu after it, on the Winograd and the
+// GEMM paths; the output is the bits of the unfused program's (the same
+// model with the convolution's output exposed, so that it cannot fuse).
+// The panels' path (strided windows) and a convolution read twice keep
+// the Add. (Programs that differentiate keep it too:
+// TestResNet18FGSMMatchesPyTorch's input gradients flow through both
+// branches.)
+func TestConvFusesResidualAdd(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		c, m, hw  int
+		k, s      int
+		pad       int64
+		bn, other bool
+		f64       bool
+		fuses     bool
+	}{
+		{name: "winograd+bn", c: 16, m: 16, hw: 12, k: 3, s: 1, pad: 1, bn: true, fuses: true},
+		{name: "winograd, other conv", c: 16, m: 16, hw: 9, k: 3, s: 1, pad: 1, other: true, fuses: true},
+		{name: "1x1 gemm+bn", c: 8, m: 8, hw: 7, k: 1, s: 1, bn: true, fuses: true},
+		{name: "float64 im2col", c: 3, m: 3, hw: 6, k: 3, s: 1, pad: 1, bn: true, f64: true, fuses: true},
+		{name: "panels, few channels", c: 3, m: 3, hw: 6, k: 3, s: 1, pad: 1, fuses: false},
+		{name: "strided panels", c: 4, m: 6, hw: 9, k: 3, s: 2, pad: 1, other: true, fuses: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			shape := []int{2, tc.c, tc.hw, tc.hw}
+			data := randF32(rand.New(rand.NewSource(9)), size(shape))
+			x := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
+			if tc.f64 {
+				x = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(float64sOf(x)))
+			}
+			run := func(expose bool) ([]float64, map[string]int) {
+				m := residualModel(t, 2, tc.c, tc.hw, tc.hw, []int{tc.m, tc.c, tc.k, tc.k}, tc.s, tc.pad, tc.bn, tc.other, expose)
+				p, err := Compile(m, Options{FixedWeights: true, Float64: tc.f64})
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, err := p.Run(x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kinds := map[string]int{}
+				var lean []leanStep
+				if tc.f64 {
+					lean = p.cache[Plan{Inputs: [][]int{shape}}.key()].(*graphSession[float64]).lean
+				} else {
+					lean = inferenceSession(p, shape).lean
+				}
+				for _, st := range lean {
+					d := st.node.Op().String()
+					kinds[strings.SplitN(d, "(", 2)[0]]++
+					if strings.Contains(d, "+Add+Relu") {
+						kinds["fused"]++
+					}
+				}
+				return float64sOf(out[0]), kinds
+			}
+			fused, kinds := run(false)
+			plain, plainKinds := run(true)
+			if got := kinds["fused"] == 1 && kinds["Add+Relu"] == 0; got != tc.fuses {
+				t.Errorf("fused %v, want %v: the run computes %v", got, tc.fuses, kinds)
+			}
+			if plainKinds["fused"] != 0 || plainKinds["Add+Relu"] != 1 {
+				t.Errorf("a convolution read twice: the run computes %v, want the Add+Relu apart", plainKinds)
+			}
+			for i := range plain {
+				if fused[i] != plain[i] {
+					t.Fatalf("element %d: fused %v, apart %v", i, fused[i], plain[i])
+				}
+			}
+		})
 	}
 }

@@ -51,6 +51,11 @@ func registerElementwise[T Float](r registry[T]) {
 			if in[0].integral() {
 				return one(b.intArithmetic(name, in[0], in[1]))
 			}
+			if name == "Add" {
+				if y, err := b.fuseAdd(n, in); y != nil || err != nil {
+					return one(y, err)
+				}
+			}
 			k, err := newBinary(name, in[0].shape, in[1].shape, f, da, db)
 			if err != nil {
 				return nil, err

@@ -321,12 +321,7 @@ func maxPool2d[T Float](w *window, x, out, rowMax []T) {
 			first := 2*c - w.padsBegin[1]
 			whole := min(ow, (wd-3+w.padsBegin[1])/2+1) - c // windows inside the row
 			if whole > 0 {
-				pairs := asPairs(m[first:], whole-1)
-				d := o[c : c+whole-1]
-				for i := range d {
-					d[i] = pairs[i][0]
-				}
-				o[c+whole-1] = m[first+2*(whole-1)]
+				evens(o[c:c+whole], m[first:])
 				c += whole
 			}
 		}

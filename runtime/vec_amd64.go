@@ -38,6 +38,12 @@ func passPositiveAVX(n int, dst, grad, y *float32, add int)
 //go:noescape
 func convPack16AVX(rows int, dst, x *float32, off *int32, base int)
 
+//go:noescape
+func evensAVX(groups int, dst, src *float32)
+
+//go:noescape
+func convBlend16AVX(rows int, dst, x *float32, off *int32, base int, mask *[16]int32)
+
 func init() {
 	if !cpu.X86.HasAVX {
 		return
@@ -140,6 +146,24 @@ func init() {
 		}
 		_ = dst[16*len(off)-1]
 		convPack16AVX(len(off), &dst[0], &x[0], &off[0], base)
+	}
+	evensF32 = func(dst, src []float32) {
+		g := len(dst) / 8
+		if g == 0 {
+			return
+		}
+		_ = src[16*g-1]
+		evensAVX(g, &dst[0], &src[0])
+	}
+	convBlend16 = func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32) {
+		if len(off) == 0 {
+			return
+		}
+		if base+lo < 0 || base+hi+16 > len(x) {
+			panic("convBlend16: a read outside the planes")
+		}
+		_ = dst[16*len(off)-1]
+		convBlend16AVX(len(off), &dst[0], &x[0], &off[0], base, mask)
 	}
 	reluGradF32 = func(dst, g, y []float32) {
 		n := len(dst) &^ 7

@@ -125,6 +125,68 @@ pdone:
 	VZEROUPPER
 	RET
 
+// func convBlend16AVX(rows int, dst, x *float32, off *int32, base int, mask *[16]int32)
+//
+// For r < rows, replaces the lanes l of dst[16r:16r+16] whose mask[l] is
+// all ones with x[off[r]+base+l]: a panel's positions past the end of an
+// output row, read from the next row (see convPanels.pack).
+TEXT ·convBlend16AVX(SB), NOSPLIT, $0-48
+	MOVQ rows+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ x+16(FP), SI
+	MOVQ off+24(FP), DX
+	MOVQ base+32(FP), R8
+	MOVQ mask+40(FP), R9
+	LEAQ (SI)(R8*4), SI
+	VMOVDQU (R9), Y14
+	VMOVDQU 32(R9), Y15
+	TESTQ CX, CX
+	JEQ bdone
+
+bloop:
+	MOVLQSX (DX), AX
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VBLENDVPS Y14, (SI)(AX*4), Y0, Y0
+	VBLENDVPS Y15, 32(SI)(AX*4), Y1, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $4, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNE bloop
+
+bdone:
+	VZEROUPPER
+	RET
+
+// func evensAVX(groups int, dst, src *float32)
+//
+// dst[i] = src[2i] for i < 8*groups (reading src[:16*groups]): the
+// columns a stride of 2 reads. Per group: shuffle the even elements of two
+// vectors together, then put their 64-bit pairs in order.
+TEXT ·evensAVX(SB), NOSPLIT, $0-24
+	MOVQ groups+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ src+16(FP), SI
+	TESTQ CX, CX
+	JEQ edone
+
+eloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VSHUFPS $0x88, Y1, Y0, Y2
+	VPERMPD $0xD8, Y2, Y2
+	VMOVUPS Y2, (DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE eloop
+
+edone:
+	VZEROUPPER
+	RET
+
 // func sumF32AVX(n int, x *float32) float64
 //
 // The sum of x[:n] in float64, n a multiple of 16: 16 running sums (four

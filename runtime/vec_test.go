@@ -65,6 +65,29 @@ func TestVectorLoops(t *testing.T) {
 	}
 }
 
+// evens, a stride of 2's gather, gives every even element, in groups of 8
+// and the rest, from a source of exactly the elements it needs (2n-1:
+// the vectorised loop must not read past it) or one more.
+func TestEvens(t *testing.T) {
+	r := rand.New(rand.NewSource(12))
+	for n := 1; n < 60; n++ {
+		for _, extra := range []int{0, 1} {
+			src := specialF32(r, 2*n-1+extra)
+			got := make([]float32, n+1)
+			got[n] = 7
+			evens(got[:n], src)
+			for i := range n {
+				if math.Float32bits(got[i]) != math.Float32bits(src[2*i]) {
+					t.Fatalf("n %d, src %d: dst[%d] = %v, want %v", n, len(src), i, got[i], src[2*i])
+				}
+			}
+			if got[n] != 7 {
+				t.Fatalf("n %d: wrote past dst", n)
+			}
+		}
+	}
+}
+
 // BatchNormalization's vectorised loops: the sums agree with a plain
 // float64 sum to float64 rounding (they add in another order), and the
 // affine map with its Relu gives Go's result to the bit.

@@ -237,9 +237,10 @@ func winoTurn(i int) int {
 }
 
 // forward computes out [n, k, oh, ow] from x [n, c, h, w], the weight w
-// ([k, c, 3, 3], or [c, k, 3, 3] for a turned plan) and the optional bias,
+// ([k, c, 3, 3], or [c, k, 3, 3] for a turned plan), the optional bias and
+// the optional residual res (of out's shape, added after the bias),
 // followed by a Relu when relu is set.
-func (p *winograd) forward(x, w, bias, out []float32, relu bool) {
+func (p *winograd) forward(x, w, bias, res, out []float32, relu bool) {
 	var u []float32
 	if p.fixed {
 		p.uOnce.Do(func() {
@@ -268,7 +269,7 @@ func (p *winograd) forward(x, w, bias, out []float32, relu bool) {
 			}
 			sgemmPool.Put(wk)
 		})
-		parallelFor(p.k, p.k*t*winoA2, func(lo, hi int) { p.outputs(m, bias, out, relu, i0, i1, lo, hi) })
+		parallelFor(p.k, p.k*t*winoA2, func(lo, hi int) { p.outputs(m, bias, res, out, relu, i0, i1, lo, hi) })
 		p.v.give(v)
 		p.m.give(m)
 	}
@@ -326,9 +327,9 @@ func winoInputTransform(d *[winoA2]float32) {
 	}
 }
 
-// outputs writes Y = Aᵀ m A (plus the bias) of output channels [k0, k1)
-// of images [i0, i1) into out, from m laid out [16][k][tile].
-func (p *winograd) outputs(m, bias, out []float32, relu bool, i0, i1, k0, k1 int) {
+// outputs writes Y = Aᵀ m A (plus the bias, then res) of output channels
+// [k0, k1) of images [i0, i1) into out, from m laid out [16][k][tile].
+func (p *winograd) outputs(m, bias, res, out []float32, relu bool, i0, i1, k0, k1 int) {
 	tiles := p.th * p.tw
 	t := (i1 - i0) * tiles
 	stage := make([]float32, winoM*winoM*t) // y[r][s] of tile j at stage[(r*winoM+s)*t+j]
@@ -358,7 +359,8 @@ func (p *winograd) outputs(m, bias, out []float32, relu bool, i0, i1, k0, k1 int
 		// Row r of a tile row is row r of each of its tiles, side by side.
 		whole := p.ow / winoM // tiles wholly inside a row
 		for img := i0; img < i1; img++ {
-			plane := out[(img*p.k+k)*p.oh*p.ow : (img*p.k+k+1)*p.oh*p.ow]
+			po := (img*p.k + k) * p.oh * p.ow
+			plane := out[po : po+p.oh*p.ow]
 			for ty := 0; ty < p.th; ty++ {
 				first := (img-i0)*tiles + ty*p.tw
 				for r := 0; r < winoM && ty*winoM+r < p.oh; r++ {
@@ -372,7 +374,18 @@ func (p *winograd) outputs(m, bias, out []float32, relu bool, i0, i1, k0, k1 int
 					for w := whole * winoM; w < p.ow; w++ { // a last, partial tile
 						row[w] = stage[(r*winoM+w%winoM)*t+first+whole] + b
 					}
-					if relu {
+					switch {
+					case res != nil && relu:
+						add := res[po+(ty*winoM+r)*p.ow:][:len(row)]
+						for w, v := range row {
+							row[w] = max(v+add[w], 0)
+						}
+					case res != nil:
+						add := res[po+(ty*winoM+r)*p.ow:][:len(row)]
+						for w, v := range row {
+							row[w] = v + add[w]
+						}
+					case relu:
 						for w, v := range row {
 							row[w] = max(v, 0)
 						}

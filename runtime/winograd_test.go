@@ -101,7 +101,8 @@ func (tc winoCase) check(t *testing.T, r *rand.Rand, fixed bool) {
 	for i := range got {
 		got[i] = float32(math.NaN()) // every element must be written
 	}
-	p.forward(x, w, b, got, false)
+	p.forward(x, w, b, nil, got, false)
+	first := slices.Clone(got)
 	want := naiveConv3x3(x, w, b, tc.n, tc.c, tc.k, tc.h, tc.w, tc.pt, tc.pl, oh, ow)
 	var worst, scale float64
 	for i, v := range want {
@@ -116,10 +117,24 @@ func (tc winoCase) check(t *testing.T, r *rand.Rand, fixed bool) {
 	}
 	// A second call (fixed: reusing the transformed weights); no bias, a
 	// Relu.
-	p.forward(x, w, nil, got, true)
+	p.forward(x, w, nil, nil, got, true)
 	for i, v := range want {
 		if d := math.Abs(float64(got[i]) - math.Max(v-float64(b[i/(oh*ow)%tc.k]), 0)); d > 2e-6*scale {
 			t.Fatalf("second call, element %d: off by %.3g", i, d)
+		}
+	}
+	// A residual added (after the bias, before the Relu, if any): the bits
+	// of a separate Add and Relu of the first call's output.
+	res := randF32(r, len(got))
+	for _, relu := range []bool{false, true} {
+		p.forward(x, w, b, res, got, relu)
+		for i, v := range first {
+			if v += res[i]; relu {
+				v = max(v, 0)
+			}
+			if got[i] != v {
+				t.Fatalf("residual, relu %v: element %d is %v, want %v", relu, i, got[i], v)
+			}
 		}
 	}
 }
@@ -286,10 +301,10 @@ func BenchmarkWinograd(b *testing.B) {
 		out := make([]float32, s.c*s.hw*s.hw)
 		b.Run(fmt.Sprintf("winograd/%dx%d", s.c, s.hw), func(b *testing.B) {
 			p := planWinograd(1, s.c, s.c, win)
-			p.forward(x, w, nil, out, false)
+			p.forward(x, w, nil, nil, out, false)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				p.forward(x, w, nil, out, false)
+				p.forward(x, w, nil, nil, out, false)
 			}
 		})
 		b.Run(fmt.Sprintf("im2col/%dx%d", s.c, s.hw), func(b *testing.B) {
@@ -332,13 +347,14 @@ func TestWinogradResNet18(t *testing.T) {
 			t.Fatal(err)
 		}
 		// With fixed weights, every BatchNormalization is folded into the
-		// convolution before it, and every Relu into the kernel before it.
+		// convolution before it, every residual Add into a convolution
+		// beside it, and every Relu into the kernel before it.
 		kinds := map[string]int{}
 		for _, st := range inferenceSession(p, in.Shape()).lean {
 			kinds[strings.SplitN(st.node.Op().String(), "(", 2)[0]]++
 		}
-		if folded := kinds["BatchNormalization"] == 0 && kinds["Relu"] == 0; folded != fixed {
-			t.Errorf("fixed weights %v: the run computes %d BatchNormalization and %d Relu nodes", fixed, kinds["BatchNormalization"], kinds["Relu"])
+		if folded := kinds["BatchNormalization"] == 0 && kinds["Relu"] == 0 && kinds["Add+Relu"] == 0; folded != fixed {
+			t.Errorf("fixed weights %v: the run computes %d BatchNormalization, %d Add+Relu and %d Relu nodes", fixed, kinds["BatchNormalization"], kinds["Add+Relu"], kinds["Relu"])
 		}
 		outs[fixed] = float64sOf(out[0])
 		errs[fixed] = maxAbsDiff(outs[fixed], want)
