@@ -270,12 +270,15 @@ func convForwardPanels(k *conv[float32], x, w, bias, out []float32) {
 				copy(padded, bias[g*mg:(g+1)*mg])
 				epi.bias = padded
 			}
-			wg := w[g*mg*rows : (g+1)*mg*rows]
+			opA := sgemmA{a: w[g*mg*rows : (g+1)*mg*rows], lda: rows}
+			if k.fixed {
+				opA.packed = k.packedWeights(g, opA.a, mg, rows)
+			}
 			c := out[(img*k.m+g*mg)*oN : (img*k.m+(g+1)*mg)*oN]
 			src := sgemmB{conv: &pg}
 			if !k.panelsShared(kern) {
 				sgemmSplit(oN, kern.nr, mg*oN*rows, func(wk *sgemmWork, lo, hi int) {
-					sgemmBlockFrom(kern, wk, false, 0, mg, lo, hi, rows, 1, wg, rows, src, 0, c, oN, epi)
+					sgemmBlockFrom(kern, wk, opA, 0, mg, lo, hi, rows, 1, src, 0, c, oN, epi)
 				})
 				continue
 			}
@@ -293,7 +296,7 @@ func convForwardPanels(k *conv[float32], x, w, bias, out []float32) {
 			})
 			src.packed = packed
 			sgemmSplit(mg, kern.mr, mg*oN*rows, func(wk *sgemmWork, lo, hi int) {
-				sgemmBlockFrom(kern, wk, false, lo, hi, 0, oN, rows, 1, wg, rows, src, 0, c, oN, epi)
+				sgemmBlockFrom(kern, wk, opA, lo, hi, 0, oN, rows, 1, src, 0, c, oN, epi)
 			})
 			k.packed.give(packed)
 		}

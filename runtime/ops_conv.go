@@ -176,6 +176,11 @@ type conv[T Float] struct {
 	// im2col (see convPanels).
 	panels *convPanels
 	packed *scratch[float32] // B packed once when shared (panelsShared)
+	// fixed marks weights that never change (Options.FixedWeights): the
+	// panels' products read them packed once, by group, from pw.
+	fixed bool
+	pw    []*sgemmPackedA
+	pwMu  sync.Mutex
 	// grad marks a convolution some gradient flows through: its backward
 	// pass lowers to im2col.
 	grad bool
@@ -418,6 +423,7 @@ func (b *builder[T]) conv(n *onnx.Node, in []*val[T], res *val[T]) (*val[T], err
 		if k32.wino == nil && !k.direct && !k.depthwise() && k.m/group > 1 && size(win.out) > 1 {
 			k32.panels = newConvPanels(win, k.c/group)
 			k32.packed = &workspaceOf[float32](b.p).tiles
+			k32.fixed = fixed && !in[1].need
 		}
 	}
 	args := []*val[T]{in[0], in[1]}
@@ -664,7 +670,24 @@ func (k *conv[T]) scratchBytes() int64 {
 	if !k.direct && k.plane == nil {
 		n += int64(cg*kN) * int64(oN) * 4
 	}
+	if k.fixed {
+		n += int64(k.group) * packedBytes(mg, cg*kN)
+	}
 	return n
+}
+
+// packedWeights returns group g's weights a (mg x rows) packed for the
+// kernel in use, packing them on first use.
+func (k *conv[T]) packedWeights(g int, a []float32, mg, rows int) *sgemmPackedA {
+	k.pwMu.Lock()
+	defer k.pwMu.Unlock()
+	if k.pw == nil {
+		k.pw = make([]*sgemmPackedA, k.group)
+	}
+	if k.pw[g] == nil || k.pw[g].kern != sgemmKern {
+		k.pw[g] = packAll(sgemmKern, a, rows, mg, rows)
+	}
+	return k.pw[g]
 }
 
 // workspaceBytes: the im2col matrix of one image's group (none for a

@@ -292,7 +292,44 @@ func balanced(total, max, unit int) int {
 // sgemmBlock computes rows [i0,i1) and columns [j0,j1) of C with the
 // blocked algorithm on one goroutine.
 func sgemmBlock(kern *sgemmKernel, w *sgemmWork, transA, transB bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	sgemmBlockFrom(kern, w, transA, i0, i1, j0, j1, k, alpha, a, lda, sgemmB{trans: transB, b: b, ldb: ldb}, beta, c, ldc, nil)
+	sgemmBlockFrom(kern, w, sgemmA{trans: transA, a: a, lda: lda}, i0, i1, j0, j1, k, alpha, sgemmB{trans: transB, b: b, ldb: ldb}, beta, c, ldc, nil)
+}
+
+// sgemmA is the A operand of a blocked product: op(A) of a matrix a, or,
+// when packed is set (for the kernel in use), all of A packed once.
+type sgemmA struct {
+	trans bool
+	a     []float32
+	lda   int
+	// packed is A (m x k) packed by packAll: products of fixed weights
+	// (Winograd's transformed filters, a convolution's kernels) pack them
+	// on their first run. Each micro-kernel call then reads one
+	// contiguous stream, where a row-major A read in place is mr streams a
+	// row apart: at ResNet-18's last layers at batch 1, A is read once per
+	// product and the product's speed is A's streaming speed.
+	packed *sgemmPackedA
+}
+
+// sgemmPackedA is an m x k matrix packed in panels of mr rows for kern:
+// panel q holds, for each column p, rows q·mr to q·mr+mr-1 at
+// data[q·mr·k + p·mr:], rows past m zero.
+type sgemmPackedA struct {
+	kern *sgemmKernel
+	k    int
+	data []float32
+}
+
+// packAll packs the row-major m x k matrix a (rows lda apart) for kern.
+func packAll(kern *sgemmKernel, a []float32, lda, m, k int) *sgemmPackedA {
+	mp := (m + kern.mr - 1) / kern.mr * kern.mr
+	pa := &sgemmPackedA{kern: kern, k: k, data: make([]float32, mp*k)}
+	sgemmPackA(pa.data, false, a, lda, 0, m, 0, k, kern.mr)
+	return pa
+}
+
+// packedBytes is what packAll keeps for an m x k matrix.
+func packedBytes(m, k int) int64 {
+	return 4 * int64((m+sgemmKern.mr-1)/sgemmKern.mr*sgemmKern.mr) * int64(k)
 }
 
 // sgemmB is the B operand of a blocked product: op(B) of a matrix b, or,
@@ -358,8 +395,13 @@ func (e *sgemmEpilogue) apply(c []float32, ldc, i0, rows, cols int) {
 
 // sgemmBlockFrom is sgemmBlock for any B operand, with an optional
 // epilogue (alpha must then be 1).
-func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, src sgemmB, beta float32, c []float32, ldc int, epi *sgemmEpilogue) {
+func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, opA sgemmA, i0, i1, j0, j1, k int, alpha float32, src sgemmB, beta float32, c []float32, ldc int, epi *sgemmEpilogue) {
 	mr, nr := kern.mr, kern.nr
+	transA, a, lda := opA.trans, opA.a, opA.lda
+	pa := opA.packed
+	if pa != nil && (pa.kern != kern || pa.k != k || i0%mr != 0) {
+		pa = nil
+	}
 	m, n := i1-i0, j1-j0
 	kc := balanced(k, sgemmKC, 1)
 	mc := balanced(m, sgemmMC, mr)
@@ -372,7 +414,7 @@ func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, transA bool, i0, i1, j0, j1
 	}
 	// A row-major A is read in place by a strided kernel; only a last
 	// panel of fewer than mr rows is packed (zero-padded).
-	direct := kern.strided && !transA
+	direct := kern.strided && !transA || pa != nil
 	w.ap = growF32(w.ap, mc*kc)
 	if src.packed == nil {
 		w.bp = growF32(w.bp, nc*kc)
@@ -392,9 +434,12 @@ func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, transA bool, i0, i1, j0, j1
 			for ic := i0; ic < i1; ic += mc {
 				mcb := min(mc, i1-ic)
 				full := mcb / mr * mr // rows in whole panels
-				if !direct {
+				switch {
+				case pa != nil:
+					full = mcb // a last panel is zero-padded already
+				case !direct:
 					sgemmPackA(ap, transA, a, lda, ic, mcb, pc, kcb, mr)
-				} else if full < mcb {
+				case full < mcb:
 					sgemmPackA(ap[full*kcb:], transA, a, lda, ic+full, mcb-full, pc, kcb, mr)
 				}
 				for jr := 0; jr < ncb; jr += nr {
@@ -404,7 +449,10 @@ func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, transA bool, i0, i1, j0, j1
 						mrb := min(mr, mcb-ir)
 						var apan []float32
 						rsa, csa, aStep := 1, mr, mr*kcb
-						if direct && ir < full {
+						if pa != nil {
+							apan = pa.data[(ic+ir)*k+pc*mr:]
+							aStep = mr * k
+						} else if direct && ir < full {
 							if transA {
 								apan = a[pc*lda+ic+ir:]
 								rsa, csa, aStep = 1, lda, mr

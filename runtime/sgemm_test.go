@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand"
 	goruntime "runtime"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -140,6 +141,49 @@ func TestSgemmBlocks(t *testing.T) {
 			for tr := 0; tr < 4; tr++ {
 				checkSgemm(t, r, kern, tr&1 != 0, tr&2 != 0, sh[0], sh[1], sh[2], tr, 0.75, []float32{0, 1, -0.5, 0}[tr])
 			}
+		}
+	}
+}
+
+// A packed A (packAll: fixed weights) gives the bits of A read in place,
+// for both kernels, with and without an epilogue, over several blocks of
+// each dimension and for row ranges starting past the first panel (a
+// split); and a packing for another kernel, or another shared dimension,
+// is not used.
+func TestSgemmPackedA(t *testing.T) {
+	r := rand.New(rand.NewSource(6))
+	for _, kern := range sgemmKernels() {
+		for _, sh := range [][3]int{{1, 1, 1}, {7, 17, 5}, {13, 33, 300}, {sgemmMC + 11, 40, sgemmKC + 3}, {64, 784, 64}, {512, 16, 512}} {
+			m, n, k := sh[0], sh[1], sh[2]
+			a, b := randF32(r, m*k), randF32(r, k*n)
+			pa := packAll(kern, a, k, m, k)
+			bias := make([]float32, m+kern.mr)
+			copy(bias, randF32(r, m))
+			for _, epi := range []*sgemmEpilogue{nil, {bias: bias, relu: true}} {
+				for _, i0 := range []int{0, kern.mr * (m / kern.mr / 2)} {
+					c0, c1 := randF32(r, m*n), randF32(r, m*n)
+					copy(c1, c0)
+					w := new(sgemmWork)
+					sgemmBlockFrom(kern, w, sgemmA{a: a, lda: k}, i0, m, 0, n, k, 1, sgemmB{b: b, ldb: n}, 0, c0, n, epi)
+					sgemmBlockFrom(kern, w, sgemmA{packed: pa}, i0, m, 0, n, k, 1, sgemmB{b: b, ldb: n}, 0, c1, n, epi)
+					for i := range c0 {
+						if math.Float32bits(c0[i]) != math.Float32bits(c1[i]) {
+							t.Fatalf("%s %v epilogue %v rows from %d: element %d packed %v, in place %v", kern.name, sh, epi != nil, i0, i, c1[i], c0[i])
+						}
+					}
+				}
+			}
+		}
+	}
+	// Packed for another kernel or shared dimension: A is read in place.
+	kerns := sgemmKernels()
+	if len(kerns) > 1 {
+		a, b := randF32(r, 12*8), randF32(r, 8*16)
+		c0, c1 := make([]float32, 12*16), make([]float32, 12*16)
+		sgemmBlockFrom(kerns[0], new(sgemmWork), sgemmA{a: a, lda: 8}, 0, 12, 0, 16, 8, 1, sgemmB{b: b, ldb: 16}, 0, c0, 16, nil)
+		sgemmBlockFrom(kerns[0], new(sgemmWork), sgemmA{a: a, lda: 8, packed: packAll(kerns[1], make([]float32, 12*8), 8, 12, 8)}, 0, 12, 0, 16, 8, 1, sgemmB{b: b, ldb: 16}, 0, c1, 16, nil)
+		if !slices.Equal(c0, c1) {
+			t.Fatal("a packing for another kernel was used")
 		}
 	}
 }

@@ -56,11 +56,12 @@ type winograd struct {
 	// starts in it.
 	hp, wp  int
 	offsets []int32
-	// fixed marks weights that never change: U is computed once, into u.
-	// Else each call computes it into filters (the workspace's).
+	// fixed marks weights that never change: U is computed once and kept
+	// packed for the GEMMs' kernel (see sgemmA), its 16 matrices in
+	// packedU. Else each call computes it into filters (the workspace's).
 	fixed   bool
-	u       []float32
-	uOnce   sync.Once
+	packedU []*sgemmPackedA
+	uMu     sync.Mutex
 	filters *scratch[float32]
 	// turned marks the plan of an input gradient (see dxWindow): its
 	// kernel g[k][c] is the weight w[c][k] turned 180 degrees.
@@ -134,7 +135,7 @@ func (p *winograd) scratchBytes() int64 {
 	if !p.fixed {
 		return 0
 	}
-	return 4 * winoA2 * int64(filterStride(p.k, p.c))
+	return winoA2 * packedBytes(p.k, p.c)
 }
 
 // workspaceBytes counts what it uses while it runs: U for weights that
@@ -166,7 +167,13 @@ func filterStride(k, c int) int { return k*c + 16 }
 // rows reversed are G's rows 3, 1, 2, 0), so a turned plan transforms w
 // as it lies and writes element (i, j) of U to slot (p(i), p(j)).
 func winogradFilter(u, w []float32, k, c int, turned bool) {
-	kc := filterStride(k, c)
+	winogradFilterRows(u, w, k, c, turned, 0, k)
+}
+
+// winogradFilterRows is winogradFilter for output channels [k0, k1) only,
+// written to u as winogradFilter would write a weight of k1-k0 of them.
+func winogradFilterRows(u, w []float32, k, c int, turned bool, k0, k1 int) {
+	kc := filterStride(k1-k0, c)
 	var rowOf [winoA2]int // where element ξ of U goes, in floats
 	for xi := range rowOf {
 		i, j := xi/winoA, xi%winoA
@@ -180,8 +187,9 @@ func winogradFilter(u, w []float32, k, c int, turned bool) {
 	if turned {
 		step = 9 * k
 	}
-	parallelFor(k, k*c*winoA2, func(lo, hi int) {
-		for kk := lo; kk < hi; kk++ {
+	parallelFor(k1-k0, (k1-k0)*c*winoA2, func(lo, hi int) {
+		for kk := k0 + lo; kk < k0+hi; kk++ {
+			row := (kk - k0) * c // of U's matrices
 			base := kk * c * 9
 			if turned {
 				base = kk * 9
@@ -189,12 +197,12 @@ func winogradFilter(u, w []float32, k, c int, turned bool) {
 			cc := 0
 			if winoFilterGroups != nil {
 				groups := c / 8
-				winoFilterGroups(w[base:], step, groups, u[kk*c:], &rowOf)
+				winoFilterGroups(w[base:], step, groups, u[row:], &rowOf)
 				cc = 8 * groups
 			}
 			var rows [winoA2][]float32 // rows[ξ][cc]: element ξ for (kk, cc)
 			for xi, r := range rowOf {
-				rows[xi] = u[r+kk*c : r+kk*c+c]
+				rows[xi] = u[r+row : r+row+c]
 			}
 			for ; cc < c; cc++ {
 				// In float64, rounded once (the gradients of a whole
@@ -242,12 +250,9 @@ func winoTurn(i int) int {
 // followed by a Relu when relu is set.
 func (p *winograd) forward(x, w, bias, res, out []float32, relu bool) {
 	var u []float32
+	var packed []*sgemmPackedA
 	if p.fixed {
-		p.uOnce.Do(func() {
-			p.u = make([]float32, winoA2*filterStride(p.k, p.c))
-			winogradFilter(p.u, w, p.k, p.c, p.turned)
-		})
-		u = p.u
+		packed = p.fixedFilters(w)
 	} else {
 		u = p.filters.take(winoA2 * filterStride(p.k, p.c))
 		defer p.filters.give(u)
@@ -264,8 +269,13 @@ func (p *winograd) forward(x, w, bias, res, out []float32, relu bool) {
 		parallelFor(winoA2, winoA2*p.k*p.c*t, func(lo, hi int) {
 			wk := sgemmPool.Get().(*sgemmWork)
 			for xi := lo; xi < hi; xi++ {
-				sgemmBlock(sgemmKern, wk, false, false, 0, p.k, 0, t, p.c, 1,
-					u[xi*filterStride(p.k, p.c):], p.c, v[xi*p.c*t:], t, 0, m[xi*p.k*t:], t)
+				opA := sgemmA{lda: p.c}
+				if packed != nil {
+					opA.packed = packed[xi]
+				} else {
+					opA.a = u[xi*filterStride(p.k, p.c):]
+				}
+				sgemmBlockFrom(sgemmKern, wk, opA, 0, p.k, 0, t, p.c, 1, sgemmB{b: v[xi*p.c*t:], ldb: t}, 0, m[xi*p.k*t:], t, nil)
 			}
 			sgemmPool.Put(wk)
 		})
@@ -273,6 +283,35 @@ func (p *winograd) forward(x, w, bias, res, out []float32, relu bool) {
 		p.v.give(v)
 		p.m.give(m)
 	}
+}
+
+// fixedFilters returns U for fixed weights w, computed and packed on first
+// use (again if the GEMMs' kernel has changed since: tests switch it).
+func (p *winograd) fixedFilters(w []float32) []*sgemmPackedA {
+	p.uMu.Lock()
+	defer p.uMu.Unlock()
+	if p.packedU == nil || p.packedU[0].kern != sgemmKern {
+		kern := sgemmKern
+		p.packedU = make([]*sgemmPackedA, winoA2)
+		for xi := range p.packedU {
+			p.packedU[xi] = &sgemmPackedA{kern: kern, k: p.c, data: make([]float32, packedBytes(p.k, p.c)/4)}
+		}
+		// By blocks of output channels (whole panels), so that U is
+		// never held both whole and packed.
+		block := min(p.k, 16*kern.mr)
+		u := make([]float32, winoA2*filterStride(block, p.c))
+		for k0 := 0; k0 < p.k; k0 += block {
+			k1 := min(k0+block, p.k)
+			kc := filterStride(k1-k0, p.c)
+			winogradFilterRows(u, w, p.k, p.c, p.turned, k0, k1)
+			parallelFor(winoA2, winoA2*(k1-k0)*p.c, func(lo, hi int) {
+				for xi := lo; xi < hi; xi++ {
+					sgemmPackA(p.packedU[xi].data[k0*p.c:], false, u[xi*kc:], p.c, 0, k1-k0, 0, p.c, kern.mr)
+				}
+			})
+		}
+	}
+	return p.packedU
 }
 
 // inputs writes V = Bᵀ d B of channels [c0, c1) of images [i0, i1) into v,

@@ -429,7 +429,7 @@ func TestWinogradFilterTransforms(t *testing.T) {
 	groups, gradGroups := winoFilterGroups, winoGradOutputGroups
 	defer func() { winoFilterGroups, winoGradOutputGroups = groups, gradGroups }()
 	G := [winoA][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
-	for _, kc := range [][2]int{{1, 1}, {3, 7}, {2, 8}, {5, 17}, {4, 65}, {9, 24}} {
+	for _, kc := range [][2]int{{1, 1}, {3, 7}, {2, 8}, {5, 17}, {4, 65}, {9, 24}, {197, 9}} {
 		k, c := kc[0], kc[1]
 		w := make([]float32, k*c*9)
 		for i := range w {
@@ -469,6 +469,19 @@ func TestWinogradFilterTransforms(t *testing.T) {
 							}
 						}
 					}
+				}
+			}
+		}
+		// Fixed weights keep U packed for the GEMMs, transformed by blocks of
+		// output channels: the same as U transformed whole, then packed.
+		for _, turned := range []bool{false, true} {
+			u := make([]float32, winoA2*filterStride(k, c))
+			winogradFilter(u, w, k, c, turned)
+			p := &winograd{k: k, c: c, turned: turned}
+			for xi, got := range p.fixedFilters(w) {
+				want := packAll(sgemmKern, u[xi*filterStride(k, c):], c, k, c)
+				if !slices.Equal(got.data, want.data) {
+					t.Fatalf("k=%d c=%d turned=%v: packed U[%d] differs from U's", k, c, turned, xi)
 				}
 			}
 		}
