@@ -35,6 +35,14 @@ var convPack16 func(dst, x []float32, off []int32, base, lo, hi int)
 // dst[16r:16r+16] where mask[l] is all ones with x[off[r]+base+l:].
 var convBlend16 func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32)
 
+// convPack16S2 and convBlend16S2, when set (vec_amd64.go), are
+// convPack16 and convBlend16 for panel rows of every other element:
+// x[off[r]+base+2l] to lane l (reading a float past the last lane's).
+var (
+	convPack16S2  func(dst, x []float32, off []int32, base, lo, hi int)
+	convBlend16S2 func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32)
+)
+
 // lanesFrom[a] masks lanes a to 15 of 16 (all ones there, else zero).
 var lanesFrom = func() (m [17][16]int32) {
 	for a := range m {
@@ -60,12 +68,14 @@ type convPanels struct {
 	chanStride int // floats per channel: nu*nv*hq*wq
 	// off[r] is where row r of the im2col matrix reads output position
 	// (0, 0), relative to the group's first channel; output position
-	// (y, x) adds y·wq + x.
+	// (y, x) adds y·ys + x·xs: y·wq + x in polyphase planes.
 	off          []int32
 	offLo, offHi int // the least and greatest of off
 	ow           int
+	ys, xs       int
 	// The polyphase split: phase row u of the planes made is padded input
-	// row a·sh + us[u] (likewise vs for columns).
+	// row a·sh + us[u] (likewise vs for columns). For strides of 2, sh and
+	// sw are 1 (see newConvPanels).
 	sh, sw, ph, pw, h, w int
 	us, vs               []int
 	x                    []float32
@@ -97,19 +107,31 @@ func newConvPanels(win *window, cg int) *convPanels {
 	if oh <= 0 || ow <= 0 {
 		return nil
 	}
-	p := &convPanels{cg: cg, sh: sh, sw: sw, ph: ph, pw: pw, h: h, w: w, ow: ow}
 	// Rows of the padded input read: up to (oh-1)·sh + (kh-1)·dh.
 	hp, wp := (oh-1)*sh+(kh-1)*dh+1, (ow-1)*sw+(kw-1)*dw+1
-	p.hq, p.wq = (hp+sh-1)/sh, (wp+sw-1)/sw
+	// Strides of 2 (stems, downsampling), undilated, a kernel larger than
+	// 1x1: one plane, the padded input, whose panels' rows read every
+	// other element (the packers have a form for it). Its split is a copy
+	// of whole rows; the polyphase split's rows are a quarter as long,
+	// and ResNet-18's took a tenth of its strided convolutions' time in
+	// per-row work. (A 1x1 kernel reads one polyphase plane of the four:
+	// its split copies a quarter of the input.)
+	ssh, ssw := sh, sw // the split's strides
+	if sh == 2 && sw == 2 && dh == 1 && dw == 1 && kh*kw > 1 {
+		ssh, ssw = 1, 1
+	}
+	p := &convPanels{cg: cg, sh: ssh, sw: ssw, ph: ph, pw: pw, h: h, w: w, ow: ow}
+	p.hq, p.wq = (hp+ssh-1)/ssh, (wp+ssw-1)/ssw
+	p.ys, p.xs = sh/ssh*p.wq, sw/ssw
 	uIndex, vIndex := map[int]int{}, map[int]int{}
 	for i := 0; i < kh; i++ {
-		if u := i * dh % sh; uIndex[u] == 0 {
+		if u := i * dh % ssh; uIndex[u] == 0 {
 			p.us = append(p.us, u)
 			uIndex[u] = len(p.us)
 		}
 	}
 	for j := 0; j < kw; j++ {
-		if v := j * dw % sw; vIndex[v] == 0 {
+		if v := j * dw % ssw; vIndex[v] == 0 {
 			p.vs = append(p.vs, v)
 			vIndex[v] = len(p.vs)
 		}
@@ -124,8 +146,8 @@ func newConvPanels(win *window, cg int) *convPanels {
 	for c := 0; c < cg; c++ {
 		for i := 0; i < kh; i++ {
 			for j := 0; j < kw; j++ {
-				u, v := uIndex[i*dh%sh]-1, vIndex[j*dw%sw]-1
-				o := c*p.chanStride + (u*p.nv+v)*plane + (i*dh/sh)*p.wq + j*dw/sw
+				u, v := uIndex[i*dh%ssh]-1, vIndex[j*dw%ssw]-1
+				o := c*p.chanStride + (u*p.nv+v)*plane + (i*dh/ssh)*p.wq + j*dw/ssw
 				p.off = append(p.off, int32(o))
 			}
 		}
@@ -138,6 +160,10 @@ func newConvPanels(win *window, cg int) *convPanels {
 
 // size is the floats of one image's planes, c channels.
 func (p *convPanels) size(c int) int { return c * p.chanStride }
+
+// convPanelsSlack is the floats a buffer of planes holds past them: a
+// panel row of stride 2 loads a float past its last.
+const convPanelsSlack = 16
 
 // split writes the polyphase planes of channels [c0, c1) of one image x
 // ([c, h, w]) into dst.
@@ -190,40 +216,53 @@ func (p *convPanels) split(x, dst []float32, c0, c1 int) {
 func (p *convPanels) pack(nr int, dst []float32, p0, kc, j0, nc int) {
 	off := p.off[p0 : p0+kc]
 	x := p.x
+	xs := p.xs
+	pack16, blend16 := convPack16, convBlend16
+	if xs == 2 {
+		pack16, blend16 = convPack16S2, convBlend16S2
+	}
 	var pos [16]int32 // offsets in a plane of a panel's positions (nr is at most 16)
 	for q := 0; q*nr < nc; q++ {
 		j := j0 + q*nr
 		lanes := min(nr, j0+nc-j)
 		d := dst[q*kc*nr : (q+1)*kc*nr]
 		y, xx := j/p.ow, j%p.ow
-		// The panel's positions are consecutive in a plane when they lie
-		// in one output row, or the planes are as wide as the output.
-		if lanes == nr && (xx+nr <= p.ow || p.wq == p.ow) {
-			base := y*p.wq + xx
-			if nr == 16 && convPack16 != nil {
-				convPack16(d, x, off, base, p.offLo, p.offHi)
+		base := y*p.ys + xx*xs
+		// The panel's positions are xs apart in a plane when they lie in
+		// one output row, or the planes' rows are the output's.
+		if lanes == nr && (xx+nr <= p.ow || p.ys == p.ow*xs) {
+			if nr == 16 && pack16 != nil {
+				pack16(d, x, off, base, p.offLo, p.offHi)
+				continue
+			}
+			if xs == 1 {
+				for r, o := range off {
+					copy(d[r*nr:(r+1)*nr], x[int(o)+base:])
+				}
 				continue
 			}
 			for r, o := range off {
-				copy(d[r*nr:(r+1)*nr], x[int(o)+base:])
+				s := x[int(o)+base:]
+				for l := range d[r*nr : (r+1)*nr] {
+					d[r*nr+l] = s[l*xs]
+				}
 			}
 			continue
 		}
-		if lanes == nr && nr == 16 && convBlend16 != nil {
-			// The panel runs on past the end of output row y (wider
-			// planes than the output: a strided window's): lane l of
-			// the run in row y+k, which starts at lane a, reads position
-			// (y+k)·wq + l - a = base + l + k·(wq - ow). Each run is
-			// blended over the lanes from a on.
-			base, skip := y*p.wq+xx, p.wq-p.ow
-			convPack16(d, x, off, base, p.offLo, p.offHi)
+		if lanes == nr && nr == 16 && blend16 != nil {
+			// The panel runs on past the end of output row y: lane l of
+			// the run in row y+k, which starts at lane a (at column l-a),
+			// reads (y+k)·ys + (l-a)·xs = base + l·xs + k·(ys - ow·xs).
+			// Each run is blended over the lanes from a on.
+			skip := p.ys - p.ow*xs
+			pack16(d, x, off, base, p.offLo, p.offHi)
 			for k, a := 1, p.ow-xx; a < nr; k, a = k+1, a+p.ow {
-				convBlend16(d, x, off, base+k*skip, p.offLo, p.offHi, &lanesFrom[a])
+				blend16(d, x, off, base+k*skip, p.offLo, p.offHi, &lanesFrom[a])
 			}
 			continue
 		}
 		for l := range lanes {
-			pos[l] = int32(y*p.wq + xx)
+			pos[l] = int32(y*p.ys + xx*xs)
 			if xx++; xx == p.ow {
 				y, xx = y+1, 0
 			}
@@ -253,7 +292,7 @@ func (k *conv[T]) panelsShared(kern *sgemmKernel) bool {
 func convForwardPanels(k *conv[float32], x, w, bias, out []float32) {
 	cg, mg, kN, oN, iN := k.sizes()
 	p := k.panels
-	planes := k.cols.take(p.size(k.c))
+	planes := k.cols.take(p.size(k.c) + convPanelsSlack)
 	defer k.cols.give(planes)
 	kern := sgemmKern
 	rows := cg * kN

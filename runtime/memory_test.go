@@ -43,8 +43,9 @@ func TestEstimateHugeInput(t *testing.T) {
 	in := int64(40000*40000) * 4
 	conv := int64(4*39998*39998) * 4
 	// The convolution packs its GEMM's panels from a padded copy of the
-	// input (convPanels), not from an im2col matrix nine times its size.
-	planes := int64(40000*40000) * 4
+	// input (convPanels), not from an im2col matrix nine times its size
+	// (and a few floats past it, see convPanelsSlack).
+	planes := int64(40000*40000)*4 + convPanelsSlack*4
 	// GlobalAveragePool's tables: a tap per input position, 2 window
 	// starts, 1 divisor.
 	poolTables := int64(39998*39998)*4 + 2*4 + 4

@@ -698,7 +698,7 @@ func (k *conv[T]) workspaceBytes(need func(buf any, bytes int64)) {
 		need(k.cols, int64(cg*kN)*int64(oN)*int64(unsafe.Sizeof(T(0))))
 	}
 	if k.panels != nil {
-		need(k.cols, int64(k.panels.size(k.c))*4)
+		need(k.cols, int64(k.panels.size(k.c)+convPanelsSlack)*4)
 		if k.panelsShared(sgemmKern) {
 			need(k.packed, int64(cg*kN)*int64((oN+sgemmKern.nr-1)/sgemmKern.nr*sgemmKern.nr)*4)
 		}

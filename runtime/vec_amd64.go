@@ -42,6 +42,12 @@ func convPack16AVX(rows int, dst, x *float32, off *int32, base int)
 func evensAVX(groups int, dst, src *float32)
 
 //go:noescape
+func convPack16S2AVX(rows int, dst, x *float32, off *int32, base int)
+
+//go:noescape
+func convBlend16S2AVX(rows int, dst, x *float32, off *int32, base int, mask *[16]int32)
+
+//go:noescape
 func convBlend16AVX(rows int, dst, x *float32, off *int32, base int, mask *[16]int32)
 
 func init() {
@@ -154,6 +160,26 @@ func init() {
 		}
 		_ = src[16*g-1]
 		evensAVX(g, &dst[0], &src[0])
+	}
+	convPack16S2 = func(dst, x []float32, off []int32, base, lo, hi int) {
+		if len(off) == 0 {
+			return
+		}
+		if base+lo < 0 || base+hi+32 > len(x) {
+			panic("convPack16S2: a read outside the planes")
+		}
+		_ = dst[16*len(off)-1]
+		convPack16S2AVX(len(off), &dst[0], &x[0], &off[0], base)
+	}
+	convBlend16S2 = func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32) {
+		if len(off) == 0 {
+			return
+		}
+		if base+lo < 0 || base+hi+32 > len(x) {
+			panic("convBlend16S2: a read outside the planes")
+		}
+		_ = dst[16*len(off)-1]
+		convBlend16S2AVX(len(off), &dst[0], &x[0], &off[0], base, mask)
 	}
 	convBlend16 = func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32) {
 		if len(off) == 0 {

@@ -125,6 +125,81 @@ pdone:
 	VZEROUPPER
 	RET
 
+// EVENS16 sets Y0, Y1 to the even elements of the 32 floats at
+// (SI)(AX*4): lanes 2l of a panel row of stride 2.
+#define EVENS16 \
+	VMOVUPS (SI)(AX*4), Y0; \
+	VMOVUPS 32(SI)(AX*4), Y1; \
+	VMOVUPS 64(SI)(AX*4), Y2; \
+	VMOVUPS 96(SI)(AX*4), Y3; \
+	VSHUFPS $0x88, Y1, Y0, Y0; \
+	VPERMPD $0xD8, Y0, Y0; \
+	VSHUFPS $0x88, Y3, Y2, Y1; \
+	VPERMPD $0xD8, Y1, Y1
+
+// func convPack16S2AVX(rows int, dst, x *float32, off *int32, base int)
+//
+// For r < rows, dst[16r+l] = x[off[r]+base+2l] for l < 16 (reading one
+// float past the last): convPack16AVX for a stride of 2.
+TEXT ·convPack16S2AVX(SB), NOSPLIT, $0-40
+	MOVQ rows+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ x+16(FP), SI
+	MOVQ off+24(FP), DX
+	MOVQ base+32(FP), R8
+	LEAQ (SI)(R8*4), SI
+	TESTQ CX, CX
+	JEQ p2done
+
+p2loop:
+	MOVLQSX (DX), AX
+	EVENS16
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $4, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNE p2loop
+
+p2done:
+	VZEROUPPER
+	RET
+
+// func convBlend16S2AVX(rows int, dst, x *float32, off *int32, base int, mask *[16]int32)
+//
+// convBlend16AVX for a stride of 2: lane l, where mask[l] is all ones,
+// becomes x[off[r]+base+2l].
+TEXT ·convBlend16S2AVX(SB), NOSPLIT, $0-48
+	MOVQ rows+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ x+16(FP), SI
+	MOVQ off+24(FP), DX
+	MOVQ base+32(FP), R8
+	MOVQ mask+40(FP), R9
+	LEAQ (SI)(R8*4), SI
+	VMOVDQU (R9), Y14
+	VMOVDQU 32(R9), Y15
+	TESTQ CX, CX
+	JEQ b2done
+
+b2loop:
+	MOVLQSX (DX), AX
+	EVENS16
+	VMOVUPS (DI), Y2
+	VMOVUPS 32(DI), Y3
+	VBLENDVPS Y14, Y0, Y2, Y0
+	VBLENDVPS Y15, Y1, Y3, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $4, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNE b2loop
+
+b2done:
+	VZEROUPPER
+	RET
+
 // func convBlend16AVX(rows int, dst, x *float32, off *int32, base int, mask *[16]int32)
 //
 // For r < rows, replaces the lanes l of dst[16r:16r+16] whose mask[l] is
