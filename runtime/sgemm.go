@@ -317,21 +317,38 @@ type sgemmA struct {
 	packed *sgemmPackedA
 }
 
-// sgemmPackedA is an m x k matrix packed in panels of mr rows for kern:
-// panel q holds, for each column p, rows q·mr to q·mr+mr-1 at
-// data[q·mr·k + p·mr:], rows past m zero.
+// sgemmPackedA is an m x k matrix packed for kern as sgemmBlockFrom reads
+// it: by the blocks of columns it takes (kc wide, from column pc), each
+// block, mp·kc floats from data[pc·mp:], in panels of mr rows (sgemmPackA's
+// layout), rows past m zero (mp is m rounded up to panels). A block's
+// panels follow one another, so a product streams A front to back.
 type sgemmPackedA struct {
-	kern *sgemmKernel
-	k    int
-	data []float32
+	kern  *sgemmKernel
+	k, mp int
+	data  []float32
 }
 
 // packAll packs the row-major m x k matrix a (rows lda apart) for kern.
 func packAll(kern *sgemmKernel, a []float32, lda, m, k int) *sgemmPackedA {
-	mp := (m + kern.mr - 1) / kern.mr * kern.mr
-	pa := &sgemmPackedA{kern: kern, k: k, data: make([]float32, mp*k)}
-	sgemmPackA(pa.data, false, a, lda, 0, m, 0, k, kern.mr)
+	pa := newPackedA(kern, m, k)
+	pa.packRows(a, lda, 0, m)
 	return pa
+}
+
+// newPackedA returns an m x k sgemmPackedA for kern, all zeros.
+func newPackedA(kern *sgemmKernel, m, k int) *sgemmPackedA {
+	mp := (m + kern.mr - 1) / kern.mr * kern.mr
+	return &sgemmPackedA{kern: kern, k: k, mp: mp, data: make([]float32, mp*k)}
+}
+
+// packRows packs rows [r0, r0+rows) of the matrix, r0 a multiple of mr,
+// from a (rows lda apart, a's row 0 being row r0).
+func (pa *sgemmPackedA) packRows(a []float32, lda, r0, rows int) {
+	kc := balanced(pa.k, sgemmKC, 1)
+	for pc := 0; pc < pa.k; pc += kc {
+		kcb := min(kc, pa.k-pc)
+		sgemmPackA(pa.data[pc*pa.mp+r0*kcb:], false, a, lda, 0, rows, pc, kcb, pa.kern.mr)
+	}
 }
 
 // packedBytes is what packAll keeps for an m x k matrix.
@@ -457,8 +474,7 @@ func sgemmBlockFrom(kern *sgemmKernel, w *sgemmWork, opA sgemmA, i0, i1, j0, j1,
 						var apan []float32
 						rsa, csa, aStep := 1, mr, mr*kcb
 						if pa != nil {
-							apan = pa.data[(ic+ir)*k+pc*mr:]
-							aStep = mr * k
+							apan = pa.data[pc*pa.mp+(ic+ir)*kcb:]
 						} else if direct && ir < full {
 							if transA {
 								apan = a[pc*lda+ic+ir:]

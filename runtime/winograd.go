@@ -294,7 +294,7 @@ func (p *winograd) fixedFilters(w []float32) []*sgemmPackedA {
 		kern := sgemmKern
 		p.packedU = make([]*sgemmPackedA, winoA2)
 		for xi := range p.packedU {
-			p.packedU[xi] = &sgemmPackedA{kern: kern, k: p.c, data: make([]float32, packedBytes(p.k, p.c)/4)}
+			p.packedU[xi] = newPackedA(kern, p.k, p.c)
 		}
 		// By blocks of output channels (whole panels), so that U is
 		// never held both whole and packed.
@@ -306,7 +306,7 @@ func (p *winograd) fixedFilters(w []float32) []*sgemmPackedA {
 			winogradFilterRows(u, w, p.k, p.c, p.turned, k0, k1)
 			parallelFor(winoA2, winoA2*(k1-k0)*p.c, func(lo, hi int) {
 				for xi := lo; xi < hi; xi++ {
-					sgemmPackA(p.packedU[xi].data[k0*p.c:], false, u[xi*kc:], p.c, 0, k1-k0, 0, p.c, kern.mr)
+					p.packedU[xi].packRows(u[xi*kc:], p.c, k0, k1-k0)
 				}
 			})
 		}

@@ -429,7 +429,7 @@ func TestWinogradFilterTransforms(t *testing.T) {
 	groups, gradGroups := winoFilterGroups, winoGradOutputGroups
 	defer func() { winoFilterGroups, winoGradOutputGroups = groups, gradGroups }()
 	G := [winoA][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
-	for _, kc := range [][2]int{{1, 1}, {3, 7}, {2, 8}, {5, 17}, {4, 65}, {9, 24}, {197, 9}} {
+	for _, kc := range [][2]int{{1, 1}, {3, 7}, {2, 8}, {5, 17}, {4, 65}, {9, 24}, {197, 9}, {100, sgemmKC + 3}} {
 		k, c := kc[0], kc[1]
 		w := make([]float32, k*c*9)
 		for i := range w {
