@@ -312,6 +312,9 @@ func convForwardPanels(k *conv[float32], x, w, bias, out []float32) {
 			opA := sgemmA{a: w[g*mg*rows : (g+1)*mg*rows], lda: rows}
 			if k.fixed {
 				opA.packed = k.packedWeights(g, opA.a, mg, rows)
+				if k.fold != nil {
+					opA.a = nil // unscaled: only the packed weights are right
+				}
 			}
 			c := out[(img*k.m+g*mg)*oN : (img*k.m+(g+1)*mg)*oN]
 			src := sgemmB{conv: &pg}

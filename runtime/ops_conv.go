@@ -181,6 +181,11 @@ type conv[T Float] struct {
 	fixed bool
 	pw    []*sgemmPackedA
 	pwMu  sync.Mutex
+	// fold, when set, scales the weight input's output channels: a
+	// BatchNormalization folded into a convolution that packs (panels)
+	// or transforms (Winograd) its weights once, scaling them then (see
+	// foldBatchNorm).
+	fold []float64
 	// grad marks a convolution some gradient flows through: its backward
 	// pass lowers to im2col.
 	grad bool
@@ -370,7 +375,7 @@ func transpose[T Float](a, t []T, r, c int) {
 func addInto[T Float](d, s []T) { axpy(1, s, d) }
 
 func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], error) {
-	y, err := b.conv(n, in, nil)
+	y, err := b.conv(n, in, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -378,9 +383,11 @@ func buildConv[T Float](b *builder[T], n *onnx.Node, in []*val[T]) ([]*val[T], e
 }
 
 // conv builds Conv node n over its inputs; res, when not nil, is a value of
-// the output's shape the convolution adds to its output (see fuseAdd). It
-// returns nil, having built nothing, when the convolution cannot add res.
-func (b *builder[T]) conv(n *onnx.Node, in []*val[T], res *val[T]) (*val[T], error) {
+// the output's shape the convolution adds to its output (see fuseAdd), and
+// fold, when not nil, scales the weights per output channel (see
+// foldBatchNorm). It returns nil, having built nothing, when the
+// convolution cannot add res or scale its weights itself.
+func (b *builder[T]) conv(n *onnx.Node, in []*val[T], res *val[T], fold []float64) (*val[T], error) {
 	if len(in) < 2 || in[0] == nil || in[1] == nil {
 		return nil, fmt.Errorf("needs input and weight")
 	}
@@ -425,6 +432,19 @@ func (b *builder[T]) conv(n *onnx.Node, in []*val[T], res *val[T]) (*val[T], err
 			k32.packed = &workspaceOf[float32](b.p).tiles
 			k32.fixed = fixed && !in[1].need
 		}
+		if fold != nil {
+			// Only kernels that pack or transform their weights once,
+			// and never read them again, scale them themselves.
+			if k.grad || !(k32.wino != nil && k32.wino.fixed || k32.panels != nil && k32.fixed) {
+				return nil, nil
+			}
+			k32.fold = fold
+			if k32.wino != nil {
+				k32.wino.fold = fold
+			}
+		}
+	} else if fold != nil {
+		return nil, nil
 	}
 	args := []*val[T]{in[0], in[1]}
 	if k.hasBias {
@@ -451,7 +471,7 @@ func (b *builder[T]) conv(n *onnx.Node, in []*val[T], res *val[T]) (*val[T], err
 		if b.convs == nil {
 			b.convs = map[*G.Node]convBuild[T]{}
 		}
-		b.convs[y.node] = convBuild[T]{n: n, in: args}
+		b.convs[y.node] = convBuild[T]{n: n, in: args, fold: fold}
 	}
 	return y, nil
 }
@@ -478,7 +498,7 @@ func (b *builder[T]) fuseAdd(n *onnx.Node, in []*val[T]) (*val[T], error) {
 		}
 		add := b.node
 		b.node = cb.n
-		y, err := b.conv(cb.n, cb.in, in[1-i])
+		y, err := b.conv(cb.n, cb.in, in[1-i], cb.fold)
 		b.node = add
 		if y != nil || err != nil {
 			return y, err
@@ -504,12 +524,17 @@ func dxWindow(win *window) *window {
 	return t
 }
 
-// convBuild is how a convolution of fixed weights was built: its node and
-// inputs (input, weight and bias, if any).
+// convBuild is how a convolution of fixed weights was built: its node,
+// inputs (input, weight and bias, if any) and the scale of its weights.
 type convBuild[T Float] struct {
-	n  *onnx.Node
-	in []*val[T]
+	n    *onnx.Node
+	in   []*val[T]
+	fold []float64
 }
+
+// foldEagerly makes foldBatchNorm always build scaled copies of the
+// weights (a switch for tests).
+var foldEagerly bool
 
 // foldBatchNorm folds an inference-form BatchNormalization (n, inputs in)
 // into the convolution of fixed weights before it, when that convolution's
@@ -520,10 +545,13 @@ type convBuild[T Float] struct {
 // nothing, and a run never computes it. BatchNormalization then costs no
 // pass over the activations, and a Relu after it fuses into the
 // convolution. The weights are rounded to float32 after scaling, as
-// PyTorch's own export folds them.
+// PyTorch's own export folds them. A convolution that packs or transforms
+// its weights once (Winograd's, the panels') scales them then, from the
+// model's own, so that no scaled copy is kept beside what it packs
+// (ResNet-18's would be 45 MB); others get a scaled copy.
 func (b *builder[T]) foldBatchNorm(n *onnx.Node, in []*val[T]) (*val[T], error) {
 	cb, ok := b.convs[in[0].node]
-	if !ok || b.readers[n.Inputs[0]] != 1 {
+	if !ok || b.readers[n.Inputs[0]] != 1 || cb.fold != nil {
 		return nil, nil
 	}
 	for _, v := range in[1:] {
@@ -536,12 +564,10 @@ func (b *builder[T]) foldBatchNorm(n *onnx.Node, in []*val[T]) (*val[T], error) 
 	w := cb.in[1]
 	m := w.shape[0]
 	per := size(w.shape[1:])
-	fw, fb := make([]T, len(w.consts)), make([]T, m)
+	fold, fb := make([]float64, m), make([]T, m)
 	for o := range m {
 		s := float64(scale[o]) / math.Sqrt(float64(variance[o])+eps)
-		for i := o * per; i < (o+1)*per; i++ {
-			fw[i] = T(float64(w.consts[i]) * s)
-		}
+		fold[o] = s
 		bias := 0.0
 		if len(cb.in) > 2 {
 			bias = float64(cb.in[2].consts[o])
@@ -551,7 +577,23 @@ func (b *builder[T]) foldBatchNorm(n *onnx.Node, in []*val[T]) (*val[T], error) 
 	bn := b.node
 	defer func() { b.node = bn }()
 	b.node = cb.n
-	return b.conv(cb.n, []*val[T]{cb.in[0], b.constant("folded:"+w.node.Name(), fw, w.shape), b.constant("folded bias", fb, []int{m})}, nil)
+	bias := b.constant("folded bias", fb, []int{m})
+	if !foldEagerly {
+		if y, err := b.conv(cb.n, []*val[T]{cb.in[0], w, bias}, nil, fold); y != nil || err != nil {
+			return y, err
+		}
+	}
+	return b.conv(cb.n, []*val[T]{cb.in[0], b.constant("folded:"+w.node.Name(), scaleRows(w.consts, fold, per), w.shape), bias}, nil, nil)
+}
+
+// scaleRows returns w, rows of per elements, with row o scaled by fold[o]
+// in float64 and rounded once.
+func scaleRows[T Float](w []T, fold []float64, per int) []T {
+	out := make([]T, len(w))
+	for i, v := range w {
+		out[i] = T(float64(v) * fold[i/per])
+	}
+	return out
 }
 
 func (k *conv[T]) buildGather() {
@@ -685,6 +727,9 @@ func (k *conv[T]) packedWeights(g int, a []float32, mg, rows int) *sgemmPackedA 
 		k.pw = make([]*sgemmPackedA, k.group)
 	}
 	if k.pw[g] == nil || k.pw[g].kern != sgemmKern {
+		if k.fold != nil {
+			a = scaleRows(a[:mg*rows], k.fold[g*mg:], rows)
+		}
 		k.pw[g] = packAll(sgemmKern, a, rows, mg, rows)
 	}
 	return k.pw[g]

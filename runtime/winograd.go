@@ -60,6 +60,7 @@ type winograd struct {
 	// packed for the GEMMs' kernel (see sgemmA), its 16 matrices in
 	// packedU. Else each call computes it into filters (the workspace's).
 	fixed   bool
+	fold    []float64 // scales w's kernels by output channel (see conv.fold)
 	packedU []*sgemmPackedA
 	uMu     sync.Mutex
 	filters *scratch[float32]
@@ -292,6 +293,9 @@ func (p *winograd) fixedFilters(w []float32) []*sgemmPackedA {
 	defer p.uMu.Unlock()
 	if p.packedU == nil || p.packedU[0].kern != sgemmKern {
 		kern := sgemmKern
+		if p.fold != nil {
+			w = scaleRows(w, p.fold, p.c*9)
+		}
 		p.packedU = make([]*sgemmPackedA, winoA2)
 		for xi := range p.packedU {
 			p.packedU[xi] = newPackedA(kern, p.k, p.c)

@@ -352,6 +352,16 @@ func TestWinogradResNet18(t *testing.T) {
 		kinds := map[string]int{}
 		for _, st := range inferenceSession(p, in.Shape()).lean {
 			kinds[strings.SplitN(st.node.Op().String(), "(", 2)[0]]++
+			if op, ok := st.node.Op().(*kernelOp[float32]); ok {
+				if c, ok := op.k.(*conv[float32]); ok && c.fold != nil {
+					kinds["scaled when packed"]++
+				}
+			}
+		}
+		// Every convolution of the 20 packs or transforms its weights, and
+		// scales them then: none keeps a scaled copy.
+		if fixed && kinds["scaled when packed"] != 20 {
+			t.Errorf("%d convolutions scale their weights as they pack them, want 20", kinds["scaled when packed"])
 		}
 		if folded := kinds["BatchNormalization"] == 0 && kinds["Relu"] == 0 && kinds["Add+Relu"] == 0; folded != fixed {
 			t.Errorf("fixed weights %v: the run computes %d BatchNormalization, %d Add+Relu and %d Relu nodes", fixed, kinds["BatchNormalization"], kinds["Add+Relu"], kinds["Relu"])
@@ -360,6 +370,21 @@ func TestWinogradResNet18(t *testing.T) {
 		errs[fixed] = maxAbsDiff(outs[fixed], want)
 	}
 	t.Logf("max |graft - PyTorch float64| / max|y| (%.3g): im2col %.2g, fixed weights (BatchNormalization folded, Winograd) %.2g", scale, errs[false]/scale, errs[true]/scale)
+	// Convolutions that pack or transform their weights scale them
+	// themselves, to the bits of a scaled copy.
+	foldEagerly = true
+	p, err := Compile(m, Options{FixedWeights: true})
+	foldEagerly = false
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(float64sOf(out[0]), outs[true]) {
+		t.Error("with scaled copies of the weights, the output differs")
+	}
 	if maxAbsDiff(outs[false], outs[true]) == 0 {
 		t.Error("fixed weights gave the im2col path's output bit for bit: Winograd did not run")
 	}
