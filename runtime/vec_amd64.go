@@ -142,17 +142,6 @@ func init() {
 		_ = x[n-1]
 		reluAVX(n, &dst[0], &x[0])
 	}
-	convPack16 = func(dst, x []float32, off []int32, base, lo, hi int) {
-		// lo and hi bound off: every read is inside x.
-		if len(off) == 0 {
-			return
-		}
-		if base+lo < 0 || base+hi+16 > len(x) {
-			panic("convPack16: a read outside the planes")
-		}
-		_ = dst[16*len(off)-1]
-		convPack16AVX(len(off), &dst[0], &x[0], &off[0], base)
-	}
 	evensF32 = func(dst, src []float32) {
 		g := len(dst) / 8
 		if g == 0 {
@@ -161,35 +150,27 @@ func init() {
 		_ = src[16*g-1]
 		evensAVX(g, &dst[0], &src[0])
 	}
-	convPack16S2 = func(dst, x []float32, off []int32, base, lo, hi int) {
-		if len(off) == 0 {
-			return
+	// Panel rows of 16 floats, contiguous or at stride 2 (reading 16 or
+	// 32): lo and hi bound off, so every read is inside x.
+	convPack16 = func(dst, x []float32, off []int32, base, lo, hi int) {
+		if panelRows(dst, x, off, base, lo, hi, 16) {
+			convPack16AVX(len(off), &dst[0], &x[0], &off[0], base)
 		}
-		if base+lo < 0 || base+hi+32 > len(x) {
-			panic("convPack16S2: a read outside the planes")
-		}
-		_ = dst[16*len(off)-1]
-		convPack16S2AVX(len(off), &dst[0], &x[0], &off[0], base)
-	}
-	convBlend16S2 = func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32) {
-		if len(off) == 0 {
-			return
-		}
-		if base+lo < 0 || base+hi+32 > len(x) {
-			panic("convBlend16S2: a read outside the planes")
-		}
-		_ = dst[16*len(off)-1]
-		convBlend16S2AVX(len(off), &dst[0], &x[0], &off[0], base, mask)
 	}
 	convBlend16 = func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32) {
-		if len(off) == 0 {
-			return
+		if panelRows(dst, x, off, base, lo, hi, 16) {
+			convBlend16AVX(len(off), &dst[0], &x[0], &off[0], base, mask)
 		}
-		if base+lo < 0 || base+hi+16 > len(x) {
-			panic("convBlend16: a read outside the planes")
+	}
+	convPack16S2 = func(dst, x []float32, off []int32, base, lo, hi int) {
+		if panelRows(dst, x, off, base, lo, hi, 32) {
+			convPack16S2AVX(len(off), &dst[0], &x[0], &off[0], base)
 		}
-		_ = dst[16*len(off)-1]
-		convBlend16AVX(len(off), &dst[0], &x[0], &off[0], base, mask)
+	}
+	convBlend16S2 = func(dst, x []float32, off []int32, base, lo, hi int, mask *[16]int32) {
+		if panelRows(dst, x, off, base, lo, hi, 32) {
+			convBlend16S2AVX(len(off), &dst[0], &x[0], &off[0], base, mask)
+		}
 	}
 	reluGradF32 = func(dst, g, y []float32) {
 		n := len(dst) &^ 7
@@ -199,4 +180,19 @@ func init() {
 		_, _ = g[n-1], y[n-1]
 		reluGradAVX(n, &dst[0], &g[0], &y[0])
 	}
+}
+
+// panelRows reports whether the panel rows off (reading span floats each
+// from x[off[r]+base:], lo and hi bounding off) have work for the
+// assembly, panicking if a read would fall outside x or a write outside
+// dst: the checks Go's indexing would make.
+func panelRows(dst, x []float32, off []int32, base, lo, hi, span int) bool {
+	if len(off) == 0 {
+		return false
+	}
+	if base+lo < 0 || base+hi+span > len(x) {
+		panic("a panel row read outside the planes")
+	}
+	_ = dst[16*len(off)-1]
+	return true
 }
