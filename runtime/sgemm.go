@@ -80,7 +80,7 @@ const sgemmParallelMin = 1 << 20
 // sgemmParallelMin: it reads each element of the matrix once, from
 // memory, and splitting the reads over the cores pays from a few hundred
 // KiB (a classifier's 512x1000 weights at batch 1: 0.29 ms on one core,
-// 0.15 on two).
+// 0.23 on two).
 const sgemmVecWork = 16
 
 // sgemmBatchTiles lets sgemmBlockFrom hand whole runs of tiles to
